@@ -1,0 +1,9 @@
+//! JSON-RPC 2.0 plumbing shared by every listener: wire types, the error codes in one place, the
+//! axum handler (body limits, batches, notifications) and a pooled client.
+
+pub mod client;
+pub mod codes;
+pub mod types;
+
+pub use client::{ClientError, RpcClient};
+pub use types::{Call, RpcError};

@@ -1,0 +1,124 @@
+//! The validation engine: a [`CheckRequest`] in, a [`Verdict`] out.
+//!
+//! Every role (ingress, revalidator, light server) talks to a `dyn Backend`. Backends compose:
+//! the two real ones (the indexed supervisor client and the light `eth_getLogs` checker) are
+//! wrapped by policy, retry-after-delay and cache layers that are backends themselves.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::interop::{ExecutingDescriptor, Message, SafetyLevel};
+use crate::rpc::codes;
+
+/// What to check: the distinct messages of one transaction, the minimum safety level, and when
+/// (and for how long) they must be valid.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CheckRequest {
+    /// De-duplicated messages, in first-occurrence order.
+    pub messages: Arc<[Message]>,
+    /// Minimum safety level each initiating message must have.
+    pub min_safety: SafetyLevel,
+    /// Executing timestamp, timeout and chain.
+    pub descriptor: ExecutingDescriptor,
+}
+
+/// Why a check did not pass: the supervisor-style code, a sentence, and which message failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// A supervisor error code (`-3204xx..-3215xx`) or `-32602` for malformed input.
+    pub code: i64,
+    /// What failed, in words.
+    pub reason: String,
+    /// The message that failed, when one did.
+    pub message: Option<Message>,
+}
+
+impl Rejection {
+    /// A rejection with a code and a reason.
+    pub fn new(code: i64, reason: impl Into<String>) -> Self {
+        Self { code, reason: reason.into(), message: None }
+    }
+
+    /// Names the failing message.
+    pub fn for_message(mut self, m: Message) -> Self {
+        self.message = Some(m);
+        self
+    }
+
+    /// Metrics label for the code.
+    pub fn label(&self) -> &'static str {
+        codes::label(self.code)
+    }
+}
+
+/// The answer of a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every message is valid for the whole descriptor window; `until` is the last covered
+    /// timestamp (`descriptor.timestamp + timeout`).
+    Valid {
+        /// Last timestamp the verdict covers.
+        until: u64,
+    },
+    /// Definitively invalid (including failsafe, code `-320602`): never forward, evict.
+    Invalid(Rejection),
+    /// Not known yet (future data, uninitialized): retry later, never evict on it.
+    NotYetKnown(Rejection),
+    /// No verdict could be obtained (timeouts, transport errors, `-32603`).
+    Unavailable(String),
+}
+
+impl Verdict {
+    /// True for [`Verdict::Valid`].
+    pub fn is_valid(&self) -> bool {
+        matches!(self, Self::Valid { .. })
+    }
+
+    /// True when a backend reported failsafe.
+    pub fn is_failsafe(&self) -> bool {
+        matches!(self, Self::Invalid(r) if r.code == codes::SUP_FAILSAFE)
+    }
+
+    /// Metrics label for the verdict kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Valid { .. } => "valid",
+            Self::Invalid(_) => "invalid",
+            Self::NotYetKnown(_) => "not_yet_known",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// Metrics label for the reason.
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            Self::Valid { .. } => "ok",
+            Self::Invalid(r) | Self::NotYetKnown(r) => r.label(),
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// A source of verdicts.
+pub trait Backend: Send + Sync + 'static {
+    /// A short name for metrics and logs (`indexed`, `light`, `policy`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Checks one request.
+    fn check<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Verdict>;
+
+    /// Checks many requests that share an executing block. Backends that can batch on the wire
+    /// (one HTTP request for all) override this; the default checks them concurrently.
+    fn check_batch<'a>(&'a self, reqs: &'a [CheckRequest]) -> BoxFuture<'a, Vec<Verdict>> {
+        Box::pin(futures::future::join_all(reqs.iter().map(|r| self.check(r))))
+    }
+
+    /// Whether the backend can currently give verdicts (for `/readyz`).
+    fn ready(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async { true })
+    }
+}
+
+/// A shared backend.
+pub type DynBackend = Arc<dyn Backend>;
