@@ -6,6 +6,8 @@
 //! - [`rpc`]: JSON-RPC plumbing shared by every listener.
 //! - [`metrics`]: the Prometheus registry.
 
+pub mod config;
+pub mod dev;
 pub mod interop;
 pub mod metrics;
 pub mod rpc;

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod codes;
+pub mod server;
 pub mod types;
 
 pub use client::{ClientError, RpcClient};

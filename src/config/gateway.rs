@@ -1,0 +1,265 @@
+//! Sections of the public gateway: listener, upstream, ingress policy, metrics, admin, logs.
+
+use serde::Deserialize;
+
+use super::{check_listen, check_positive, check_url, ConfigError};
+use crate::interop::SafetyLevel;
+
+/// `[server]`: the public JSON-RPC listener.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest request body, bytes (proxyd's default: 256 KiB).
+    pub max_body_bytes: usize,
+    /// Largest batch (proxyd's default: 100).
+    pub max_batch: usize,
+    /// `X-Forwarded-For` hops that are our own proxies (0: use the TCP peer).
+    pub trusted_proxy_depth: usize,
+    /// How long shutdown waits for in-flight requests, ms.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8545".into(),
+            max_body_bytes: 256 * 1024,
+            max_batch: 100,
+            trusted_proxy_depth: 0,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        check_listen("server.listen", &self.listen)?;
+        check_positive("server.max_body_bytes", self.max_body_bytes as u64)?;
+        check_positive("server.max_batch", self.max_batch as u64)?;
+        Ok(())
+    }
+}
+
+/// `[upstream]`: the execution client behind the gateway.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// JSON-RPC URL (env `INTEROP_GATE_UPSTREAM_URL`).
+    pub url: String,
+    /// Per-call timeout, ms.
+    pub timeout_ms: u64,
+    /// Idle keep-alive connections kept to the upstream.
+    pub pool_size: usize,
+    /// Methods forwarded; everything else is refused with -32601 without touching the upstream.
+    pub methods: Vec<String>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:9545".into(),
+            timeout_ms: 5_000,
+            pool_size: 64,
+            methods: [
+                "eth_sendRawTransaction",
+                "eth_sendRawTransactionConditional",
+                "eth_sendRawTransactionSync",
+                "eth_chainId",
+                "net_version",
+                "web3_clientVersion",
+                "eth_blockNumber",
+                "eth_getBalance",
+                "eth_getTransactionCount",
+                "eth_getCode",
+                "eth_getStorageAt",
+                "eth_call",
+                "eth_estimateGas",
+                "eth_gasPrice",
+                "eth_maxPriorityFeePerGas",
+                "eth_feeHistory",
+                "eth_getBlockByNumber",
+                "eth_getBlockByHash",
+                "eth_getBlockReceipts",
+                "eth_getTransactionByHash",
+                "eth_getTransactionReceipt",
+                "eth_getLogs",
+                "eth_syncing",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+impl UpstreamConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        check_url("upstream.url", &self.url)?;
+        check_positive("upstream.timeout_ms", self.timeout_ms)?;
+        Ok(())
+    }
+}
+
+/// What the ingress does with interop transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InteropMode {
+    /// Validate and forward only what passes.
+    Enforce,
+    /// Emergency: refuse every interop transaction, forward the rest.
+    RejectAll,
+    /// Forward without checks (logged loudly, exposed as a metric).
+    Bypass,
+}
+
+impl InteropMode {
+    /// The config/admin string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::RejectAll => "reject-all",
+            Self::Bypass => "bypass",
+        }
+    }
+}
+
+/// A token bucket: sustained rate and burst. A rate of 0 disables the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests per second, sustained (0 = unlimited).
+    pub per_second: u32,
+    /// Extra requests allowed in a burst.
+    pub burst: u32,
+}
+
+/// `[ingress]`: the `eth_sendRawTransaction` pipeline.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngressConfig {
+    /// Serve the ingress role on `[server] listen`.
+    pub enabled: bool,
+    /// The executing (this) chain's id: a transaction for another chain is refused.
+    pub chain_id: u64,
+    /// Initial interop mode.
+    pub mode: InteropMode,
+    /// Minimum safety of initiating messages.
+    pub min_safety: SafetyLevel,
+    /// Descriptor timeout (seconds): how long a message must stay valid after submission.
+    pub timeout_secs: u64,
+    /// Largest number of inbox entries per transaction (before de-duplication).
+    pub max_inbox_entries: usize,
+    /// Largest number of distinct messages per transaction.
+    pub max_messages: usize,
+    /// Validations in flight at once; beyond that, -32024.
+    pub max_in_flight: usize,
+    /// Per client IP, every call.
+    pub ip_rate: RateLimit,
+    /// Per sender address, submissions only.
+    pub sender_rate: RateLimit,
+    /// Per method across all clients (`{ method = { per_second, burst } }`).
+    pub method_rates: std::collections::BTreeMap<String, RateLimit>,
+    /// Largest number of distinct IPs/senders tracked by the rate limiters.
+    pub rate_limit_keys: usize,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            chain_id: 10,
+            mode: InteropMode::Enforce,
+            min_safety: SafetyLevel::CrossUnsafe,
+            timeout_secs: 86_400,
+            max_inbox_entries: 1_000,
+            max_messages: 256,
+            max_in_flight: 1_024,
+            ip_rate: RateLimit { per_second: 0, burst: 0 },
+            sender_rate: RateLimit { per_second: 0, burst: 0 },
+            method_rates: Default::default(),
+            rate_limit_keys: 100_000,
+        }
+    }
+}
+
+impl IngressConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        check_positive("ingress.max_inbox_entries", self.max_inbox_entries as u64)?;
+        check_positive("ingress.max_messages", self.max_messages as u64)?;
+        check_positive("ingress.max_in_flight", self.max_in_flight as u64)?;
+        check_positive("ingress.rate_limit_keys", self.rate_limit_keys as u64)?;
+        if self.min_safety == SafetyLevel::Invalid {
+            return Err(ConfigError::invalid("ingress.min_safety", "\"invalid\" cannot be a minimum safety level"));
+        }
+        Ok(())
+    }
+}
+
+/// `[metrics]`: Prometheus `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address to listen on; empty disables the listener.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { listen: "0.0.0.0:7300".into() }
+    }
+}
+
+/// `[admin]`: the admin listener (status, modes, caches, failsafe).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on (keep it on loopback); empty disables the listener.
+    pub listen: String,
+    /// Bearer token required on every admin call (env `INTEROP_GATE_ADMIN_TOKEN`).
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8546".into(), token: None }
+    }
+}
+
+impl AdminConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if !self.listen.is_empty() {
+            check_listen("admin.listen", &self.listen)?;
+        }
+        if self.token.as_deref() == Some("") {
+            return Err(ConfigError::invalid("admin.token", "must not be empty (omit it to disable auth)"));
+        }
+        Ok(())
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `interop_gate=debug,info`, ...); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}

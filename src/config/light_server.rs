@@ -1,0 +1,32 @@
+//! `[light_server]`: the supervisor-compatible endpoint over the light backend.
+
+use serde::Deserialize;
+
+use super::{check_listen, ConfigError};
+
+/// `[light_server]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LightServerConfig {
+    /// Serve the endpoint.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: String,
+    /// Enter failsafe when a reorg is seen (off: re-fetch and re-verify instead).
+    pub failsafe_on_reorg: bool,
+}
+
+impl Default for LightServerConfig {
+    fn default() -> Self {
+        Self { enabled: false, listen: "0.0.0.0:8560".into(), failsafe_on_reorg: false }
+    }
+}
+
+impl LightServerConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled {
+            check_listen("light_server.listen", &self.listen)?;
+        }
+        Ok(())
+    }
+}

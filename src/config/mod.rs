@@ -1,0 +1,172 @@
+//! Typed configuration. Every section's defaults live in its `Default` impl (one place); the
+//! top-level `config.toml` documents every key with that same default, and a test checks the
+//! two agree. Unknown keys are refused (`deny_unknown_fields`) and semantic checks name the key.
+
+mod gateway;
+mod light_server;
+mod revalidator;
+mod validation;
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use gateway::{AdminConfig, IngressConfig, InteropMode, LogConfig, LogFormat, MetricsConfig, RateLimit, ServerConfig, UpstreamConfig};
+pub use light_server::LightServerConfig;
+pub use revalidator::RevalidatorConfig;
+pub use validation::{ChainRpcConfig, EndpointConfig, LightConfig, Namespace, PolicyMode, Strategy, SupervisorConfig, ValidationConfig};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The public JSON-RPC listener (ingress role).
+    pub server: ServerConfig,
+    /// The execution client that accepted requests are forwarded to.
+    pub upstream: UpstreamConfig,
+    /// The ingress filter role.
+    pub ingress: IngressConfig,
+    /// The validation engine shared by every role.
+    pub validation: ValidationConfig,
+    /// The indexed backend: op-supervisor compatible endpoints.
+    pub supervisor: SupervisorConfig,
+    /// The light backend: source-chain RPCs.
+    pub light: LightConfig,
+    /// The light-mode supervisor endpoint role.
+    pub light_server: LightServerConfig,
+    /// The mempool revalidator role.
+    pub revalidator: RevalidatorConfig,
+    /// Prometheus and health listener.
+    pub metrics: MetricsConfig,
+    /// Admin listener.
+    pub admin: AdminConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// A configuration that could not be loaded; the message names the file and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or did not match the schema (unknown key, wrong type).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The path.
+        path: String,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid config: `{key}`: {message}")]
+    Invalid {
+        /// The dotted key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid { key: key.into(), message: message.into() }
+    }
+}
+
+/// Environment variables that override URLs and secrets, so they need not sit in a file.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("INTEROP_GATE_UPSTREAM_URL", "upstream.url"),
+    ("INTEROP_GATE_SUPERVISOR_URLS", "supervisor.endpoints (comma-separated name=url or url)"),
+    ("INTEROP_GATE_REVALIDATOR_EL_URL", "revalidator.el_url"),
+    ("INTEROP_GATE_ADMIN_TOKEN", "admin.token"),
+];
+
+impl Config {
+    /// Parses TOML text (no environment overrides).
+    pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Loads a file, applies environment overrides, validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: p, message: e.to_string() })?;
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Applies the [`ENV_OVERRIDES`] found by `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("INTEROP_GATE_UPSTREAM_URL") {
+            self.upstream.url = v;
+        }
+        if let Some(v) = get("INTEROP_GATE_SUPERVISOR_URLS") {
+            self.supervisor.endpoints = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .enumerate()
+                .map(|(i, s)| match s.split_once('=') {
+                    Some((name, url)) if !name.contains("://") => EndpointConfig { name: name.to_owned(), url: url.to_owned() },
+                    _ => EndpointConfig { name: format!("supervisor-{i}"), url: s.to_owned() },
+                })
+                .collect();
+        }
+        if let Some(v) = get("INTEROP_GATE_REVALIDATOR_EL_URL") {
+            self.revalidator.el_url = v;
+        }
+        if let Some(v) = get("INTEROP_GATE_ADMIN_TOKEN") {
+            self.admin.token = Some(v);
+        }
+        Ok(())
+    }
+
+    /// Semantic checks across sections.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
+        self.upstream.validate()?;
+        self.ingress.validate()?;
+        self.validation.validate()?;
+        self.supervisor.validate()?;
+        self.light.validate()?;
+        self.light_server.validate()?;
+        self.revalidator.validate()?;
+        self.admin.validate()?;
+        Ok(())
+    }
+}
+
+/// Checks that `url` parses as an http(s) URL; names `key` otherwise.
+pub(crate) fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+        Ok(u) => Err(ConfigError::invalid(key, format!("unsupported scheme {:?} (use http or https)", u.scheme()))),
+        Err(e) => Err(ConfigError::invalid(key, format!("not a URL: {e}"))),
+    }
+}
+
+/// Checks that `addr` is a socket address; names `key` otherwise.
+pub(crate) fn check_listen(key: &str, addr: &str) -> Result<(), ConfigError> {
+    addr.parse::<std::net::SocketAddr>()
+        .map(|_| ())
+        .map_err(|e| ConfigError::invalid(key, format!("not a listen address (ip:port): {e}")))
+}
+
+/// Checks a value is positive; names `key` otherwise.
+pub(crate) fn check_positive(key: &str, v: u64) -> Result<(), ConfigError> {
+    if v == 0 {
+        return Err(ConfigError::invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! The embedded devnet and the in-process peers (upstream EL, supervisor, chain RPC). Tests,
+//! benches and `interop-gate dev` share these, so every peer speaks the real JSON-RPC wire format
+//! over real HTTP on loopback.
+
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::rpc::server::{rpc_router, serve, Handler, Limits};
+
+/// A peer serving on `127.0.0.1` with the socket it bound (no pick-then-rebind race).
+pub struct Peer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Peer {
+    /// `http://addr/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Stops serving (connections in flight finish).
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Generous limits for peers: they model servers, not the gateway.
+pub const PEER_LIMITS: Limits = Limits { max_body_bytes: 64 << 20, max_batch: 100_000, trusted_proxy_depth: 0 };
+
+/// Serves `handler` as JSON-RPC on `addr` (use `127.0.0.1:0` for an ephemeral port).
+pub async fn spawn_peer(name: &'static str, handler: Arc<dyn Handler>, addr: &str) -> std::io::Result<Peer> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let router = rpc_router(name, handler, PEER_LIMITS);
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let _ = serve(listener, router, token, std::time::Duration::from_secs(1)).await;
+    });
+    Ok(Peer { addr, stop })
+}
