@@ -1,8 +1,9 @@
-//! `[revalidator]`: the mempool revalidator.
+//! `[revalidator]`: the mempool revalidator (pool polling, presumed blocks, passes, EL-facing API).
 
 use serde::Deserialize;
 
-use super::{check_listen, check_url, ConfigError};
+use super::{check_listen, check_positive, check_url, ConfigError};
+use crate::interop::SafetyLevel;
 
 /// `[revalidator]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -14,20 +15,168 @@ pub struct RevalidatorConfig {
     pub listen: String,
     /// The execution client whose pool is watched (env `INTEROP_GATE_REVALIDATOR_EL_URL`).
     pub el_url: String,
+    /// Timeout of each call to the EL (`txpool_content`, `eth_getBlockByNumber`), ms. A big pool
+    /// makes `txpool_content` slow, hence more than a check's timeout.
+    pub el_timeout_ms: u64,
+    /// Time between passes, ms: how stale a near block's verdict may get (one block time by
+    /// default, so a tx is re-checked once per block it waits).
+    pub interval_ms: u64,
+    /// Time between full passes (every tracked tx, whatever its presumed block), ms.
+    pub full_interval_ms: u64,
+    /// Presumed blocks re-checked on every pass (the ones a builder is about to build).
+    pub near_blocks: u32,
+    /// The executing chain's block time, seconds: presumed block `i` is expected at
+    /// `head.timestamp + (i + 1) * block_time_secs`.
+    pub block_time_secs: u64,
+    /// Gas kept out of every block for system transactions (the spec's margin): the effective
+    /// gas limit is the head's gas limit minus this.
+    pub system_gas_margin: u64,
+    /// Minimum safety asked for every initiating message.
+    pub min_safety: SafetyLevel,
+    /// The executing (this) chain's id, sent as the descriptor's `chainID`; 0 omits it.
+    pub chain_id: u64,
+    /// Backend requests (one per presumed block) in flight at once.
+    pub max_concurrent_requests: usize,
+    /// Bound on one backend request, ms; when it expires the block's txs count as unanswered.
+    pub request_timeout_ms: u64,
+    /// Largest number of checks sent in one backend request; a presumed block with more is
+    /// split, so a supervisor's batch limit is never exceeded.
+    pub max_checks_per_request: usize,
+    /// How long a tx may stay without a definitive verdict (not yet known or unanswered) before
+    /// it is published as invalid, seconds, counted from when it was first seen or last valid.
+    pub max_unknown_secs: u64,
+    /// Largest number of interop txs tracked; beyond it new ones wait until others leave.
+    pub max_tracked: usize,
+    /// Largest number of pending txs read from one pool snapshot; the rest are skipped (counted).
+    pub max_pool_txs: usize,
+    /// Largest number of inbox entries per tx (proxyd's limit); above it the tx is invalid.
+    pub max_inbox_entries: usize,
+    /// Entries kept in the invalid-transactions feed; older ones are dropped (a poller whose
+    /// cursor is older is told so).
+    pub feed_capacity: usize,
+    /// Largest number of feed entries returned by one `interop_invalidTransactions` call.
+    pub feed_page_size: usize,
+    /// Largest request body on the EL-facing listener, bytes.
+    pub max_body_bytes: usize,
+    /// Largest batch on the EL-facing listener.
+    pub max_batch: usize,
+    /// How long shutdown waits for in-flight API requests, ms.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for RevalidatorConfig {
     fn default() -> Self {
-        Self { enabled: false, listen: "0.0.0.0:8561".into(), el_url: "http://127.0.0.1:9545".into() }
+        Self {
+            enabled: false,
+            listen: "0.0.0.0:8561".into(),
+            el_url: "http://127.0.0.1:9545".into(),
+            el_timeout_ms: 5_000,
+            interval_ms: 2_000,
+            full_interval_ms: 30_000,
+            near_blocks: 4,
+            block_time_secs: 2,
+            system_gas_margin: 100_000,
+            min_safety: SafetyLevel::CrossUnsafe,
+            chain_id: 10,
+            max_concurrent_requests: 8,
+            request_timeout_ms: 5_000,
+            max_checks_per_request: 1_000,
+            max_unknown_secs: 60,
+            max_tracked: 100_000,
+            max_pool_txs: 200_000,
+            max_inbox_entries: 1_000,
+            feed_capacity: 10_000,
+            feed_page_size: 1_000,
+            max_body_bytes: 1 << 20,
+            max_batch: 100,
+            shutdown_grace_ms: 5_000,
+        }
     }
 }
 
 impl RevalidatorConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.enabled {
-            check_listen("revalidator.listen", &self.listen)?;
-            check_url("revalidator.el_url", &self.el_url)?;
+        if !self.enabled {
+            return Ok(());
+        }
+        check_listen("revalidator.listen", &self.listen)?;
+        check_url("revalidator.el_url", &self.el_url)?;
+        for (key, v) in [
+            ("revalidator.el_timeout_ms", self.el_timeout_ms),
+            ("revalidator.interval_ms", self.interval_ms),
+            ("revalidator.full_interval_ms", self.full_interval_ms),
+            ("revalidator.block_time_secs", self.block_time_secs),
+            (
+                "revalidator.max_concurrent_requests",
+                self.max_concurrent_requests as u64,
+            ),
+            ("revalidator.request_timeout_ms", self.request_timeout_ms),
+            (
+                "revalidator.max_checks_per_request",
+                self.max_checks_per_request as u64,
+            ),
+            ("revalidator.max_unknown_secs", self.max_unknown_secs),
+            ("revalidator.max_tracked", self.max_tracked as u64),
+            ("revalidator.max_pool_txs", self.max_pool_txs as u64),
+            (
+                "revalidator.max_inbox_entries",
+                self.max_inbox_entries as u64,
+            ),
+            ("revalidator.feed_capacity", self.feed_capacity as u64),
+            ("revalidator.feed_page_size", self.feed_page_size as u64),
+            ("revalidator.max_body_bytes", self.max_body_bytes as u64),
+            ("revalidator.max_batch", self.max_batch as u64),
+        ] {
+            check_positive(key, v)?;
+        }
+        if self.full_interval_ms < self.interval_ms {
+            return Err(ConfigError::invalid(
+                "revalidator.full_interval_ms",
+                "must be at least interval_ms",
+            ));
+        }
+        if self.min_safety == SafetyLevel::Invalid {
+            return Err(ConfigError::invalid(
+                "revalidator.min_safety",
+                "\"invalid\" cannot be a minimum safety level",
+            ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_bad_values_name_the_key() {
+        let ok = RevalidatorConfig {
+            enabled: true,
+            ..Default::default()
+        };
+        assert!(ok.validate().is_ok());
+        let bad = RevalidatorConfig {
+            near_blocks: 0,
+            interval_ms: 0,
+            ..ok.clone()
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("revalidator.interval_ms"), "{err}");
+        let bad = RevalidatorConfig {
+            full_interval_ms: 1_000,
+            ..ok.clone()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("full_interval_ms"));
+        let parsed: RevalidatorConfig =
+            toml::from_str("enabled = true\nmin_safety = \"local-safe\"\nnear_blocks = 2").unwrap();
+        assert_eq!(parsed.min_safety, SafetyLevel::LocalSafe);
+        assert_eq!(parsed.near_blocks, 2);
+        assert_eq!(parsed.interval_ms, 2_000);
+        assert!(toml::from_str::<RevalidatorConfig>("nope = 1").is_err());
     }
 }

@@ -1,0 +1,120 @@
+//! The EL-facing JSON-RPC API, two faces on one listener:
+//! - drop-in for unmodified op-reth / op-geth / proxyd: `interop_checkAccessList`,
+//!   `supervisor_checkAccessList` (same params and codes as the supervisor) and
+//!   `admin_getFailsafeEnabled`;
+//! - new, for a sequencer EL with a small poller: `interop_invalidTransactions(cursor)`,
+//!   `interop_transactionStatus(hash)` and `interop_revalidationStatus()`.
+//!
+//! Cursors are returned as `0x` hex strings (they can exceed 2^53, where JSON numbers lose
+//! precision in JavaScript) and accepted as a hex string, a decimal string, a number or null.
+
+use std::sync::Arc;
+
+use alloy_primitives::B256;
+use futures::future::BoxFuture;
+use serde_json::value::RawValue;
+
+use super::service::Revalidator;
+use crate::interop::{ExecutingDescriptor, SafetyLevel};
+use crate::rpc::server::{CallContext, Handler};
+use crate::rpc::types::{null, to_raw, Call, RpcError};
+
+/// The handler; cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    core: Arc<Revalidator>,
+}
+
+impl Api {
+    /// The API over `core`.
+    pub fn new(core: Arc<Revalidator>) -> Self {
+        Self { core }
+    }
+}
+
+/// Reads a cursor param: `null`/absent, a number, or a hex or decimal string.
+pub fn parse_cursor(v: Option<&serde_json::Value>) -> Result<Option<u64>, RpcError> {
+    let bad = || {
+        RpcError::invalid_params(
+            "cursor must be null, a u64 number, or a hex (0x…) or decimal string",
+        )
+    };
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => n.as_u64().map(Some).ok_or_else(bad),
+        Some(serde_json::Value::String(s)) => {
+            let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => s.parse::<u64>(),
+            };
+            parsed.map(Some).map_err(|_| bad())
+        }
+        Some(_) => Err(bad()),
+    }
+}
+
+impl Handler for Api {
+    fn call<'a>(
+        &'a self,
+        _ctx: &'a CallContext,
+        call: Call,
+    ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
+        Box::pin(async move {
+            match call.method.as_str() {
+                "interop_checkAccessList" | "supervisor_checkAccessList" => {
+                    let (entries, min_safety, descriptor): (
+                        Vec<B256>,
+                        SafetyLevel,
+                        ExecutingDescriptor,
+                    ) = call.parse_params()?;
+                    self.core
+                        .check_access_list(&entries, min_safety, descriptor)
+                        .await
+                        .map(|()| null())
+                }
+                "admin_getFailsafeEnabled" => Ok(to_raw(&self.core.failsafe())),
+                "interop_invalidTransactions" => {
+                    let params: Vec<serde_json::Value> = call.parse_params()?;
+                    let cursor = parse_cursor(params.first())?;
+                    Ok(to_raw(&self.core.invalid_transactions(cursor)))
+                }
+                "interop_transactionStatus" => {
+                    let (hash,): (B256,) = call.parse_params()?;
+                    Ok(to_raw(&self.core.transaction_status(&hash)))
+                }
+                "interop_revalidationStatus" => Ok(to_raw(&self.core.status())),
+                other => Err(RpcError::method_not_found(other)),
+            }
+        })
+    }
+
+    fn method_label(&self, method: &str) -> &'static str {
+        match method {
+            "interop_checkAccessList" => "interop_checkAccessList",
+            "supervisor_checkAccessList" => "supervisor_checkAccessList",
+            "admin_getFailsafeEnabled" => "admin_getFailsafeEnabled",
+            "interop_invalidTransactions" => "interop_invalidTransactions",
+            "interop_transactionStatus" => "interop_transactionStatus",
+            "interop_revalidationStatus" => "interop_revalidationStatus",
+            _ => "other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cursors_in_every_accepted_form() {
+        assert_eq!(parse_cursor(None).unwrap(), None);
+        assert_eq!(parse_cursor(Some(&json!(null))).unwrap(), None);
+        assert_eq!(parse_cursor(Some(&json!(42))).unwrap(), Some(42));
+        assert_eq!(parse_cursor(Some(&json!("0x2a"))).unwrap(), Some(42));
+        assert_eq!(parse_cursor(Some(&json!("42"))).unwrap(), Some(42));
+        for bad in [json!(-1), json!(1.5), json!("0xzz"), json!(""), json!([1])] {
+            assert_eq!(parse_cursor(Some(&bad)).unwrap_err().code, -32602, "{bad}");
+        }
+    }
+}

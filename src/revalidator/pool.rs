@@ -1,0 +1,359 @@
+//! Pool source: one snapshot of the EL's pending pool (`txpool_content`) and its latest header.
+//!
+//! Tx objects are decoded into [`PoolTx`], keeping only what placement and checks need, rather
+//! than into `alloy_rpc_types::Transaction`: that type insists on a known tx type and a full
+//! signature, so one exotic or sloppy tx would make us reject the whole pool, and it costs far
+//! more per tx at 100k txs. Each tx is decoded on its own; a bad one is skipped and counted.
+//! The `queued` section is not read: those txs have nonce gaps, no builder can include them, and
+//! they are tracked once the EL promotes them to `pending`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use alloy_eips::eip2930::AccessList;
+use alloy_primitives::{Address, B256};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::error::PoolError;
+use crate::interop::access_list::{has_inbox_entries, inbox_entries};
+use crate::rpc::client::http_client;
+use crate::rpc::RpcClient;
+
+/// What the builder's ordering needs from a tx's fee fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fees {
+    /// Legacy and EIP-2930 txs: one price, the whole of it above the base fee is the tip.
+    Legacy {
+        /// `gasPrice`.
+        gas_price: u128,
+    },
+    /// EIP-1559 style txs (types 2, 3, 4 and later).
+    Dynamic {
+        /// `maxFeePerGas`.
+        max_fee: u128,
+        /// `maxPriorityFeePerGas`.
+        max_priority_fee: u128,
+    },
+}
+
+impl Fees {
+    /// The tip per gas a builder earns at `base_fee`; negative when the tx cannot pay the base
+    /// fee (it is not includable in the next block).
+    pub fn effective_tip(&self, base_fee: u128) -> i128 {
+        let signed = |v: u128| i128::try_from(v).unwrap_or(i128::MAX);
+        match *self {
+            Self::Legacy { gas_price } => signed(gas_price) - signed(base_fee),
+            Self::Dynamic {
+                max_fee,
+                max_priority_fee,
+            } => {
+                let headroom = signed(max_fee) - signed(base_fee);
+                headroom.min(signed(max_priority_fee))
+            }
+        }
+    }
+}
+
+/// One pending tx, as much as the revalidator needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolTx {
+    /// Tx hash.
+    pub hash: B256,
+    /// Sender.
+    pub sender: Address,
+    /// Nonce.
+    pub nonce: u64,
+    /// Gas limit of the tx (what a builder reserves in the block).
+    pub gas: u64,
+    /// Fee fields.
+    pub fees: Fees,
+    /// The inbox entries, in order, when the access list names `CrossL2Inbox` with keys (an
+    /// interop tx); `None` for every other tx.
+    pub inbox: Option<Vec<B256>>,
+}
+
+/// The latest block, which the next presumed blocks build on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Head {
+    /// Block number.
+    pub number: u64,
+    /// Block timestamp (unix seconds).
+    pub timestamp: u64,
+    /// Base fee per gas (0 before London).
+    pub base_fee: u128,
+    /// Block gas limit.
+    pub gas_limit: u64,
+}
+
+/// One pool read.
+#[derive(Debug, Clone, Default)]
+pub struct PoolSnapshot {
+    /// The head the pool was read against.
+    pub head: Head,
+    /// Pending txs, in no particular order.
+    pub txs: Vec<PoolTx>,
+    /// Tx objects that could not be decoded (skipped).
+    pub undecodable: usize,
+    /// Txs beyond `max_pool_txs` (skipped).
+    pub over_limit: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireTx {
+    hash: B256,
+    from: Address,
+    #[serde(with = "alloy_serde::quantity")]
+    nonce: u64,
+    #[serde(with = "alloy_serde::quantity")]
+    gas: u64,
+    #[serde(default, with = "alloy_serde::quantity::opt")]
+    gas_price: Option<u128>,
+    #[serde(default, with = "alloy_serde::quantity::opt")]
+    max_fee_per_gas: Option<u128>,
+    #[serde(default, with = "alloy_serde::quantity::opt")]
+    max_priority_fee_per_gas: Option<u128>,
+    #[serde(default)]
+    access_list: Option<AccessList>,
+}
+
+impl WireTx {
+    fn into_pool_tx(self) -> Option<PoolTx> {
+        // geth also reports `gasPrice` on 1559 txs (as the fee cap), so the 1559 fields win.
+        let fees = match (
+            self.max_fee_per_gas,
+            self.max_priority_fee_per_gas,
+            self.gas_price,
+        ) {
+            (Some(max_fee), Some(max_priority_fee), _) => Fees::Dynamic {
+                max_fee,
+                max_priority_fee,
+            },
+            (None, None, Some(gas_price)) => Fees::Legacy { gas_price },
+            _ => return None,
+        };
+        let inbox = self
+            .access_list
+            .as_ref()
+            .filter(|l| has_inbox_entries(l))
+            .map(inbox_entries);
+        Some(PoolTx {
+            hash: self.hash,
+            sender: self.from,
+            nonce: self.nonce,
+            gas: self.gas,
+            fees,
+            inbox,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct WireContent<'a> {
+    #[serde(borrow, default)]
+    pending: HashMap<String, &'a RawValue>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    queued: IgnoredAny,
+}
+
+/// Decodes a `txpool_content` result, keeping at most `max_txs` pending txs. Only a result that
+/// is not an object with a `pending` map is an error; bad senders or txs are counted.
+pub fn decode_txpool_content(
+    json: &str,
+    max_txs: usize,
+) -> Result<(Vec<PoolTx>, usize, usize), PoolError> {
+    let content: WireContent<'_> = serde_json::from_str(json)
+        .map_err(|e| PoolError::Decode(format!("txpool_content: {e}")))?;
+    let mut txs = Vec::with_capacity(content.pending.values().len().min(max_txs));
+    let (mut undecodable, mut over_limit) = (0usize, 0usize);
+    for by_nonce in content.pending.values() {
+        let by_nonce: HashMap<String, &RawValue> = match serde_json::from_str(by_nonce.get()) {
+            Ok(m) => m,
+            Err(_) => {
+                undecodable += 1;
+                continue;
+            }
+        };
+        for raw in by_nonce.values() {
+            if txs.len() >= max_txs {
+                over_limit += 1;
+                continue;
+            }
+            match serde_json::from_str::<WireTx>(raw.get())
+                .ok()
+                .and_then(WireTx::into_pool_tx)
+            {
+                Some(tx) => txs.push(tx),
+                None => undecodable += 1,
+            }
+        }
+    }
+    Ok((txs, undecodable, over_limit))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireHead {
+    #[serde(with = "alloy_serde::quantity")]
+    number: u64,
+    #[serde(with = "alloy_serde::quantity")]
+    timestamp: u64,
+    #[serde(with = "alloy_serde::quantity")]
+    gas_limit: u64,
+    #[serde(default, with = "alloy_serde::quantity::opt")]
+    base_fee_per_gas: Option<u128>,
+}
+
+/// Decodes an `eth_getBlockByNumber` result (`null` when the EL has no block yet).
+pub fn decode_head(json: &str) -> Result<Head, PoolError> {
+    let head: Option<WireHead> =
+        serde_json::from_str(json).map_err(|e| PoolError::Decode(format!("latest block: {e}")))?;
+    let h = head.ok_or_else(|| PoolError::Decode("latest block: the EL answered null".into()))?;
+    Ok(Head {
+        number: h.number,
+        timestamp: h.timestamp,
+        base_fee: h.base_fee_per_gas.unwrap_or(0),
+        gas_limit: h.gas_limit,
+    })
+}
+
+/// The EL whose pool is watched.
+#[derive(Debug)]
+pub struct ElPool {
+    rpc: RpcClient,
+    max_txs: usize,
+}
+
+impl ElPool {
+    /// A client for `url`; every call is bounded by `timeout`.
+    pub fn new(url: &str, timeout: Duration, max_txs: usize) -> Result<Self, PoolError> {
+        let url =
+            reqwest::Url::parse(url).map_err(|e| PoolError::Config(format!("el_url: {e}")))?;
+        Ok(Self {
+            rpc: RpcClient::new("el", "el", url, timeout, http_client(2)),
+            max_txs,
+        })
+    }
+
+    /// Reads the head and the pending pool (two calls in parallel; a tx that lands in between
+    /// is re-placed on the next pass).
+    pub async fn fetch(&self) -> Result<PoolSnapshot, PoolError> {
+        let (head, content) = tokio::join!(
+            self.rpc
+                .call_raw("eth_getBlockByNumber", &("latest", false)),
+            self.rpc.call_raw("txpool_content", &[(); 0]),
+        );
+        let head = decode_head(head.map_err(PoolError::El)?.get())?;
+        let content = content.map_err(PoolError::El)?;
+        let (txs, undecodable, over_limit) = decode_txpool_content(content.get(), self.max_txs)?;
+        Ok(PoolSnapshot {
+            head,
+            txs,
+            undecodable,
+            over_limit,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interop::{build_access_list, Message};
+    use alloy_consensus::{Signed, TxEip1559, TxEnvelope};
+    use alloy_primitives::{Signature, TxKind, U256};
+
+    #[test]
+    fn decodes_what_alloy_serializes_and_skips_bad_txs() {
+        let m = Message {
+            chain_id: U256::from(901),
+            block_number: 5,
+            timestamp: 77,
+            log_index: 2,
+            checksum: B256::repeat_byte(3),
+        };
+        let tx = TxEip1559 {
+            chain_id: 10,
+            nonce: 7,
+            gas_limit: 60_000,
+            max_fee_per_gas: 2_000,
+            max_priority_fee_per_gas: 30,
+            to: TxKind::Call(Address::repeat_byte(9)),
+            value: U256::ZERO,
+            access_list: build_access_list(&[m]),
+            input: Default::default(),
+        };
+        let sig = Signature::new(U256::from(1), U256::from(2), false);
+        let env = TxEnvelope::Eip1559(Signed::new_unchecked(tx, sig, B256::repeat_byte(0xaa)));
+        let sender = Address::repeat_byte(0x11);
+        let rpc_tx = alloy_rpc_types::Transaction {
+            inner: alloy_consensus::transaction::Recovered::new_unchecked(env, sender),
+            block_hash: None,
+            block_number: None,
+            transaction_index: None,
+            effective_gas_price: None,
+            block_timestamp: None,
+        };
+        let content = serde_json::json!({
+            "pending": { format!("{sender}"): { "7": rpc_tx, "8": {"hash": "0x12"} }, "0x22": 5 },
+            "queued": { format!("{sender}"): { "10": {"whatever": true} } },
+        });
+        let (txs, undecodable, over) = decode_txpool_content(&content.to_string(), 10).unwrap();
+        assert_eq!((undecodable, over), (2, 0));
+        assert_eq!(txs.len(), 1);
+        let t = &txs[0];
+        assert_eq!(
+            (t.hash, t.sender, t.nonce, t.gas),
+            (B256::repeat_byte(0xaa), sender, 7, 60_000)
+        );
+        assert_eq!(
+            t.fees,
+            Fees::Dynamic {
+                max_fee: 2_000,
+                max_priority_fee: 30
+            }
+        );
+        assert_eq!(
+            t.inbox.as_deref(),
+            Some(&crate::interop::encode_entries(&[m])[..])
+        );
+        assert!(decode_txpool_content("[1]", 10).is_err());
+    }
+
+    #[test]
+    fn effective_tip_follows_the_base_fee() {
+        let d = Fees::Dynamic {
+            max_fee: 100,
+            max_priority_fee: 10,
+        };
+        assert_eq!(d.effective_tip(50), 10);
+        assert_eq!(d.effective_tip(95), 5);
+        assert_eq!(d.effective_tip(120), -20);
+        assert_eq!(Fees::Legacy { gas_price: 70 }.effective_tip(50), 20);
+        assert_eq!(Fees::Legacy { gas_price: 40 }.effective_tip(50), -10);
+    }
+
+    #[test]
+    fn head_decodes_with_and_without_base_fee() {
+        let h = decode_head(r#"{"number":"0x10","timestamp":"0x64","gasLimit":"0x1c9c380","baseFeePerGas":"0x7","hash":"0x00"}"#).unwrap();
+        assert_eq!(
+            h,
+            Head {
+                number: 16,
+                timestamp: 100,
+                base_fee: 7,
+                gas_limit: 30_000_000
+            }
+        );
+        assert_eq!(
+            decode_head(r#"{"number":"0x1","timestamp":"0x2","gasLimit":"0x3"}"#)
+                .unwrap()
+                .base_fee,
+            0
+        );
+        assert!(decode_head("null").is_err());
+    }
+}

@@ -1,0 +1,380 @@
+//! The revalidator core: owns the store, runs passes (one at a time) on a schedule, and answers
+//! drop-in checks from the store or the backend.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{B256, U256};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{verdict_result, PoolError};
+use super::feed::{Feed, FeedPage};
+use super::pass::{execute, plan, PassKind, PlanParams};
+use super::pool::{ElPool, Head, PoolSnapshot};
+use super::tracker::{unix_now, Tracker, TrackerLimits};
+use crate::config::RevalidatorConfig;
+use crate::interop::access_list::{dedup, parse_entries};
+use crate::interop::{ExecutingDescriptor, SafetyLevel};
+use crate::metrics::metrics;
+use crate::rpc::{codes, RpcError};
+use crate::validation::{CheckRequest, DynBackend, Verdict};
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassReport {
+    /// `near` or `full`.
+    pub kind: Option<PassKind>,
+    /// Start (unix seconds).
+    pub started_at: u64,
+    /// Duration, ms.
+    pub duration_ms: u64,
+    /// The head placed on.
+    pub head: Head,
+    /// Pending txs in the snapshot.
+    pub pool_txs: usize,
+    /// Interop txs tracked after the pass.
+    pub tracked: usize,
+    /// Presumed blocks the pool fills.
+    pub presumed_blocks: u32,
+    /// Presumed blocks (and the unplaced group) checked.
+    pub blocks_checked: usize,
+    /// Backend requests sent (`check_batch` calls).
+    pub requests: usize,
+    /// Checks sent.
+    pub txs_checked: usize,
+    /// Txs published invalid by this pass (verdicts, malformed lists and deadlines).
+    pub invalid_found: usize,
+    /// Txs that left the pool and were forgotten.
+    pub forgotten: usize,
+    /// Pool txs skipped (undecodable or over a bound).
+    pub skipped: usize,
+    /// Failsafe flag after the pass.
+    pub failsafe: bool,
+}
+
+#[derive(Debug, Default)]
+struct Schedule {
+    last_full: Option<Instant>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LastPass {
+    last_pass: Option<PassReport>,
+    last_error: Option<String>,
+    last_error_at: Option<u64>,
+    passes: u64,
+}
+
+/// The revalidator.
+pub struct Revalidator {
+    cfg: RevalidatorConfig,
+    backend: DynBackend,
+    pool: ElPool,
+    store: Mutex<Tracker>,
+    requests: tokio::sync::Semaphore,
+    schedule: tokio::sync::Mutex<Schedule>,
+    last: Mutex<LastPass>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep serving it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Revalidator {
+    /// A revalidator watching `cfg.el_url` and checking with `backend`. Nothing runs until
+    /// passes are driven ([`Revalidator::run_due_pass`] or [`super::start`]).
+    pub fn new(cfg: RevalidatorConfig, backend: DynBackend) -> Result<Arc<Self>, PoolError> {
+        let pool = ElPool::new(
+            &cfg.el_url,
+            Duration::from_millis(cfg.el_timeout_ms),
+            cfg.max_pool_txs,
+        )?;
+        let limits = TrackerLimits {
+            max_tracked: cfg.max_tracked,
+            max_inbox_entries: cfg.max_inbox_entries,
+            max_unknown: Duration::from_secs(cfg.max_unknown_secs),
+            chain_id: (cfg.chain_id != 0).then(|| U256::from(cfg.chain_id)),
+        };
+        Ok(Arc::new(Self {
+            store: Mutex::new(Tracker::new(limits, Feed::new(cfg.feed_capacity))),
+            requests: tokio::sync::Semaphore::new(cfg.max_concurrent_requests.max(1)),
+            schedule: tokio::sync::Mutex::new(Schedule::default()),
+            last: Mutex::new(LastPass::default()),
+            pool,
+            backend,
+            cfg,
+        }))
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &RevalidatorConfig {
+        &self.cfg
+    }
+
+    /// Runs a full pass when one is due (first pass, or `full_interval` since the last), else a
+    /// near pass. A failed pool read skips the pass and is kept for the status call.
+    pub async fn run_due_pass(&self) -> Result<PassReport, PoolError> {
+        let full_due = {
+            let s = self.schedule.lock().await;
+            s.last_full
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(self.cfg.full_interval_ms))
+        };
+        self.run_pass(if full_due {
+            PassKind::Full
+        } else {
+            PassKind::Near
+        })
+        .await
+    }
+
+    /// Reads the pool and runs a pass of `kind` on it.
+    pub async fn run_pass(&self, kind: PassKind) -> Result<PassReport, PoolError> {
+        let started = Instant::now();
+        let snap = match self.pool.fetch().await {
+            Ok(s) => s,
+            Err(e) => {
+                let mut last = lock(&self.last);
+                last.last_error = Some(e.to_string());
+                last.last_error_at = Some(unix_now());
+                return Err(e);
+            }
+        };
+        Ok(self.run_pass_on(&snap, kind, started).await)
+    }
+
+    /// Runs a pass of `kind` on a snapshot already read (benches, and tests that script the
+    /// pool). `started` is when the pass began, for its duration.
+    pub async fn run_pass_on(
+        &self,
+        snap: &PoolSnapshot,
+        kind: PassKind,
+        started: Instant,
+    ) -> PassReport {
+        let m = metrics();
+        let mut schedule = self.schedule.lock().await;
+        let (now, now_unix) = (Instant::now(), unix_now());
+        let full_every = Duration::from_millis(self.cfg.full_interval_ms);
+        let next_full_in = match (kind, schedule.last_full) {
+            (PassKind::Full, _) | (_, None) => full_every,
+            (PassKind::Near, Some(t)) => {
+                full_every.saturating_sub(now.saturating_duration_since(t))
+            }
+        };
+        let params = PlanParams {
+            near_blocks: self.cfg.near_blocks,
+            block_time: self.cfg.block_time_secs,
+            system_gas_margin: self.cfg.system_gas_margin,
+            min_safety: self.cfg.min_safety,
+            chain_id: (self.cfg.chain_id != 0).then(|| U256::from(self.cfg.chain_id)),
+            interval: Duration::from_millis(self.cfg.interval_ms),
+            next_full_in,
+            max_checks_per_request: self.cfg.max_checks_per_request,
+        };
+        let (sync, planned) = {
+            let mut store = lock(&self.store);
+            let sync = store.sync(&snap.txs, now, now_unix);
+            (sync, plan(&mut store, snap, kind, &params, now_unix))
+        };
+        let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
+        let verdicts = execute(
+            self.backend.as_ref(),
+            &planned.batches,
+            &self.requests,
+            timeout,
+        )
+        .await;
+
+        let (now, now_unix) = (Instant::now(), unix_now());
+        let mut report = PassReport {
+            kind: Some(kind),
+            started_at: now_unix.saturating_sub(started.elapsed().as_secs()),
+            head: snap.head,
+            pool_txs: snap.txs.len(),
+            presumed_blocks: planned.presumed_blocks,
+            blocks_checked: planned.blocks_checked,
+            requests: planned.batches.len(),
+            invalid_found: sync.malformed,
+            forgotten: sync.removed,
+            skipped: snap.undecodable + snap.over_limit + sync.over_limit,
+            ..Default::default()
+        };
+        {
+            let mut store = lock(&self.store);
+            let (mut failsafe_seen, mut answered) = (false, false);
+            for (batch, verdicts) in planned.batches.iter().zip(verdicts) {
+                for ((hash, req), verdict) in batch.hashes.iter().zip(&batch.reqs).zip(verdicts) {
+                    report.txs_checked += 1;
+                    failsafe_seen |= verdict.is_failsafe();
+                    answered |= !matches!(verdict, Verdict::Unavailable(_));
+                    if store.record(
+                        *hash,
+                        verdict,
+                        &req.descriptor,
+                        req.min_safety,
+                        now,
+                        now_unix,
+                    ) {
+                        report.invalid_found += 1;
+                    }
+                }
+            }
+            report.invalid_found += store.expire(now, now_unix);
+            // Only a pass that got answers, none of them failsafe, clears the flag.
+            if failsafe_seen {
+                store.set_failsafe(true);
+            } else if answered {
+                store.set_failsafe(false);
+            }
+            report.failsafe = store.failsafe();
+            report.tracked = store.len();
+        }
+        if kind == PassKind::Full {
+            schedule.last_full = Some(now);
+        }
+        drop(schedule);
+        report.duration_ms = started.elapsed().as_millis() as u64;
+
+        let state = &m.revalidator_state;
+        state
+            .with_label_values(&["pool_txs"])
+            .set(report.pool_txs as i64);
+        state
+            .with_label_values(&["tracked_txs"])
+            .set(report.tracked as i64);
+        state
+            .with_label_values(&["presumed_blocks"])
+            .set(i64::from(report.presumed_blocks));
+        state
+            .with_label_values(&["failsafe"])
+            .set(i64::from(report.failsafe));
+        m.revalidator_requests_per_pass
+            .with_label_values(&[kind.as_str()])
+            .observe(report.requests as f64);
+        m.revalidator_pass_duration
+            .with_label_values(&[kind.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        m.revalidator_skipped
+            .with_label_values(&["undecodable"])
+            .inc_by(snap.undecodable as u64);
+        m.revalidator_skipped
+            .with_label_values(&["over_limit"])
+            .inc_by((snap.over_limit + sync.over_limit) as u64);
+        tracing::debug!(target: "interop_gate::revalidator", ?report, "pass done");
+        let mut last = lock(&self.last);
+        last.passes += 1;
+        last.last_pass = Some(report.clone());
+        report
+    }
+
+    /// Runs passes every `interval` until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = self.run_due_pass() => if let Err(e) = r {
+                    tracing::warn!(target: "interop_gate::revalidator", error = %e, "pass skipped: cannot read the pool");
+                },
+            }
+        }
+    }
+
+    /// The drop-in `checkAccessList`: from the store when a tracked tx with these messages was
+    /// checked for a covering window, else from the backend (bounded by `request_timeout_ms`).
+    pub async fn check_access_list(
+        &self,
+        entries: &[B256],
+        min_safety: SafetyLevel,
+        descriptor: ExecutingDescriptor,
+    ) -> Result<(), RpcError> {
+        if entries.len() > self.cfg.max_inbox_entries {
+            return Err(RpcError::new(
+                codes::ACCESS_LIST_TOO_LARGE,
+                format!(
+                    "{} inbox entries, the limit is {}",
+                    entries.len(),
+                    self.cfg.max_inbox_entries
+                ),
+            ));
+        }
+        let mut messages = parse_entries(entries)
+            .map_err(|e| RpcError::invalid_params(format!("malformed inbox entries: {e}")))?;
+        dedup(&mut messages);
+        let cached = lock(&self.store).lookup(&messages, min_safety, &descriptor);
+        let answers = &metrics().revalidator_checks;
+        if let Some(answer) = cached {
+            answers.with_label_values(&["cache"]).inc();
+            return answer.map_err(|r| super::error::rejection_error(&r));
+        }
+        answers.with_label_values(&["forward"]).inc();
+        let req = CheckRequest {
+            messages: messages.into(),
+            min_safety,
+            descriptor,
+        };
+        let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
+        let verdict = tokio::time::timeout(timeout, self.backend.check(&req))
+            .await
+            .unwrap_or_else(|_| {
+                Verdict::Unavailable(format!(
+                    "backend timed out after {} ms",
+                    timeout.as_millis()
+                ))
+            });
+        if verdict.is_failsafe() {
+            lock(&self.store).set_failsafe(true);
+        }
+        verdict_result(&verdict)
+    }
+
+    /// The failsafe flag.
+    pub fn failsafe(&self) -> bool {
+        lock(&self.store).failsafe()
+    }
+
+    /// A page of the invalid feed.
+    pub fn invalid_transactions(&self, cursor: Option<u64>) -> FeedPage {
+        lock(&self.store)
+            .feed()
+            .read(cursor, self.cfg.feed_page_size)
+    }
+
+    /// What is known about one tx.
+    pub fn transaction_status(&self, hash: &B256) -> serde_json::Value {
+        lock(&self.store).view(hash)
+    }
+
+    /// The last pass, the last pool error, and the current flag and feed bounds.
+    pub fn status(&self) -> serde_json::Value {
+        let last = lock(&self.last).clone();
+        let store = lock(&self.store);
+        serde_json::json!({
+            "lastPass": last.last_pass,
+            "passes": last.passes,
+            "lastError": last.last_error,
+            "lastErrorAt": last.last_error_at,
+            "tracked": store.len(),
+            "failsafe": store.failsafe(),
+            "feed": {
+                "oldestCursor": format!("{:#x}", store.feed().oldest()),
+                "nextCursor": format!("{:#x}", store.feed().next_seq()),
+            },
+            "config": {
+                "intervalMs": self.cfg.interval_ms,
+                "fullIntervalMs": self.cfg.full_interval_ms,
+                "nearBlocks": self.cfg.near_blocks,
+                "blockTimeSecs": self.cfg.block_time_secs,
+                "minSafety": self.cfg.min_safety,
+            },
+        })
+    }
+}

@@ -1,0 +1,688 @@
+//! The results store: every tracked interop tx, its latest verdict, the invalid feed and the
+//! failsafe flag. Passes write it, the EL-facing API reads it; it holds no I/O so it is guarded
+//! by a plain mutex and never held across an await.
+//!
+//! Verdict rules: valid -> valid until the verdict's end; definitive invalid -> published once,
+//! never retried; not-yet-known / unanswered -> re-checked next pass and published only when the
+//! tx has gone `max_unknown` without a definitive answer (counted from when it was first seen or
+//! last found valid, so a brief backend outage does not flush long-valid txs at once). A
+//! failsafe answer is not about the tx: it raises the flag and the tx is retried, without
+//! running its deadline down (ELs evict on the flag themselves).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{B256, U256};
+use serde_json::json;
+
+use super::error::message_data;
+use super::feed::{Feed, FeedEntry};
+use super::pool::PoolTx;
+use crate::interop::access_list::{dedup, parse_entries};
+use crate::interop::{ExecutingDescriptor, Message, SafetyLevel};
+use crate::rpc::codes;
+use crate::validation::{Rejection, Verdict};
+
+/// What is known about one tracked tx.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TxStatus {
+    /// Not checked yet.
+    Unchecked,
+    /// Valid for every executing timestamp in `[from, until]` at `safety`.
+    Valid {
+        /// First covered timestamp (the descriptor's).
+        from: u64,
+        /// Last covered timestamp.
+        until: u64,
+        /// Minimum safety that was asked.
+        safety: SafetyLevel,
+    },
+    /// No definitive answer yet (not yet known, unanswered, or failsafe); retried next pass.
+    Pending {
+        /// The last answer.
+        last: Verdict,
+    },
+    /// Published to the feed; never re-checked.
+    Invalid {
+        /// Why.
+        rejection: Rejection,
+        /// The descriptor timestamp and safety of the backend verdict, when the backend gave it
+        /// (a malformed list or an expired deadline has none and is never answered from here).
+        checked: Option<(u64, SafetyLevel)>,
+        /// Feed sequence number.
+        seq: u64,
+    },
+}
+
+/// One tracked interop tx.
+#[derive(Debug, Clone)]
+pub struct TrackedTx {
+    /// De-duplicated messages (empty for a malformed list).
+    pub messages: Arc<[Message]>,
+    /// The newest initiating timestamp among `messages`.
+    pub max_init_ts: u64,
+    /// First seen in the pool (unix seconds).
+    pub first_seen_unix: u64,
+    /// Start of the current run without a definitive answer.
+    pub unknown_since: Instant,
+    /// Presumed block index, `None` when unplaced (nonce gap, gas over the limit).
+    pub presumed_block: Option<u32>,
+    /// Expected inclusion timestamp.
+    pub expected_ts: u64,
+    /// Latest verdict.
+    pub status: TxStatus,
+    /// Last check (unix seconds).
+    pub last_checked_unix: Option<u64>,
+    /// Next planned check (unix seconds).
+    pub next_check_unix: Option<u64>,
+    /// Re-check on the next pass whatever its presumed block.
+    pub retry: bool,
+}
+
+/// What a pool sync changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Newly tracked txs.
+    pub added: usize,
+    /// Txs gone from the pool, forgotten.
+    pub removed: usize,
+    /// New txs published invalid at once (malformed or oversized access list).
+    pub malformed: usize,
+    /// Interop txs not tracked because `max_tracked` was reached.
+    pub over_limit: usize,
+}
+
+/// Bounds and identity the store needs.
+#[derive(Debug, Clone)]
+pub struct TrackerLimits {
+    /// Largest number of tracked txs.
+    pub max_tracked: usize,
+    /// Largest number of inbox entries per tx.
+    pub max_inbox_entries: usize,
+    /// How long a tx may go without a definitive answer.
+    pub max_unknown: Duration,
+    /// The executing chain (`None`: not named in descriptors).
+    pub chain_id: Option<U256>,
+}
+
+/// The store.
+#[derive(Debug)]
+pub struct Tracker {
+    pub(super) txs: HashMap<B256, TrackedTx>,
+    by_messages: HashMap<Arc<[Message]>, Vec<B256>>,
+    pub(super) feed: Feed,
+    failsafe: bool,
+    limits: TrackerLimits,
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Tracker {
+    /// An empty store.
+    pub fn new(limits: TrackerLimits, feed: Feed) -> Self {
+        Self {
+            txs: HashMap::new(),
+            by_messages: HashMap::new(),
+            feed,
+            failsafe: false,
+            limits,
+        }
+    }
+
+    /// Number of tracked txs.
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// True when nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    /// The failsafe flag.
+    pub fn failsafe(&self) -> bool {
+        self.failsafe
+    }
+
+    /// Sets the failsafe flag.
+    pub fn set_failsafe(&mut self, on: bool) {
+        self.failsafe = on;
+    }
+
+    /// The invalid feed.
+    pub fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
+    /// Follows the pool: forgets txs that left it, tracks new interop txs (publishing malformed
+    /// ones at once).
+    pub fn sync(&mut self, pool: &[PoolTx], now: Instant, now_unix: u64) -> SyncReport {
+        let mut report = SyncReport::default();
+        let present: HashSet<B256> = pool
+            .iter()
+            .filter(|t| t.inbox.is_some())
+            .map(|t| t.hash)
+            .collect();
+        let by_messages = &mut self.by_messages;
+        self.txs.retain(|hash, t| {
+            let keep = present.contains(hash);
+            if !keep {
+                report.removed += 1;
+                if let Some(hashes) = by_messages.get_mut(&t.messages) {
+                    hashes.retain(|h| h != hash);
+                    if hashes.is_empty() {
+                        by_messages.remove(&t.messages);
+                    }
+                }
+            }
+            keep
+        });
+        for tx in pool {
+            let Some(inbox) = &tx.inbox else { continue };
+            if self.txs.contains_key(&tx.hash) {
+                continue;
+            }
+            if self.txs.len() >= self.limits.max_tracked {
+                report.over_limit += 1;
+                continue;
+            }
+            report.added += 1;
+            let mut t = TrackedTx {
+                messages: Arc::from(Vec::new()),
+                max_init_ts: 0,
+                first_seen_unix: now_unix,
+                unknown_since: now,
+                presumed_block: None,
+                expected_ts: 0,
+                status: TxStatus::Unchecked,
+                last_checked_unix: None,
+                next_check_unix: None,
+                retry: false,
+            };
+            let parsed = if inbox.len() > self.limits.max_inbox_entries {
+                Err(Rejection::new(
+                    codes::ACCESS_LIST_TOO_LARGE,
+                    format!(
+                        "{} inbox entries, the limit is {}",
+                        inbox.len(),
+                        self.limits.max_inbox_entries
+                    ),
+                ))
+            } else {
+                parse_entries(inbox).map_err(|e| {
+                    Rejection::new(
+                        codes::INVALID_PARAMS,
+                        format!("malformed interop access list: {e}"),
+                    )
+                })
+            };
+            match parsed {
+                Ok(mut messages) => {
+                    dedup(&mut messages);
+                    t.max_init_ts = messages.iter().map(|m| m.timestamp).max().unwrap_or(0);
+                    t.messages = Arc::from(messages);
+                    self.by_messages
+                        .entry(t.messages.clone())
+                        .or_default()
+                        .push(tx.hash);
+                }
+                Err(rejection) => {
+                    report.malformed += 1;
+                    let seq = self.publish(tx.hash, &rejection, now_unix);
+                    t.status = TxStatus::Invalid {
+                        rejection,
+                        checked: None,
+                        seq,
+                    };
+                }
+            }
+            self.txs.insert(tx.hash, t);
+        }
+        report
+    }
+
+    fn publish(&mut self, hash: B256, r: &Rejection, now_unix: u64) -> u64 {
+        crate::metrics::metrics()
+            .revalidator_invalid
+            .with_label_values(&[r.label()])
+            .inc();
+        self.feed.publish(FeedEntry {
+            seq: 0,
+            hash,
+            code: r.code,
+            reason: r.reason.clone(),
+            detected_at: now_unix,
+            data: r.message.as_ref().map(message_data),
+        })
+    }
+
+    /// Records the verdict of a check made with `descriptor` at `safety`. Returns true when it
+    /// published the tx as invalid.
+    pub fn record(
+        &mut self,
+        hash: B256,
+        verdict: Verdict,
+        descriptor: &ExecutingDescriptor,
+        safety: SafetyLevel,
+        now: Instant,
+        now_unix: u64,
+    ) -> bool {
+        let Some(t) = self.txs.get_mut(&hash) else {
+            return false;
+        };
+        if matches!(t.status, TxStatus::Invalid { .. }) {
+            return false;
+        }
+        t.last_checked_unix = Some(now_unix);
+        t.retry = false;
+        match verdict {
+            Verdict::Valid { until } => {
+                t.status = TxStatus::Valid {
+                    from: descriptor.timestamp,
+                    until,
+                    safety,
+                };
+                t.unknown_since = now;
+                false
+            }
+            Verdict::Invalid(r) if r.code != codes::SUP_FAILSAFE => {
+                let seq = self.publish(hash, &r, now_unix);
+                if let Some(t) = self.txs.get_mut(&hash) {
+                    t.status = TxStatus::Invalid {
+                        rejection: r,
+                        checked: Some((descriptor.timestamp, safety)),
+                        seq,
+                    };
+                }
+                true
+            }
+            last => {
+                t.status = TxStatus::Pending { last };
+                t.retry = true;
+                false
+            }
+        }
+    }
+
+    /// Publishes the txs whose deadline for a definitive answer has passed; returns how many.
+    pub fn expire(&mut self, now: Instant, now_unix: u64) -> usize {
+        let max = self.limits.max_unknown;
+        let due: Vec<(B256, Rejection)> = self
+            .txs
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(t.unknown_since) >= max)
+            .filter_map(|(h, t)| {
+                let secs = max.as_secs();
+                let r = match &t.status {
+                    TxStatus::Unchecked => {
+                        Rejection::new(codes::INTERNAL_ERROR, format!("no verdict within {secs} s"))
+                    }
+                    TxStatus::Pending {
+                        last: Verdict::NotYetKnown(r),
+                    } => Rejection {
+                        reason: format!("not known within {secs} s: {}", r.reason),
+                        ..r.clone()
+                    },
+                    TxStatus::Pending {
+                        last: Verdict::Unavailable(why),
+                    } => Rejection::new(
+                        codes::INTERNAL_ERROR,
+                        format!("no verdict within {secs} s: {why}"),
+                    ),
+                    _ => return None,
+                };
+                Some((*h, r))
+            })
+            .collect();
+        for (hash, rejection) in &due {
+            let seq = self.publish(*hash, rejection, now_unix);
+            if let Some(t) = self.txs.get_mut(hash) {
+                t.status = TxStatus::Invalid {
+                    rejection: rejection.clone(),
+                    checked: None,
+                    seq,
+                };
+            }
+        }
+        due.len()
+    }
+
+    /// Answers a drop-in check from what passes found, when a tracked tx with exactly these
+    /// (de-duplicated) messages was checked with a verdict that covers the asked descriptor.
+    /// `None` means "not known here": forward it.
+    ///
+    /// A valid verdict for `[from, until]` covers an asked window ending by `until` even when
+    /// it starts before `from` (ELs ask with "now", we check presumed future blocks): the only
+    /// rule that can fail earlier is init < exec, which is checked here from the messages
+    /// themselves. An invalid verdict is reused only for a window starting at or after the one
+    /// checked, and never during failsafe.
+    pub fn lookup(
+        &self,
+        messages: &[Message],
+        safety: SafetyLevel,
+        d: &ExecutingDescriptor,
+    ) -> Option<Result<(), Rejection>> {
+        if self.failsafe || d.chain_id.is_some_and(|c| Some(c) != self.limits.chain_id) {
+            return None;
+        }
+        let end = d.end()?;
+        for hash in self.by_messages.get(messages)? {
+            let Some(t) = self.txs.get(hash) else {
+                continue;
+            };
+            match &t.status {
+                TxStatus::Valid {
+                    until,
+                    safety: checked,
+                    ..
+                } if safety <= *checked && d.timestamp > t.max_init_ts && end <= *until => {
+                    return Some(Ok(()));
+                }
+                TxStatus::Invalid {
+                    rejection,
+                    checked: Some((from, checked)),
+                    ..
+                } if safety >= *checked && d.timestamp >= *from => {
+                    return Some(Err(rejection.clone()));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// What `interop_transactionStatus` shows.
+    pub fn view(&self, hash: &B256) -> serde_json::Value {
+        let Some(t) = self.txs.get(hash) else {
+            return json!({ "hash": hash, "tracked": false });
+        };
+        let (status, last, valid_until) = match &t.status {
+            TxStatus::Unchecked => ("unchecked", serde_json::Value::Null, None),
+            TxStatus::Valid { until, .. } => ("valid", json!({ "kind": "valid" }), Some(*until)),
+            TxStatus::Pending { last } => ("pending", verdict_view(last), None),
+            TxStatus::Invalid { rejection, seq, .. } => (
+                "invalid",
+                json!({ "kind": "invalid", "code": rejection.code, "reason": rejection.reason, "cursor": format!("{seq:#x}") }),
+                None,
+            ),
+        };
+        json!({
+            "hash": hash,
+            "tracked": true,
+            "status": status,
+            "messages": t.messages.len(),
+            "presumedBlock": t.presumed_block,
+            "expectedTimestamp": t.expected_ts,
+            "lastVerdict": last,
+            "validUntil": valid_until,
+            "firstSeen": t.first_seen_unix,
+            "lastChecked": t.last_checked_unix,
+            "nextCheck": t.next_check_unix,
+        })
+    }
+}
+
+fn verdict_view(v: &Verdict) -> serde_json::Value {
+    match v {
+        Verdict::Valid { until } => json!({ "kind": "valid", "until": until }),
+        Verdict::Invalid(r) | Verdict::NotYetKnown(r) => {
+            json!({ "kind": v.kind(), "code": r.code, "reason": r.reason })
+        }
+        Verdict::Unavailable(why) => json!({ "kind": "unavailable", "reason": why }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interop::encode_entries;
+    use crate::revalidator::pool::Fees;
+    use alloy_primitives::Address;
+
+    fn msg(ts: u64) -> Message {
+        Message {
+            chain_id: U256::from(901),
+            block_number: 1,
+            timestamp: ts,
+            log_index: 0,
+            checksum: B256::repeat_byte(3),
+        }
+    }
+
+    fn ptx(hash: u8, inbox: Option<Vec<B256>>) -> PoolTx {
+        PoolTx {
+            hash: B256::with_last_byte(hash),
+            sender: Address::repeat_byte(hash),
+            nonce: 0,
+            gas: 21_000,
+            fees: Fees::Legacy { gas_price: 1 },
+            inbox,
+        }
+    }
+
+    fn tracker() -> Tracker {
+        let limits = TrackerLimits {
+            max_tracked: 10,
+            max_inbox_entries: 4,
+            max_unknown: Duration::from_secs(60),
+            chain_id: Some(U256::from(10)),
+        };
+        Tracker::new(limits, Feed::with_base(100, 1))
+    }
+
+    fn desc(ts: u64, timeout: u64) -> ExecutingDescriptor {
+        ExecutingDescriptor {
+            timestamp: ts,
+            timeout: Some(timeout),
+            chain_id: None,
+        }
+    }
+
+    #[test]
+    fn sync_tracks_interop_txs_publishes_malformed_and_forgets_gone() {
+        let mut t = tracker();
+        let now = Instant::now();
+        let good = encode_entries(&[msg(100), msg(100)]);
+        let pool = vec![
+            ptx(1, Some(good)),
+            ptx(2, Some(vec![B256::repeat_byte(3)])),
+            ptx(3, None),
+            ptx(4, Some(vec![B256::ZERO; 5])),
+        ];
+        let r = t.sync(&pool, now, 1_000);
+        assert_eq!(
+            r,
+            SyncReport {
+                added: 3,
+                removed: 0,
+                malformed: 2,
+                over_limit: 0
+            }
+        );
+        assert_eq!(
+            t.txs[&B256::with_last_byte(1)].messages.len(),
+            1,
+            "duplicates removed"
+        );
+        let page = t.feed().read(None, 10);
+        let codes: Vec<i64> = page.entries.iter().map(|e| e.code).collect();
+        assert_eq!(codes.len(), 2);
+        assert!(
+            codes.contains(&codes::INVALID_PARAMS) && codes.contains(&codes::ACCESS_LIST_TOO_LARGE)
+        );
+        // A second sync publishes nothing new; dropping tx 1 forgets it and its lookup key.
+        assert_eq!(t.sync(&pool, now, 1_001).added, 0);
+        assert_eq!(t.feed().next_seq(), 3);
+        let r = t.sync(&pool[1..], now, 1_002);
+        assert_eq!(r.removed, 1);
+        assert!(t.by_messages.is_empty());
+        assert_eq!(t.view(&B256::with_last_byte(1))["tracked"], false);
+    }
+
+    #[test]
+    fn lookup_covers_only_what_was_checked() {
+        let mut t = tracker();
+        let now = Instant::now();
+        let m = [msg(100)];
+        t.sync(&[ptx(1, Some(encode_entries(&m)))], now, 1_000);
+        let h = B256::with_last_byte(1);
+        assert_eq!(
+            t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(150, 0)),
+            None,
+            "unchecked"
+        );
+        t.record(
+            h,
+            Verdict::Valid { until: 204 },
+            &desc(202, 2),
+            SafetyLevel::CrossUnsafe,
+            now,
+            1_000,
+        );
+        assert_eq!(
+            t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(150, 0)),
+            Some(Ok(()))
+        );
+        assert_eq!(
+            t.lookup(&m, SafetyLevel::Unsafe, &desc(200, 4)),
+            Some(Ok(()))
+        );
+        assert_eq!(
+            t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(200, 5)),
+            None,
+            "past until"
+        );
+        assert_eq!(
+            t.lookup(&m, SafetyLevel::Safe, &desc(150, 0)),
+            None,
+            "stronger safety"
+        );
+        assert_eq!(
+            t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(100, 0)),
+            None,
+            "same timestamp as init"
+        );
+        let other_chain = ExecutingDescriptor {
+            chain_id: Some(U256::from(11)),
+            ..desc(150, 0)
+        };
+        assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &other_chain), None);
+        t.set_failsafe(true);
+        assert_eq!(
+            t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(150, 0)),
+            None,
+            "never during failsafe"
+        );
+        t.set_failsafe(false);
+        // Invalid: published once, reused for later windows only, never re-recorded.
+        let r = Rejection::new(codes::SUP_CONFLICTING_DATA, "checksum mismatch").for_message(m[0]);
+        assert!(t.record(
+            h,
+            Verdict::Invalid(r.clone()),
+            &desc(206, 2),
+            SafetyLevel::CrossUnsafe,
+            now,
+            1_002
+        ));
+        assert!(!t.record(
+            h,
+            Verdict::Invalid(r.clone()),
+            &desc(206, 2),
+            SafetyLevel::CrossUnsafe,
+            now,
+            1_004
+        ));
+        assert_eq!(
+            t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(210, 0)),
+            Some(Err(r))
+        );
+        assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(150, 0)), None);
+        let page = t.feed().read(None, 10);
+        assert_eq!(page.entries.len(), 1);
+        assert_eq!(page.entries[0].data.as_ref().unwrap()["logIndex"], 0);
+    }
+
+    #[test]
+    fn unanswered_txs_expire_from_first_seen_or_last_valid_but_not_on_failsafe() {
+        let mut t = tracker();
+        let t0 = Instant::now();
+        let pool = vec![
+            ptx(1, Some(encode_entries(&[msg(1)]))),
+            ptx(2, Some(encode_entries(&[msg(2)]))),
+            ptx(3, Some(encode_entries(&[msg(3)]))),
+        ];
+        t.sync(&pool, t0, 1_000);
+        let (h1, h2, h3) = (
+            B256::with_last_byte(1),
+            B256::with_last_byte(2),
+            B256::with_last_byte(3),
+        );
+        let soft = Verdict::NotYetKnown(Rejection::new(codes::SUP_FUTURE_DATA, "not indexed yet"));
+        let failsafe = Verdict::Invalid(Rejection::new(codes::SUP_FAILSAFE, "failsafe"));
+        let t30 = t0 + Duration::from_secs(30);
+        t.record(
+            h1,
+            soft.clone(),
+            &desc(1, 2),
+            SafetyLevel::CrossUnsafe,
+            t30,
+            1_030,
+        );
+        t.record(
+            h2,
+            Verdict::Valid { until: 9 },
+            &desc(5, 4),
+            SafetyLevel::CrossUnsafe,
+            t30,
+            1_030,
+        );
+        t.record(
+            h2,
+            Verdict::Unavailable("down".into()),
+            &desc(5, 4),
+            SafetyLevel::CrossUnsafe,
+            t30,
+            1_030,
+        );
+        t.record(
+            h3,
+            failsafe,
+            &desc(5, 4),
+            SafetyLevel::CrossUnsafe,
+            t30,
+            1_030,
+        );
+        assert!(t.txs[&h1].retry && t.txs[&h3].retry);
+        assert_eq!(t.expire(t0 + Duration::from_secs(59), 1_059), 0);
+        assert_eq!(
+            t.expire(t0 + Duration::from_secs(60), 1_060),
+            1,
+            "h1 from first seen"
+        );
+        assert_eq!(t.expire(t0 + Duration::from_secs(89), 1_089), 0);
+        assert_eq!(
+            t.expire(t0 + Duration::from_secs(90), 1_090),
+            1,
+            "h2 from last valid"
+        );
+        assert_eq!(
+            t.expire(t0 + Duration::from_secs(500), 1_500),
+            0,
+            "failsafe never expires a tx"
+        );
+        let page = t.feed().read(None, 10);
+        assert_eq!(
+            page.entries
+                .iter()
+                .map(|e| (e.hash, e.code))
+                .collect::<Vec<_>>(),
+            vec![(h1, codes::SUP_FUTURE_DATA), (h2, codes::INTERNAL_ERROR)]
+        );
+    }
+}
