@@ -48,7 +48,8 @@ pub struct Metrics {
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("metric registered once");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
     c
 }
 
@@ -57,38 +58,103 @@ fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Histogram
     let buckets = exponential_buckets(0.00005, 2.0, 20).expect("valid buckets");
     let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
         .expect("valid metric");
-    r.register(Box::new(h.clone())).expect("metric registered once");
+    r.register(Box::new(h.clone()))
+        .expect("metric registered once");
     h
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("metric registered once");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
     g
 }
 
 impl Metrics {
     fn new() -> Self {
         let r = Registry::new_custom(Some("interop_gate".into()), None).expect("valid registry");
-        let validations_in_flight =
-            IntGauge::new("validations_in_flight", "Validations in flight at the ingress")
-                .expect("valid metric");
-        r.register(Box::new(validations_in_flight.clone())).expect("metric registered once");
+        let validations_in_flight = IntGauge::new(
+            "validations_in_flight",
+            "Validations in flight at the ingress",
+        )
+        .expect("valid metric");
+        r.register(Box::new(validations_in_flight.clone()))
+            .expect("metric registered once");
         Self {
-            rpc_requests: counter(&r, "rpc_requests_total", "JSON-RPC calls served", &["listener", "method", "outcome"]),
-            rpc_duration: histogram(&r, "rpc_request_duration_seconds", "Time to answer one JSON-RPC call", &["listener", "method"]),
-            rpc_batches: counter(&r, "rpc_batches_total", "HTTP requests carrying a JSON-RPC batch", &["listener"]),
-            external_calls: counter(&r, "external_calls_total", "Calls to external services", &["target", "endpoint", "outcome"]),
-            external_duration: histogram(&r, "external_call_duration_seconds", "Latency of calls to external services", &["target", "endpoint"]),
-            verdicts: counter(&r, "verdicts_total", "Validation verdicts", &["component", "verdict", "reason"]),
-            cache: counter(&r, "cache_lookups_total", "Cache lookups", &["cache", "result"]),
-            coalesced: counter(&r, "coalesced_total", "Identical concurrent work merged into one call", &["what"]),
+            rpc_requests: counter(
+                &r,
+                "rpc_requests_total",
+                "JSON-RPC calls served",
+                &["listener", "method", "outcome"],
+            ),
+            rpc_duration: histogram(
+                &r,
+                "rpc_request_duration_seconds",
+                "Time to answer one JSON-RPC call",
+                &["listener", "method"],
+            ),
+            rpc_batches: counter(
+                &r,
+                "rpc_batches_total",
+                "HTTP requests carrying a JSON-RPC batch",
+                &["listener"],
+            ),
+            external_calls: counter(
+                &r,
+                "external_calls_total",
+                "Calls to external services",
+                &["target", "endpoint", "outcome"],
+            ),
+            external_duration: histogram(
+                &r,
+                "external_call_duration_seconds",
+                "Latency of calls to external services",
+                &["target", "endpoint"],
+            ),
+            verdicts: counter(
+                &r,
+                "verdicts_total",
+                "Validation verdicts",
+                &["component", "verdict", "reason"],
+            ),
+            cache: counter(
+                &r,
+                "cache_lookups_total",
+                "Cache lookups",
+                &["cache", "result"],
+            ),
+            coalesced: counter(
+                &r,
+                "coalesced_total",
+                "Identical concurrent work merged into one call",
+                &["what"],
+            ),
             retries: counter(&r, "retries_total", "Re-tests after delay", &["outcome"]),
-            disagreements: counter(&r, "backend_disagreements_total", "Split verdicts between backends", &["kind"]),
-            endpoint_healthy: gauge_vec(&r, "endpoint_healthy", "Endpoint health (1 healthy, 0 unhealthy)", &["target", "endpoint"]),
-            ingress_txs: counter(&r, "ingress_transactions_total", "Transactions handled by the ingress", &["outcome", "reason"]),
+            disagreements: counter(
+                &r,
+                "backend_disagreements_total",
+                "Split verdicts between backends",
+                &["kind"],
+            ),
+            endpoint_healthy: gauge_vec(
+                &r,
+                "endpoint_healthy",
+                "Endpoint health (1 healthy, 0 unhealthy)",
+                &["target", "endpoint"],
+            ),
+            ingress_txs: counter(
+                &r,
+                "ingress_transactions_total",
+                "Transactions handled by the ingress",
+                &["outcome", "reason"],
+            ),
             validations_in_flight,
-            interop_mode: gauge_vec(&r, "interop_mode", "Active interop mode at the ingress (1 = active)", &["mode"]),
+            interop_mode: gauge_vec(
+                &r,
+                "interop_mode",
+                "Active interop mode at the ingress (1 = active)",
+                &["mode"],
+            ),
             registry: r,
         }
     }

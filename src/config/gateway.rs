@@ -175,8 +175,14 @@ impl Default for IngressConfig {
             max_inbox_entries: 1_000,
             max_messages: 256,
             max_in_flight: 1_024,
-            ip_rate: RateLimit { per_second: 0, burst: 0 },
-            sender_rate: RateLimit { per_second: 0, burst: 0 },
+            ip_rate: RateLimit {
+                per_second: 0,
+                burst: 0,
+            },
+            sender_rate: RateLimit {
+                per_second: 0,
+                burst: 0,
+            },
             method_rates: Default::default(),
             rate_limit_keys: 100_000,
         }
@@ -190,7 +196,10 @@ impl IngressConfig {
         check_positive("ingress.max_in_flight", self.max_in_flight as u64)?;
         check_positive("ingress.rate_limit_keys", self.rate_limit_keys as u64)?;
         if self.min_safety == SafetyLevel::Invalid {
-            return Err(ConfigError::invalid("ingress.min_safety", "\"invalid\" cannot be a minimum safety level"));
+            return Err(ConfigError::invalid(
+                "ingress.min_safety",
+                "\"invalid\" cannot be a minimum safety level",
+            ));
         }
         Ok(())
     }
@@ -206,7 +215,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { listen: "0.0.0.0:7300".into() }
+        Self {
+            listen: "0.0.0.0:7300".into(),
+        }
     }
 }
 
@@ -222,7 +233,10 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8546".into(), token: None }
+        Self {
+            listen: "127.0.0.1:8546".into(),
+            token: None,
+        }
     }
 }
 
@@ -232,7 +246,10 @@ impl AdminConfig {
             check_listen("admin.listen", &self.listen)?;
         }
         if self.token.as_deref() == Some("") {
-            return Err(ConfigError::invalid("admin.token", "must not be empty (omit it to disable auth)"));
+            return Err(ConfigError::invalid(
+                "admin.token",
+                "must not be empty (omit it to disable auth)",
+            ));
         }
         Ok(())
     }
@@ -260,6 +277,9 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Text, level: "info".into() }
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }

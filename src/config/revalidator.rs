@@ -18,7 +18,11 @@ pub struct RevalidatorConfig {
 
 impl Default for RevalidatorConfig {
     fn default() -> Self {
-        Self { enabled: false, listen: "0.0.0.0:8561".into(), el_url: "http://127.0.0.1:9545".into() }
+        Self {
+            enabled: false,
+            listen: "0.0.0.0:8561".into(),
+            el_url: "http://127.0.0.1:9545".into(),
+        }
     }
 }
 

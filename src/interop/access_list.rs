@@ -76,7 +76,9 @@ pub fn inbox_entries(list: &AccessList) -> Vec<B256> {
 
 /// True when the list names `CrossL2Inbox` with at least one key (an interop transaction).
 pub fn has_inbox_entries(list: &AccessList) -> bool {
-    list.0.iter().any(|item| item.address == CROSS_L2_INBOX && !item.storage_keys.is_empty())
+    list.0
+        .iter()
+        .any(|item| item.address == CROSS_L2_INBOX && !item.storage_keys.is_empty())
 }
 
 fn be_u64(b: &[u8]) -> u64 {
@@ -99,7 +101,10 @@ pub fn parse_entries(entries: &[B256]) -> Result<Vec<Message>, AccessListError> 
             });
         }
         if lookup[1..4] != [0, 0, 0] {
-            return Err(AccessListError::NonZeroReserved { index: i, kind: "lookup" });
+            return Err(AccessListError::NonZeroReserved {
+                index: i,
+                kind: "lookup",
+            });
         }
         let mut chain_id = U256::from(be_u64(&lookup[4..12]));
         let block_number = be_u64(&lookup[12..20]);
@@ -114,7 +119,10 @@ pub fn parse_entries(entries: &[B256]) -> Result<Vec<Message>, AccessListError> 
         })?;
         if next[0] == entry_type::CHAIN_ID_EXTENSION {
             if next[1..8].iter().any(|b| *b != 0) {
-                return Err(AccessListError::NonZeroReserved { index: i, kind: "chain-id extension" });
+                return Err(AccessListError::NonZeroReserved {
+                    index: i,
+                    kind: "chain-id extension",
+                });
             }
             // Upper 24 bytes of the u256 chain id; the low 8 came from the lookup.
             let mut full = [0u8; 32];
@@ -139,7 +147,13 @@ pub fn parse_entries(entries: &[B256]) -> Result<Vec<Message>, AccessListError> 
                 },
             });
         }
-        out.push(Message { chain_id, block_number, timestamp, log_index, checksum: *next });
+        out.push(Message {
+            chain_id,
+            block_number,
+            timestamp,
+            log_index,
+            checksum: *next,
+        });
         i += 1;
     }
     Ok(out)
@@ -167,7 +181,9 @@ pub fn message_entries(m: &Message) -> impl Iterator<Item = B256> {
         e[8..32].copy_from_slice(&id[..24]);
         B256::from(e)
     });
-    std::iter::once(B256::from(lookup)).chain(ext).chain(std::iter::once(m.checksum))
+    std::iter::once(B256::from(lookup))
+        .chain(ext)
+        .chain(std::iter::once(m.checksum))
 }
 
 /// Encodes messages as inbox entries, in order.
@@ -202,7 +218,10 @@ mod tests {
             log_index: 0,
             checksum: b256!("0x031ae3a7ee4ad1a293990b1d810700d09bfebe953b16a0ebd79be7fbf84c93a3"),
         };
-        let big = Message { chain_id: U256::from(u64::MAX) + U256::from(20), ..small };
+        let big = Message {
+            chain_id: U256::from(u64::MAX) + U256::from(20),
+            ..small
+        };
         let entries = encode_entries(&[small, big, small]);
         assert_eq!(entries.len(), 2 + 3 + 2);
         assert_eq!(
@@ -227,13 +246,37 @@ mod tests {
         let e = encode_entries(&[m]);
         assert_eq!(
             parse_entries(&e[..1]),
-            Err(AccessListError::Truncated { index: 0, after: "lookup", expected: "chain-id extension or checksum" })
+            Err(AccessListError::Truncated {
+                index: 0,
+                after: "lookup",
+                expected: "chain-id extension or checksum"
+            })
         );
-        assert!(matches!(parse_entries(&[e[1]]), Err(AccessListError::UnexpectedType { index: 0, found: 3, .. })));
+        assert!(matches!(
+            parse_entries(&[e[1]]),
+            Err(AccessListError::UnexpectedType {
+                index: 0,
+                found: 3,
+                ..
+            })
+        ));
         let mut bad = e.clone();
         bad[0].0[2] = 1;
-        assert_eq!(parse_entries(&bad), Err(AccessListError::NonZeroReserved { index: 0, kind: "lookup" }));
+        assert_eq!(
+            parse_entries(&bad),
+            Err(AccessListError::NonZeroReserved {
+                index: 0,
+                kind: "lookup"
+            })
+        );
         let two_lookups = vec![e[0], e[0], e[1]];
-        assert!(matches!(parse_entries(&two_lookups), Err(AccessListError::UnexpectedType { index: 1, found: 1, .. })));
+        assert!(matches!(
+            parse_entries(&two_lookups),
+            Err(AccessListError::UnexpectedType {
+                index: 1,
+                found: 1,
+                ..
+            })
+        ));
     }
 }

@@ -139,7 +139,11 @@ pub struct ExecutingDescriptor {
     #[serde(with = "alloy_serde::quantity")]
     pub timestamp: u64,
     /// How long after `timestamp` the messages must stay valid. `None` = 0.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "alloy_serde::quantity::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "alloy_serde::quantity::opt"
+    )]
     pub timeout: Option<u64>,
     /// The executing chain, when the caller names it.
     #[serde(
@@ -212,12 +216,14 @@ mod tests {
 
     #[test]
     fn descriptor_accepts_hex_and_decimal_chain_ids() {
-        let a: ExecutingDescriptor =
-            serde_json::from_str(r#"{"timestamp":"0x499602d2","timeout":"0xe10","chainID":"0x3e8"}"#)
-                .unwrap();
-        let b: ExecutingDescriptor =
-            serde_json::from_str(r#"{"chainID":"1000","timestamp":"0x499602d2","timeout":"0xe10"}"#)
-                .unwrap();
+        let a: ExecutingDescriptor = serde_json::from_str(
+            r#"{"timestamp":"0x499602d2","timeout":"0xe10","chainID":"0x3e8"}"#,
+        )
+        .unwrap();
+        let b: ExecutingDescriptor = serde_json::from_str(
+            r#"{"chainID":"1000","timestamp":"0x499602d2","timeout":"0xe10"}"#,
+        )
+        .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.chain_id, Some(U256::from(1000)));
         assert_eq!(
@@ -236,9 +242,17 @@ mod tests {
 
     #[test]
     fn descriptor_end_detects_overflow() {
-        let d = ExecutingDescriptor { timestamp: u64::MAX - 1, timeout: Some(2), chain_id: None };
+        let d = ExecutingDescriptor {
+            timestamp: u64::MAX - 1,
+            timeout: Some(2),
+            chain_id: None,
+        };
         assert_eq!(d.end(), None);
-        let d = ExecutingDescriptor { timestamp: 10, timeout: None, chain_id: None };
+        let d = ExecutingDescriptor {
+            timestamp: 10,
+            timeout: None,
+            chain_id: None,
+        };
         assert_eq!(d.end(), Some(10));
     }
 }

@@ -142,7 +142,14 @@ impl RpcClient {
         timeout: Duration,
         http: reqwest::Client,
     ) -> Self {
-        Self { target, name: name.into(), url, http, timeout, next_id: AtomicU64::new(1) }
+        Self {
+            target,
+            name: name.into(),
+            url,
+            http,
+            timeout,
+            next_id: AtomicU64::new(1),
+        }
     }
 
     /// The endpoint's configured name (safe to log).
@@ -162,7 +169,8 @@ impl RpcClient {
         R: DeserializeOwned,
     {
         let raw = self.call_raw(method, params).await?;
-        serde_json::from_str(raw.get()).map_err(|e| self.decode_err(format!("{method} result: {e}")))
+        serde_json::from_str(raw.get())
+            .map_err(|e| self.decode_err(format!("{method} result: {e}")))
     }
 
     /// Calls `method`, keeping the result raw (for verbatim forwarding).
@@ -171,32 +179,50 @@ impl RpcClient {
         P: Serialize + ?Sized,
     {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = serde_json::to_vec(&WireRequest { jsonrpc: "2.0", id, method, params })
-            .map_err(|e| self.decode_err(format!("encode request: {e}")))?;
-        let span = tracing::debug_span!("rpc_call", target = self.target, endpoint = %self.name, method);
+        let body = serde_json::to_vec(&WireRequest {
+            jsonrpc: "2.0",
+            id,
+            method,
+            params,
+        })
+        .map_err(|e| self.decode_err(format!("encode request: {e}")))?;
+        let span =
+            tracing::debug_span!("rpc_call", target = self.target, endpoint = %self.name, method);
         let bytes = self.post(body).instrument(span).await?;
         let resp: WireResponse = serde_json::from_slice(&bytes)
             .map_err(|e| self.decode_err(format!("not a JSON-RPC response: {e}")))?;
-        self.into_result(resp)
+        self.to_result(resp)
     }
 
     /// Sends `calls` as one JSON-RPC batch (one HTTP request) and returns the answers in the
     /// order of `calls`, matched by id. An element missing from the answer is a decode error
     /// for that element only.
-    pub async fn batch<P>(&self, method: &str, params: &[P]) -> Result<Vec<Result<Box<RawValue>, ClientError>>, ClientError>
+    pub async fn batch<P>(
+        &self,
+        method: &str,
+        params: &[P],
+    ) -> Result<Vec<Result<Box<RawValue>, ClientError>>, ClientError>
     where
         P: Serialize,
     {
         if params.is_empty() {
             return Ok(Vec::new());
         }
-        let first = self.next_id.fetch_add(params.len() as u64, Ordering::Relaxed);
+        let first = self
+            .next_id
+            .fetch_add(params.len() as u64, Ordering::Relaxed);
         let reqs: Vec<_> = params
             .iter()
             .enumerate()
-            .map(|(i, p)| WireRequest { jsonrpc: "2.0", id: first + i as u64, method, params: p })
+            .map(|(i, p)| WireRequest {
+                jsonrpc: "2.0",
+                id: first + i as u64,
+                method,
+                params: p,
+            })
             .collect();
-        let body = serde_json::to_vec(&reqs).map_err(|e| self.decode_err(format!("encode batch: {e}")))?;
+        let body =
+            serde_json::to_vec(&reqs).map_err(|e| self.decode_err(format!("encode batch: {e}")))?;
         let span = tracing::debug_span!("rpc_batch", target = self.target, endpoint = %self.name, method, size = params.len());
         let bytes = self.post(body).instrument(span).await?;
         let resps: Vec<WireResponse> = match serde_json::from_slice(&bytes) {
@@ -205,28 +231,40 @@ impl RpcClient {
                 // A server may answer a whole batch with one error object.
                 if let Ok(one) = serde_json::from_slice::<WireResponse>(&bytes) {
                     if let Some(error) = one.error {
-                        return Err(ClientError::Rpc { endpoint: self.name.clone(), error });
+                        return Err(ClientError::Rpc {
+                            endpoint: self.name.clone(),
+                            error,
+                        });
                     }
                 }
                 return Err(self.decode_err(format!("not a JSON-RPC batch response: {e}")));
             }
         };
-        let mut out: Vec<Option<Result<Box<RawValue>, ClientError>>> = (0..params.len()).map(|_| None).collect();
+        let mut out: Vec<Option<Result<Box<RawValue>, ClientError>>> =
+            (0..params.len()).map(|_| None).collect();
         for r in resps {
-            let idx = r.id.as_ref().and_then(|v| v.as_u64()).and_then(|id| id.checked_sub(first));
+            let idx =
+                r.id.as_ref()
+                    .and_then(|v| v.as_u64())
+                    .and_then(|id| id.checked_sub(first));
             if let Some(i) = idx.map(|i| i as usize).filter(|i| *i < out.len()) {
-                out[i] = Some(self.into_result(r));
+                out[i] = Some(self.to_result(r));
             }
         }
         Ok(out
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(self.decode_err("batch answer lacks this element".into()))))
+            .map(|o| {
+                o.unwrap_or_else(|| Err(self.decode_err("batch answer lacks this element".into())))
+            })
             .collect())
     }
 
-    fn into_result(&self, resp: WireResponse) -> Result<Box<RawValue>, ClientError> {
+    fn to_result(&self, resp: WireResponse) -> Result<Box<RawValue>, ClientError> {
         match (resp.result, resp.error) {
-            (_, Some(error)) => Err(ClientError::Rpc { endpoint: self.name.clone(), error }),
+            (_, Some(error)) => Err(ClientError::Rpc {
+                endpoint: self.name.clone(),
+                error,
+            }),
             (Some(result), None) => Ok(result),
             // `"result": null` deserializes as None: a null result is a valid answer.
             (None, None) => Ok(super::types::null()),
@@ -234,7 +272,10 @@ impl RpcClient {
     }
 
     fn decode_err(&self, detail: String) -> ClientError {
-        ClientError::Decode { endpoint: self.name.clone(), detail }
+        ClientError::Decode {
+            endpoint: self.name.clone(),
+            detail,
+        }
     }
 
     async fn post(&self, body: Vec<u8>) -> Result<bytes::Bytes, ClientError> {
@@ -248,7 +289,9 @@ impl RpcClient {
             Ok(_) => "ok",
             Err(e) => e.kind(),
         };
-        m.external_calls.with_label_values(&[self.target, &self.name, outcome]).inc();
+        m.external_calls
+            .with_label_values(&[self.target, &self.name, outcome])
+            .inc();
         if let Err(e) = &result {
             tracing::debug!(target: "interop_gate::rpc", error = %e, "external call failed");
         }
@@ -268,12 +311,21 @@ impl RpcClient {
             let bytes = resp.bytes().await.map_err(|e| self.transport_err(e))?;
             if !status.is_success() {
                 // Many servers put a JSON-RPC error in a 4xx/5xx body: keep it when present.
-                if let Ok(WireResponse { error: Some(error), .. }) = serde_json::from_slice(&bytes) {
+                if let Ok(WireResponse {
+                    error: Some(error), ..
+                }) = serde_json::from_slice(&bytes)
+                {
                     if status.is_client_error() {
-                        return Err(ClientError::Rpc { endpoint: self.name.clone(), error });
+                        return Err(ClientError::Rpc {
+                            endpoint: self.name.clone(),
+                            error,
+                        });
                     }
                 }
-                return Err(ClientError::HttpStatus { endpoint: self.name.clone(), status: status.as_u16() });
+                return Err(ClientError::HttpStatus {
+                    endpoint: self.name.clone(),
+                    status: status.as_u16(),
+                });
             }
             Ok(bytes)
         };
@@ -289,6 +341,9 @@ impl RpcClient {
     fn transport_err(&self, e: reqwest::Error) -> ClientError {
         // reqwest's Display includes the URL; strip it so credentials never reach a log.
         let detail = e.without_url().to_string();
-        ClientError::Transport { endpoint: self.name.clone(), detail }
+        ClientError::Transport {
+            endpoint: self.name.clone(),
+            detail,
+        }
     }
 }

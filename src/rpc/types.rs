@@ -23,7 +23,11 @@ pub struct RpcError {
 impl RpcError {
     /// An error with a code and a message.
     pub fn new(code: i64, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), data: None }
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
     }
 
     /// Adds machine-readable details.
@@ -44,7 +48,10 @@ impl RpcError {
 
     /// -32601, naming the method.
     pub fn method_not_found(method: &str) -> Self {
-        Self::new(codes::METHOD_NOT_FOUND, format!("method {method:?} is not available on this endpoint"))
+        Self::new(
+            codes::METHOD_NOT_FOUND,
+            format!("method {method:?} is not available on this endpoint"),
+        )
     }
 
     /// -32602.
