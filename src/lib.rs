@@ -9,6 +9,7 @@
 //! - [`app`]: start-up and shutdown of the enabled roles.
 //! - [`dev`]: the embedded devnet and the in-process peers tests share.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod dev;

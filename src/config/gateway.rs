@@ -130,7 +130,7 @@ impl InteropMode {
 pub struct RateLimit {
     /// Requests per second, sustained (0 = unlimited).
     pub per_second: u32,
-    /// Extra requests allowed in a burst.
+    /// Bucket size: most requests accepted at once (0 = `per_second`).
     pub burst: u32,
 }
 

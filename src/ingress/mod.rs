@@ -2,6 +2,7 @@
 //! upstream EL; transaction submissions go through the interop pipeline first.
 
 pub mod forward;
+pub mod limits;
 
 use std::collections::HashMap;
 use std::sync::Arc;
