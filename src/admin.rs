@@ -13,8 +13,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures::future::BoxFuture;
-use serde_json::value::RawValue;
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use crate::config::InteropMode;
 use crate::metrics::metrics;
@@ -26,7 +26,8 @@ use crate::rpc::types::{to_raw, Call, RpcError};
 pub struct ModeCell(AtomicU8);
 
 impl ModeCell {
-    const MODES: [InteropMode; 3] = [InteropMode::Enforce, InteropMode::RejectAll, InteropMode::Bypass];
+    const MODES: [InteropMode; 3] =
+        [InteropMode::Enforce, InteropMode::RejectAll, InteropMode::Bypass];
 
     /// A cell holding `mode`.
     pub fn new(mode: InteropMode) -> Self {
@@ -48,8 +49,14 @@ impl ModeCell {
             metrics().interop_mode.with_label_values(&[m.as_str()]).set(i64::from(m == mode));
         }
         match mode {
-            InteropMode::Bypass => tracing::warn!(mode = mode.as_str(), "interop mode BYPASS: interop transactions are forwarded WITHOUT validation"),
-            InteropMode::RejectAll => tracing::warn!(mode = mode.as_str(), "interop mode reject-all: every interop transaction is refused"),
+            InteropMode::Bypass => tracing::warn!(
+                mode = mode.as_str(),
+                "interop mode BYPASS: interop transactions are forwarded WITHOUT validation"
+            ),
+            InteropMode::RejectAll => tracing::warn!(
+                mode = mode.as_str(),
+                "interop mode reject-all: every interop transaction is refused"
+            ),
             InteropMode::Enforce => tracing::info!(mode = mode.as_str(), "interop mode enforce"),
         }
     }
@@ -75,7 +82,11 @@ pub struct Admin {
 }
 
 impl Handler for Admin {
-    fn call<'a>(&'a self, _ctx: &'a CallContext, call: Call) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
+    fn call<'a>(
+        &'a self,
+        _ctx: &'a CallContext,
+        call: Call,
+    ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
         Box::pin(async move {
             match call.method.as_str() {
                 "admin_status" => Ok(to_raw(&json!({
@@ -85,7 +96,10 @@ impl Handler for Admin {
                     "caches": self.flushers.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
                 }))),
                 "admin_setInteropMode" => {
-                    let cell = self.mode.as_ref().ok_or_else(|| RpcError::method_not_found(&call.method))?;
+                    let cell = self
+                        .mode
+                        .as_ref()
+                        .ok_or_else(|| RpcError::method_not_found(&call.method))?;
                     let (mode,): (InteropMode,) = call.parse_params()?;
                     cell.set(mode);
                     Ok(to_raw(mode.as_str()))
@@ -98,11 +112,17 @@ impl Handler for Admin {
                     Ok(to_raw(&self.flushers.iter().map(|(n, _)| *n).collect::<Vec<_>>()))
                 }
                 "admin_getFailsafeEnabled" => {
-                    let f = self.failsafe.as_ref().ok_or_else(|| RpcError::method_not_found(&call.method))?;
+                    let f = self
+                        .failsafe
+                        .as_ref()
+                        .ok_or_else(|| RpcError::method_not_found(&call.method))?;
                     Ok(to_raw(&f.enabled()))
                 }
                 "admin_setFailsafeEnabled" => {
-                    let f = self.failsafe.as_ref().ok_or_else(|| RpcError::method_not_found(&call.method))?;
+                    let f = self
+                        .failsafe
+                        .as_ref()
+                        .ok_or_else(|| RpcError::method_not_found(&call.method))?;
                     let (on,): (bool,) = call.parse_params()?;
                     f.set_enabled(on);
                     tracing::warn!(failsafe = on, "failsafe set by admin");

@@ -11,6 +11,7 @@ use axum::Router;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{Admin, ModeCell};
 use crate::config::Config;
 use crate::health::{self, Health};
 use crate::ingress::forward::Forwarder;
@@ -41,6 +42,8 @@ pub struct Running {
     pub rpc_addr: Option<SocketAddr>,
     /// Metrics and health.
     pub metrics_addr: Option<SocketAddr>,
+    /// Admin API.
+    pub admin_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -58,13 +61,11 @@ impl Running {
 }
 
 async fn bind(what: &'static str, addr: &str) -> Result<tokio::net::TcpListener, StartError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            what,
-            addr: addr.to_owned(),
-            source,
-        })
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+        what,
+        addr: addr.to_owned(),
+        source,
+    })
 }
 
 /// Starts every enabled role. Cancelling `shutdown` stops them gracefully.
@@ -72,11 +73,14 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     let grace = Duration::from_millis(cfg.server.shutdown_grace_ms);
     let mut tasks = JoinSet::new();
     let mut health = Health::default();
+    let mut admin = Admin::default();
     let mut rpc_addr = None;
 
     if cfg.ingress.enabled {
         let forwarder = Arc::new(Forwarder::new(&cfg.upstream).map_err(StartError::Build)?);
         health.upstream = Some(forwarder.clone());
+        let mode = Arc::new(ModeCell::new(cfg.ingress.mode));
+        admin.mode = Some(mode.clone());
         let ingress = Arc::new(Ingress::new(&cfg, forwarder));
         let limits = Limits {
             max_body_bytes: cfg.server.max_body_bytes,
@@ -95,14 +99,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         let listener = bind("server.listen", &cfg.server.listen).await?;
         rpc_addr = listener.local_addr().ok();
         tracing::info!(addr = ?rpc_addr, "ingress listening");
-        spawn_server(
-            &mut tasks,
-            "ingress",
-            listener,
-            router,
-            shutdown.clone(),
-            grace,
-        );
+        spawn_server(&mut tasks, "ingress", listener, router, shutdown.clone(), grace);
     }
 
     let mut metrics_addr = None;
@@ -111,22 +108,22 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         metrics_addr = listener.local_addr().ok();
         tracing::info!(addr = ?metrics_addr, "metrics listening");
         let router = health::metrics_router(Arc::new(health));
-        spawn_server(
-            &mut tasks,
-            "metrics",
-            listener,
-            router,
-            shutdown.clone(),
-            grace,
-        );
+        spawn_server(&mut tasks, "metrics", listener, router, shutdown.clone(), grace);
     }
 
-    Ok(Running {
-        rpc_addr,
-        metrics_addr,
-        shutdown,
-        tasks,
-    })
+    let mut admin_addr = None;
+    if !cfg.admin.listen.is_empty() {
+        let listener = bind("admin.listen", &cfg.admin.listen).await?;
+        admin_addr = listener.local_addr().ok();
+        if cfg.admin.token.is_none() && !admin_addr.is_some_and(|a| a.ip().is_loopback()) {
+            tracing::warn!(addr = ?admin_addr, "admin API listens beyond loopback WITHOUT a token");
+        }
+        tracing::info!(addr = ?admin_addr, "admin listening");
+        let router = crate::admin::router(admin, cfg.admin.token.as_deref());
+        spawn_server(&mut tasks, "admin", listener, router, shutdown.clone(), grace);
+    }
+
+    Ok(Running { rpc_addr, metrics_addr, admin_addr, shutdown, tasks })
 }
 
 fn spawn_server(

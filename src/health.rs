@@ -29,25 +29,15 @@ impl Health {
     pub async fn check(&self) -> (bool, serde_json::Value) {
         const PROBE: Duration = Duration::from_secs(2);
         let upstream = match &self.upstream {
-            Some(f) => Some(matches!(
-                tokio::time::timeout(PROBE, f.probe()).await,
-                Ok(Ok(()))
-            )),
+            Some(f) => Some(matches!(tokio::time::timeout(PROBE, f.probe()).await, Ok(Ok(())))),
             None => None,
         };
         let validation = match &self.backend {
-            Some(b) => Some(
-                tokio::time::timeout(PROBE, b.ready())
-                    .await
-                    .unwrap_or(false),
-            ),
+            Some(b) => Some(tokio::time::timeout(PROBE, b.ready()).await.unwrap_or(false)),
             None => None,
         };
         let ready = upstream.unwrap_or(true) && validation.unwrap_or(true);
-        (
-            ready,
-            json!({ "ready": ready, "upstream": upstream, "validation": validation }),
-        )
+        (ready, json!({ "ready": ready, "upstream": upstream, "validation": validation }))
     }
 }
 
@@ -57,20 +47,13 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(h): State<Arc<Health>>) -> impl IntoResponse {
     let (ready, body) = h.check().await;
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body))
 }
 
 /// `/healthz` and `/readyz`.
 pub fn routes(h: Arc<Health>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(h)
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(h)
 }
 
 /// The metrics listener: `/metrics` plus the health routes.
@@ -80,10 +63,7 @@ pub fn metrics_router(h: Arc<Health>) -> Router {
             "/metrics",
             get(|| async {
                 (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
+                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
                     crate::metrics::metrics().render(),
                 )
             }),

@@ -51,10 +51,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     interop_gate::telemetry::init(&cfg.log);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("interop-gate: cannot start the runtime: {e}");

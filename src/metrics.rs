@@ -48,8 +48,7 @@ pub struct Metrics {
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(c.clone()))
-        .expect("metric registered once");
+    r.register(Box::new(c.clone())).expect("metric registered once");
     c
 }
 
@@ -58,28 +57,23 @@ fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Histogram
     let buckets = exponential_buckets(0.00005, 2.0, 20).expect("valid buckets");
     let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
         .expect("valid metric");
-    r.register(Box::new(h.clone()))
-        .expect("metric registered once");
+    r.register(Box::new(h.clone())).expect("metric registered once");
     h
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(g.clone()))
-        .expect("metric registered once");
+    r.register(Box::new(g.clone())).expect("metric registered once");
     g
 }
 
 impl Metrics {
     fn new() -> Self {
         let r = Registry::new_custom(Some("interop_gate".into()), None).expect("valid registry");
-        let validations_in_flight = IntGauge::new(
-            "validations_in_flight",
-            "Validations in flight at the ingress",
-        )
-        .expect("valid metric");
-        r.register(Box::new(validations_in_flight.clone()))
-            .expect("metric registered once");
+        let validations_in_flight =
+            IntGauge::new("validations_in_flight", "Validations in flight at the ingress")
+                .expect("valid metric");
+        r.register(Box::new(validations_in_flight.clone())).expect("metric registered once");
         Self {
             rpc_requests: counter(
                 &r,
@@ -117,12 +111,7 @@ impl Metrics {
                 "Validation verdicts",
                 &["component", "verdict", "reason"],
             ),
-            cache: counter(
-                &r,
-                "cache_lookups_total",
-                "Cache lookups",
-                &["cache", "result"],
-            ),
+            cache: counter(&r, "cache_lookups_total", "Cache lookups", &["cache", "result"]),
             coalesced: counter(
                 &r,
                 "coalesced_total",

@@ -17,14 +17,8 @@ fn help_documents_every_flag_and_subcommand() {
     let out = Command::new(BIN).arg("--help").output().expect("runs");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in [
-        "--config",
-        "INTEROP_GATE_CONFIG",
-        "--help",
-        "--version",
-        "run",
-        "check-config",
-    ] {
+    for needle in ["--config", "INTEROP_GATE_CONFIG", "--help", "--version", "run", "check-config"]
+    {
         assert!(text.contains(needle), "--help lacks {needle}: {text}");
     }
 }
@@ -32,48 +26,27 @@ fn help_documents_every_flag_and_subcommand() {
 #[test]
 fn committed_config_passes_check_config() {
     let out = Command::new(BIN)
-        .args([
-            "--config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
-            "check-config",
-        ])
+        .args(["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"), "check-config"])
         .output()
         .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
 fn bad_configs_are_refused_naming_the_key() {
     for (text, key) in [
-        (
-            "[server]\nlisten = \"127.0.0.1:0\"\nmax_bodyy = 1\n",
-            "max_bodyy",
-        ),
+        ("[server]\nlisten = \"127.0.0.1:0\"\nmax_bodyy = 1\n", "max_bodyy"),
         ("[upstream]\ntimeout_ms = \"soon\"\n", "timeout_ms"),
         ("[upstream]\nurl = \"not a url\"\n", "upstream.url"),
         ("[ingress]\nmode = \"yolo\"\n", "yolo"),
     ] {
         let f = write_config(text);
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(f.path())
-            .output()
-            .expect("runs");
+        let out = Command::new(BIN).arg("--config").arg(f.path()).output().expect("runs");
         assert_eq!(out.status.code(), Some(2), "{text}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains(key),
-            "error for {text:?} does not name {key}: {err}"
-        );
+        assert!(err.contains(key), "error for {text:?} does not name {key}: {err}");
     }
-    let out = Command::new(BIN)
-        .args(["--config", "/nonexistent/x.toml"])
-        .output()
-        .expect("runs");
+    let out = Command::new(BIN).args(["--config", "/nonexistent/x.toml"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.toml"));
 }
@@ -101,24 +74,13 @@ fn sigterm_stops_the_service_cleanly() {
         if line.contains("ingress listening") {
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no start-up line: {seen}"
-        );
+        assert!(start.elapsed() < Duration::from_secs(20), "no start-up line: {seen}");
     }
     assert!(seen.contains("ingress listening"), "{seen}");
-    let line = seen
-        .lines()
-        .find(|l| l.contains("ingress listening"))
-        .unwrap_or_default();
-    assert!(
-        serde_json::from_str::<serde_json::Value>(line).is_ok(),
-        "JSON logs: {line}"
-    );
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
+    let line = seen.lines().find(|l| l.contains("ingress listening")).unwrap_or_default();
+    assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "JSON logs: {line}");
+    let status =
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -130,8 +92,5 @@ fn sigterm_stops_the_service_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(
-        rest.iter().any(|l| l.contains("shutdown requested")),
-        "{rest:?}"
-    );
+    assert!(rest.iter().any(|l| l.contains("shutdown requested")), "{rest:?}");
 }

@@ -175,14 +175,8 @@ impl Default for IngressConfig {
             max_inbox_entries: 1_000,
             max_messages: 256,
             max_in_flight: 1_024,
-            ip_rate: RateLimit {
-                per_second: 0,
-                burst: 0,
-            },
-            sender_rate: RateLimit {
-                per_second: 0,
-                burst: 0,
-            },
+            ip_rate: RateLimit { per_second: 0, burst: 0 },
+            sender_rate: RateLimit { per_second: 0, burst: 0 },
             method_rates: Default::default(),
             rate_limit_keys: 100_000,
         }
@@ -215,9 +209,7 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self {
-            listen: "0.0.0.0:7300".into(),
-        }
+        Self { listen: "0.0.0.0:7300".into() }
     }
 }
 
@@ -233,10 +225,7 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8546".into(),
-            token: None,
-        }
+        Self { listen: "127.0.0.1:8546".into(), token: None }
     }
 }
 
@@ -277,9 +266,6 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            format: LogFormat::Text,
-            level: "info".into(),
-        }
+        Self { format: LogFormat::Text, level: "info".into() }
     }
 }

@@ -18,11 +18,7 @@ pub struct LightServerConfig {
 
 impl Default for LightServerConfig {
     fn default() -> Self {
-        Self {
-            enabled: false,
-            listen: "0.0.0.0:8560".into(),
-            failsafe_on_reorg: false,
-        }
+        Self { enabled: false, listen: "0.0.0.0:8560".into(), failsafe_on_reorg: false }
     }
 }
 

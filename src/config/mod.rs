@@ -81,20 +81,14 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            key: key.into(),
-            message: message.into(),
-        }
+        Self::Invalid { key: key.into(), message: message.into() }
     }
 }
 
 /// Environment variables that override URLs and secrets, so they need not sit in a file.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("INTEROP_GATE_UPSTREAM_URL", "upstream.url"),
-    (
-        "INTEROP_GATE_SUPERVISOR_URLS",
-        "supervisor.endpoints (comma-separated name=url or url)",
-    ),
+    ("INTEROP_GATE_SUPERVISOR_URLS", "supervisor.endpoints (comma-separated name=url or url)"),
     ("INTEROP_GATE_REVALIDATOR_EL_URL", "revalidator.el_url"),
     ("INTEROP_GATE_ADMIN_TOKEN", "admin.token"),
 ];
@@ -102,10 +96,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
 impl Config {
     /// Parses TOML text (no environment overrides).
     pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let cfg: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -113,14 +105,10 @@ impl Config {
     /// Loads a file, applies environment overrides, validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: p.clone(),
-            source,
-        })?;
-        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: p,
-            message: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        let mut cfg: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: p, message: e.to_string() })?;
         cfg.apply_env(|k| std::env::var(k).ok())?;
         cfg.validate()?;
         Ok(cfg)
@@ -138,14 +126,10 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .enumerate()
                 .map(|(i, s)| match s.split_once('=') {
-                    Some((name, url)) if !name.contains("://") => EndpointConfig {
-                        name: name.to_owned(),
-                        url: url.to_owned(),
-                    },
-                    _ => EndpointConfig {
-                        name: format!("supervisor-{i}"),
-                        url: s.to_owned(),
-                    },
+                    Some((name, url)) if !name.contains("://") => {
+                        EndpointConfig { name: name.to_owned(), url: url.to_owned() }
+                    }
+                    _ => EndpointConfig { name: format!("supervisor-{i}"), url: s.to_owned() },
                 })
                 .collect();
         }
@@ -213,11 +197,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
-        let e = Config::from_toml(
-            "[server]\nlisten = \"0.0.0.0:1\"\nmax_bodyy = 3\n",
-            "x.toml",
-        )
-        .unwrap_err();
+        let e = Config::from_toml("[server]\nlisten = \"0.0.0.0:1\"\nmax_bodyy = 3\n", "x.toml")
+            .unwrap_err();
         assert!(e.to_string().contains("max_bodyy"), "{e}");
         let e = Config::from_toml("[upstream]\nurl = \"ftp://x\"\n", "x.toml").unwrap_err();
         assert!(e.to_string().contains("upstream.url"), "{e}");

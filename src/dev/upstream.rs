@@ -76,27 +76,16 @@ impl Handler for MockUpstream {
         call: Call,
     ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
         Box::pin(async move {
-            let params = call
-                .params
-                .as_ref()
-                .map(|p| p.get().to_owned())
-                .unwrap_or_else(|| "[]".into());
+            let params =
+                call.params.as_ref().map(|p| p.get().to_owned()).unwrap_or_else(|| "[]".into());
             if let Ok(mut r) = self.received.lock() {
-                r.push(Received {
-                    method: call.method.clone(),
-                    params: params.clone(),
-                });
+                r.push(Received { method: call.method.clone(), params: params.clone() });
             }
             let delay = self.delay.lock().map(|d| *d).unwrap_or_default();
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            if let Some(a) = self
-                .answers
-                .lock()
-                .ok()
-                .and_then(|a| a.get(&call.method).cloned())
-            {
+            if let Some(a) = self.answers.lock().ok().and_then(|a| a.get(&call.method).cloned()) {
                 return a.map(|v| to_raw(&v));
             }
             match call.method.as_str() {

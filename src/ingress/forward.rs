@@ -47,10 +47,7 @@ impl Forwarder {
             Duration::from_millis(cfg.timeout_ms),
             http_client(cfg.pool_size),
         );
-        Ok(Self {
-            client,
-            methods: cfg.methods.iter().cloned().collect(),
-        })
+        Ok(Self { client, methods: cfg.methods.iter().cloned().collect() })
     }
 
     /// True when `method` may be forwarded.
@@ -69,15 +66,11 @@ impl Forwarder {
 
     /// A cheap liveness probe of the upstream (`eth_chainId`) for `/readyz`.
     pub async fn probe(&self) -> Result<(), UpstreamError> {
-        self.client
-            .call_raw("eth_chainId", &[(); 0])
-            .await
-            .map(|_| ())
-            .or_else(|e| match e {
-                // An error object is still an answer: the upstream is up.
-                ClientError::Rpc { .. } => Ok(()),
-                other => Err(upstream_error(other)),
-            })
+        self.client.call_raw("eth_chainId", &[(); 0]).await.map(|_| ()).or_else(|e| match e {
+            // An error object is still an answer: the upstream is up.
+            ClientError::Rpc { .. } => Ok(()),
+            other => Err(upstream_error(other)),
+        })
     }
 
     /// The per-call timeout.

@@ -72,12 +72,18 @@ impl RateLimits {
     pub fn check_call(&self, ip: IpAddr, method: &str) -> Result<(), RpcError> {
         if let Some(k) = &self.ip {
             if !k.check(&ip) {
-                return Err(RpcError::new(codes::RATE_LIMITED, format!("rate limit exceeded for client {ip}; slow down")));
+                return Err(RpcError::new(
+                    codes::RATE_LIMITED,
+                    format!("rate limit exceeded for client {ip}; slow down"),
+                ));
             }
         }
         if let Some(l) = self.methods.get(method) {
             if l.check().is_err() {
-                return Err(RpcError::new(codes::RATE_LIMITED, format!("rate limit exceeded for method {method}; retry later")));
+                return Err(RpcError::new(
+                    codes::RATE_LIMITED,
+                    format!("rate limit exceeded for method {method}; retry later"),
+                ));
             }
         }
         Ok(())

@@ -76,9 +76,7 @@ pub fn inbox_entries(list: &AccessList) -> Vec<B256> {
 
 /// True when the list names `CrossL2Inbox` with at least one key (an interop transaction).
 pub fn has_inbox_entries(list: &AccessList) -> bool {
-    list.0
-        .iter()
-        .any(|item| item.address == CROSS_L2_INBOX && !item.storage_keys.is_empty())
+    list.0.iter().any(|item| item.address == CROSS_L2_INBOX && !item.storage_keys.is_empty())
 }
 
 fn be_u64(b: &[u8]) -> u64 {
@@ -101,10 +99,7 @@ pub fn parse_entries(entries: &[B256]) -> Result<Vec<Message>, AccessListError> 
             });
         }
         if lookup[1..4] != [0, 0, 0] {
-            return Err(AccessListError::NonZeroReserved {
-                index: i,
-                kind: "lookup",
-            });
+            return Err(AccessListError::NonZeroReserved { index: i, kind: "lookup" });
         }
         let mut chain_id = U256::from(be_u64(&lookup[4..12]));
         let block_number = be_u64(&lookup[12..20]);
@@ -147,13 +142,7 @@ pub fn parse_entries(entries: &[B256]) -> Result<Vec<Message>, AccessListError> 
                 },
             });
         }
-        out.push(Message {
-            chain_id,
-            block_number,
-            timestamp,
-            log_index,
-            checksum: *next,
-        });
+        out.push(Message { chain_id, block_number, timestamp, log_index, checksum: *next });
         i += 1;
     }
     Ok(out)
@@ -181,9 +170,7 @@ pub fn message_entries(m: &Message) -> impl Iterator<Item = B256> {
         e[8..32].copy_from_slice(&id[..24]);
         B256::from(e)
     });
-    std::iter::once(B256::from(lookup))
-        .chain(ext)
-        .chain(std::iter::once(m.checksum))
+    std::iter::once(B256::from(lookup)).chain(ext).chain(std::iter::once(m.checksum))
 }
 
 /// Encodes messages as inbox entries, in order.
@@ -218,10 +205,7 @@ mod tests {
             log_index: 0,
             checksum: b256!("0x031ae3a7ee4ad1a293990b1d810700d09bfebe953b16a0ebd79be7fbf84c93a3"),
         };
-        let big = Message {
-            chain_id: U256::from(u64::MAX) + U256::from(20),
-            ..small
-        };
+        let big = Message { chain_id: U256::from(u64::MAX) + U256::from(20), ..small };
         let entries = encode_entries(&[small, big, small]);
         assert_eq!(entries.len(), 2 + 3 + 2);
         assert_eq!(
@@ -254,29 +238,18 @@ mod tests {
         );
         assert!(matches!(
             parse_entries(&[e[1]]),
-            Err(AccessListError::UnexpectedType {
-                index: 0,
-                found: 3,
-                ..
-            })
+            Err(AccessListError::UnexpectedType { index: 0, found: 3, .. })
         ));
         let mut bad = e.clone();
         bad[0].0[2] = 1;
         assert_eq!(
             parse_entries(&bad),
-            Err(AccessListError::NonZeroReserved {
-                index: 0,
-                kind: "lookup"
-            })
+            Err(AccessListError::NonZeroReserved { index: 0, kind: "lookup" })
         );
         let two_lookups = vec![e[0], e[0], e[1]];
         assert!(matches!(
             parse_entries(&two_lookups),
-            Err(AccessListError::UnexpectedType {
-                index: 1,
-                found: 1,
-                ..
-            })
+            Err(AccessListError::UnexpectedType { index: 1, found: 1, .. })
         ));
     }
 }

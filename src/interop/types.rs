@@ -139,11 +139,7 @@ pub struct ExecutingDescriptor {
     #[serde(with = "alloy_serde::quantity")]
     pub timestamp: u64,
     /// How long after `timestamp` the messages must stay valid. `None` = 0.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "alloy_serde::quantity::opt"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "alloy_serde::quantity::opt")]
     pub timeout: Option<u64>,
     /// The executing chain, when the caller names it.
     #[serde(
@@ -171,9 +167,7 @@ pub fn parse_chain_id(s: &str) -> Result<ChainId, String> {
         U256::from_str_radix(hex, 16)
     } else {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "invalid chain id {s:?}: expected a hex (0x…) or decimal string"
-            ));
+            return Err(format!("invalid chain id {s:?}: expected a hex (0x…) or decimal string"));
         }
         U256::from_str_radix(s, 10)
     };
@@ -193,8 +187,7 @@ mod opt_chain_id {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ChainId>, D::Error> {
         let s = Option::<std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.map(|s| parse_chain_id(&s).map_err(serde::de::Error::custom))
-            .transpose()
+        s.map(|s| parse_chain_id(&s).map_err(serde::de::Error::custom)).transpose()
     }
 }
 
@@ -242,17 +235,9 @@ mod tests {
 
     #[test]
     fn descriptor_end_detects_overflow() {
-        let d = ExecutingDescriptor {
-            timestamp: u64::MAX - 1,
-            timeout: Some(2),
-            chain_id: None,
-        };
+        let d = ExecutingDescriptor { timestamp: u64::MAX - 1, timeout: Some(2), chain_id: None };
         assert_eq!(d.end(), None);
-        let d = ExecutingDescriptor {
-            timestamp: 10,
-            timeout: None,
-            chain_id: None,
-        };
+        let d = ExecutingDescriptor { timestamp: 10, timeout: None, chain_id: None };
         assert_eq!(d.end(), Some(10));
     }
 }

@@ -142,14 +142,7 @@ impl RpcClient {
         timeout: Duration,
         http: reqwest::Client,
     ) -> Self {
-        Self {
-            target,
-            name: name.into(),
-            url,
-            http,
-            timeout,
-            next_id: AtomicU64::new(1),
-        }
+        Self { target, name: name.into(), url, http, timeout, next_id: AtomicU64::new(1) }
     }
 
     /// The endpoint's configured name (safe to log).
@@ -179,13 +172,8 @@ impl RpcClient {
         P: Serialize + ?Sized,
     {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = serde_json::to_vec(&WireRequest {
-            jsonrpc: "2.0",
-            id,
-            method,
-            params,
-        })
-        .map_err(|e| self.decode_err(format!("encode request: {e}")))?;
+        let body = serde_json::to_vec(&WireRequest { jsonrpc: "2.0", id, method, params })
+            .map_err(|e| self.decode_err(format!("encode request: {e}")))?;
         let span =
             tracing::debug_span!("rpc_call", target = self.target, endpoint = %self.name, method);
         let bytes = self.post(body).instrument(span).await?;
@@ -208,18 +196,11 @@ impl RpcClient {
         if params.is_empty() {
             return Ok(Vec::new());
         }
-        let first = self
-            .next_id
-            .fetch_add(params.len() as u64, Ordering::Relaxed);
+        let first = self.next_id.fetch_add(params.len() as u64, Ordering::Relaxed);
         let reqs: Vec<_> = params
             .iter()
             .enumerate()
-            .map(|(i, p)| WireRequest {
-                jsonrpc: "2.0",
-                id: first + i as u64,
-                method,
-                params: p,
-            })
+            .map(|(i, p)| WireRequest { jsonrpc: "2.0", id: first + i as u64, method, params: p })
             .collect();
         let body =
             serde_json::to_vec(&reqs).map_err(|e| self.decode_err(format!("encode batch: {e}")))?;
@@ -231,10 +212,7 @@ impl RpcClient {
                 // A server may answer a whole batch with one error object.
                 if let Ok(one) = serde_json::from_slice::<WireResponse>(&bytes) {
                     if let Some(error) = one.error {
-                        return Err(ClientError::Rpc {
-                            endpoint: self.name.clone(),
-                            error,
-                        });
+                        return Err(ClientError::Rpc { endpoint: self.name.clone(), error });
                     }
                 }
                 return Err(self.decode_err(format!("not a JSON-RPC batch response: {e}")));
@@ -243,10 +221,7 @@ impl RpcClient {
         let mut out: Vec<Option<Result<Box<RawValue>, ClientError>>> =
             (0..params.len()).map(|_| None).collect();
         for r in resps {
-            let idx =
-                r.id.as_ref()
-                    .and_then(|v| v.as_u64())
-                    .and_then(|id| id.checked_sub(first));
+            let idx = r.id.as_ref().and_then(|v| v.as_u64()).and_then(|id| id.checked_sub(first));
             if let Some(i) = idx.map(|i| i as usize).filter(|i| *i < out.len()) {
                 out[i] = Some(self.to_result(r));
             }
@@ -261,10 +236,7 @@ impl RpcClient {
 
     fn to_result(&self, resp: WireResponse) -> Result<Box<RawValue>, ClientError> {
         match (resp.result, resp.error) {
-            (_, Some(error)) => Err(ClientError::Rpc {
-                endpoint: self.name.clone(),
-                error,
-            }),
+            (_, Some(error)) => Err(ClientError::Rpc { endpoint: self.name.clone(), error }),
             (Some(result), None) => Ok(result),
             // `"result": null` deserializes as None: a null result is a valid answer.
             (None, None) => Ok(super::types::null()),
@@ -272,10 +244,7 @@ impl RpcClient {
     }
 
     fn decode_err(&self, detail: String) -> ClientError {
-        ClientError::Decode {
-            endpoint: self.name.clone(),
-            detail,
-        }
+        ClientError::Decode { endpoint: self.name.clone(), detail }
     }
 
     async fn post(&self, body: Vec<u8>) -> Result<bytes::Bytes, ClientError> {
@@ -289,9 +258,7 @@ impl RpcClient {
             Ok(_) => "ok",
             Err(e) => e.kind(),
         };
-        m.external_calls
-            .with_label_values(&[self.target, &self.name, outcome])
-            .inc();
+        m.external_calls.with_label_values(&[self.target, &self.name, outcome]).inc();
         if let Err(e) = &result {
             tracing::debug!(target: "interop_gate::rpc", error = %e, "external call failed");
         }
@@ -311,15 +278,10 @@ impl RpcClient {
             let bytes = resp.bytes().await.map_err(|e| self.transport_err(e))?;
             if !status.is_success() {
                 // Many servers put a JSON-RPC error in a 4xx/5xx body: keep it when present.
-                if let Ok(WireResponse {
-                    error: Some(error), ..
-                }) = serde_json::from_slice(&bytes)
+                if let Ok(WireResponse { error: Some(error), .. }) = serde_json::from_slice(&bytes)
                 {
                     if status.is_client_error() {
-                        return Err(ClientError::Rpc {
-                            endpoint: self.name.clone(),
-                            error,
-                        });
+                        return Err(ClientError::Rpc { endpoint: self.name.clone(), error });
                     }
                 }
                 return Err(ClientError::HttpStatus {
@@ -341,9 +303,6 @@ impl RpcClient {
     fn transport_err(&self, e: reqwest::Error) -> ClientError {
         // reqwest's Display includes the URL; strip it so credentials never reach a log.
         let detail = e.without_url().to_string();
-        ClientError::Transport {
-            endpoint: self.name.clone(),
-            detail,
-        }
+        ClientError::Transport { endpoint: self.name.clone(), detail }
     }
 }

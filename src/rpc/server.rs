@@ -73,12 +73,7 @@ struct Endpoint {
 
 /// A router that serves JSON-RPC on `POST /` for `handler`. `listener` names it in metrics.
 pub fn rpc_router(listener: &'static str, handler: Arc<dyn Handler>, limits: Limits) -> Router {
-    let ep = Arc::new(Endpoint {
-        listener,
-        handler,
-        limits,
-        next_request_id: AtomicU64::new(1),
-    });
+    let ep = Arc::new(Endpoint { listener, handler, limits, next_request_id: AtomicU64::new(1) });
     Router::new().route("/", post(serve_rpc)).with_state(ep)
 }
 
@@ -123,9 +118,7 @@ async fn serve_rpc(
     let rid = request_id(&ep, &headers);
     let ip = client_ip(peer.ip(), &headers, ep.limits.trusted_proxy_depth);
     let span = tracing::info_span!("rpc", listener = ep.listener, request_id = %rid, client = %ip);
-    let mut resp = handle_body(&ep, rid.clone(), ip, &headers, body)
-        .instrument(span)
-        .await;
+    let mut resp = handle_body(&ep, rid.clone(), ip, &headers, body).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -171,10 +164,7 @@ async fn handle_body(
             Ok(v) => v,
             Err(e) => return single_error(RpcError::parse_error(e)),
         };
-        metrics()
-            .rpc_batches
-            .with_label_values(&[ep.listener])
-            .inc();
+        metrics().rpc_batches.with_label_values(&[ep.listener]).inc();
         if elems.is_empty() {
             count(ep.listener, "-", codes::INVALID_REQUEST);
             return single_error(RpcError::invalid_request("empty batch"));
@@ -190,11 +180,7 @@ async fn handle_body(
                 ),
             ));
         }
-        let ctx = CallContext {
-            client_ip,
-            request_id,
-            in_batch: true,
-        };
+        let ctx = CallContext { client_ip, request_id, in_batch: true };
         let answers =
             futures::future::join_all(elems.into_iter().map(|e| handle_one(ep, &ctx, e))).await;
         let answers: Vec<String> = answers.into_iter().flatten().map(|(s, _)| s).collect();
@@ -207,11 +193,7 @@ async fn handle_body(
         out.push(']');
         json_response(StatusCode::OK, out)
     } else {
-        let ctx = CallContext {
-            client_ip,
-            request_id,
-            in_batch: false,
-        };
+        let ctx = CallContext { client_ip, request_id, in_batch: false };
         match handle_one(ep, &ctx, &raw).await {
             Some((body, status)) => json_response(status, body),
             None => StatusCode::NO_CONTENT.into_response(),
@@ -257,11 +239,7 @@ async fn handle_one(
         .rpc_duration
         .with_label_values(&[ep.listener, label])
         .observe(start.elapsed().as_secs_f64());
-    count(
-        ep.listener,
-        label,
-        result.as_ref().err().map_or(0, |e| e.code),
-    );
+    count(ep.listener, label, result.as_ref().err().map_or(0, |e| e.code));
     req.id.as_ref()?;
     Some(match &result {
         Ok(v) => encode(&reply_id, Ok(v)),
@@ -274,9 +252,7 @@ fn validate(req: &RawRequest, id_ok: bool) -> Result<Call, RpcError> {
         return Err(RpcError::invalid_request("\"jsonrpc\" must be \"2.0\""));
     }
     if !id_ok {
-        return Err(RpcError::invalid_request(
-            "\"id\" must be a string, a number or null",
-        ));
+        return Err(RpcError::invalid_request("\"id\" must be a string, a number or null"));
     }
     let method: String = match req.method.as_deref().map(|m| serde_json::from_str(m.get())) {
         Some(Ok(m)) => m,
@@ -285,37 +261,16 @@ fn validate(req: &RawRequest, id_ok: bool) -> Result<Call, RpcError> {
     if let Some(p) = &req.params {
         let first = p.get().as_bytes().first().copied();
         if first != Some(b'[') && first != Some(b'{') {
-            return Err(RpcError::invalid_request(
-                "\"params\" must be an array or an object",
-            ));
+            return Err(RpcError::invalid_request("\"params\" must be an array or an object"));
         }
     }
-    Ok(Call {
-        method,
-        params: req.params.clone(),
-    })
+    Ok(Call { method, params: req.params.clone() })
 }
 
 fn encode(id: &RawValue, result: Result<&RawValue, &RpcError>) -> (String, StatusCode) {
     let (resp, status) = match result {
-        Ok(r) => (
-            Response {
-                jsonrpc: "2.0",
-                result: Some(r),
-                error: None,
-                id,
-            },
-            StatusCode::OK,
-        ),
-        Err(e) => (
-            Response {
-                jsonrpc: "2.0",
-                result: None,
-                error: Some(e),
-                id,
-            },
-            e.http_status(),
-        ),
+        Ok(r) => (Response { jsonrpc: "2.0", result: Some(r), error: None, id }, StatusCode::OK),
+        Err(e) => (Response { jsonrpc: "2.0", result: None, error: Some(e), id }, e.http_status()),
     };
     let body = serde_json::to_string(&resp).unwrap_or_else(|_| {
         r#"{"jsonrpc":"2.0","error":{"code":-32603,"message":"internal error: could not encode the response"},"id":null}"#.to_owned()
@@ -334,10 +289,7 @@ fn json_response(status: StatusCode, body: String) -> HttpResponse {
 
 fn count(listener: &str, method: &str, code: i64) {
     let outcome = if code == 0 { "ok" } else { codes::label(code) };
-    metrics()
-        .rpc_requests
-        .with_label_values(&[listener, method, outcome])
-        .inc();
+    metrics().rpc_requests.with_label_values(&[listener, method, outcome]).inc();
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting and waits up
@@ -349,11 +301,8 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let signal = shutdown.clone();
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { signal.cancelled().await });
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { signal.cancelled().await });
     let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
     tokio::select! {
         r = &mut server => return r,

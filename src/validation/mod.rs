@@ -37,11 +37,7 @@ pub struct Rejection {
 impl Rejection {
     /// A rejection with a code and a reason.
     pub fn new(code: i64, reason: impl Into<String>) -> Self {
-        Self {
-            code,
-            reason: reason.into(),
-            message: None,
-        }
+        Self { code, reason: reason.into(), message: None }
     }
 
     /// Names the failing message.
@@ -115,9 +111,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Checks many requests that share an executing block. Backends that can batch on the wire
     /// (one HTTP request for all) override this; the default checks them concurrently.
     fn check_batch<'a>(&'a self, reqs: &'a [CheckRequest]) -> BoxFuture<'a, Vec<Verdict>> {
-        Box::pin(futures::future::join_all(
-            reqs.iter().map(|r| self.check(r)),
-        ))
+        Box::pin(futures::future::join_all(reqs.iter().map(|r| self.check(r))))
     }
 
     /// Whether the backend can currently give verdicts (for `/readyz`).

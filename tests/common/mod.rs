@@ -34,17 +34,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn rpc_url(&self) -> String {
-        format!(
-            "http://{}/",
-            self.running.rpc_addr.expect("ingress enabled")
-        )
+        format!("http://{}/", self.running.rpc_addr.expect("ingress enabled"))
     }
 
     pub fn metrics_url(&self, path: &str) -> String {
-        format!(
-            "http://{}{path}",
-            self.running.metrics_addr.expect("metrics enabled")
-        )
+        format!("http://{}{path}", self.running.metrics_addr.expect("metrics enabled"))
     }
 
     /// POSTs a raw body; returns status and body text.
@@ -87,29 +81,19 @@ pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> (u1
 /// Starts a mock upstream and the service (config adjusted by `tweak`).
 pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
     let upstream = Arc::new(MockUpstream::new());
-    let upstream_peer = spawn_peer("upstream", upstream.clone(), "127.0.0.1:0")
-        .await
-        .expect("bind upstream");
+    let upstream_peer =
+        spawn_peer("upstream", upstream.clone(), "127.0.0.1:0").await.expect("bind upstream");
     let mut cfg = loopback_config();
     cfg.upstream.url = upstream_peer.url();
     tweak(&mut cfg);
     cfg.validate().expect("valid test config");
-    let running = start(cfg, CancellationToken::new())
-        .await
-        .expect("service starts");
-    Gateway {
-        running,
-        upstream,
-        upstream_peer,
-        client: reqwest::Client::new(),
-    }
+    let running = start(cfg, CancellationToken::new()).await.expect("service starts");
+    Gateway { running, upstream, upstream_peer, client: reqwest::Client::new() }
 }
 
 /// An address nothing listens on (bound then dropped).
 pub async fn dead_addr() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let a = l.local_addr().expect("addr");
     drop(l);
     a
