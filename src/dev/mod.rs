@@ -3,6 +3,7 @@
 //! over real HTTP on loopback.
 
 pub mod upstream;
+pub mod wallet;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
