@@ -98,7 +98,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
             .merge(health_routes);
         let listener = bind("server.listen", &cfg.server.listen).await?;
         rpc_addr = listener.local_addr().ok();
-        tracing::info!(addr = ?rpc_addr, "ingress listening");
+        log_listening("ingress", rpc_addr);
         spawn_server(&mut tasks, "ingress", listener, router, shutdown.clone(), grace);
     }
 
@@ -106,7 +106,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     if !cfg.metrics.listen.is_empty() {
         let listener = bind("metrics.listen", &cfg.metrics.listen).await?;
         metrics_addr = listener.local_addr().ok();
-        tracing::info!(addr = ?metrics_addr, "metrics listening");
+        log_listening("metrics", metrics_addr);
         let router = health::metrics_router(Arc::new(health));
         spawn_server(&mut tasks, "metrics", listener, router, shutdown.clone(), grace);
     }
@@ -118,12 +118,20 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         if cfg.admin.token.is_none() && !admin_addr.is_some_and(|a| a.ip().is_loopback()) {
             tracing::warn!(addr = ?admin_addr, "admin API listens beyond loopback WITHOUT a token");
         }
-        tracing::info!(addr = ?admin_addr, "admin listening");
+        log_listening("admin", admin_addr);
         let router = crate::admin::router(admin, cfg.admin.token.as_deref());
         spawn_server(&mut tasks, "admin", listener, router, shutdown.clone(), grace);
     }
 
+    tracing::info!(listeners = tasks.len(), "started");
     Ok(Running { rpc_addr, metrics_addr, admin_addr, shutdown, tasks })
+}
+
+/// One start-up line per listener with its bound address (scripts parse it from JSON logs).
+fn log_listening(listener: &'static str, addr: Option<SocketAddr>) {
+    if let Some(addr) = addr {
+        tracing::info!(listener, %addr, "listening");
+    }
 }
 
 fn spawn_server(

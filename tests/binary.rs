@@ -71,13 +71,13 @@ fn sigterm_stops_the_service_cleanly() {
     while let Some(Ok(line)) = lines.next() {
         seen.push_str(&line);
         seen.push('\n');
-        if line.contains("ingress listening") {
+        if line.contains("\"listener\":\"ingress\"") {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(20), "no start-up line: {seen}");
     }
-    assert!(seen.contains("ingress listening"), "{seen}");
-    let line = seen.lines().find(|l| l.contains("ingress listening")).unwrap_or_default();
+    assert!(seen.contains("\"listener\":\"ingress\""), "{seen}");
+    let line = seen.lines().find(|l| l.contains("\"listener\":\"ingress\"")).unwrap_or_default();
     assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "JSON logs: {line}");
     let status =
         Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
