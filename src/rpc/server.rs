@@ -301,6 +301,10 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let signal = shutdown.clone();
+    // Small JSON-RPC answers must not wait for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move { signal.cancelled().await });
     let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
