@@ -3,14 +3,22 @@
 //! Layout (one module per role and per boundary):
 //! - [`interop`]: pure protocol code (decoding, access lists, checksums, wire types).
 //! - [`validation`]: the engine that turns a check request into a verdict.
-//! - [`rpc`]: JSON-RPC plumbing shared by every listener.
-//! - [`metrics`]: the Prometheus registry.
-//! - [`revalidator`]: the mempool revalidator role (pool polling, presumed blocks, EL-facing API).
+//! - [`rpc`]: JSON-RPC plumbing shared by every listener (server, client, codes).
+//! - [`ingress`]: the public front door (forwarding, the submission pipeline).
+//! - [`revalidator`]: the mempool revalidator (pool polling, presumed blocks, EL-facing API).
+//! - [`config`], [`metrics`], [`health`], [`telemetry`]: around the roles.
+//! - [`app`]: start-up and shutdown of the enabled roles.
+//! - [`dev`]: the embedded devnet and the in-process peers tests share.
 
+pub mod admin;
+pub mod app;
 pub mod config;
 pub mod dev;
+pub mod health;
+pub mod ingress;
 pub mod interop;
 pub mod metrics;
 pub mod revalidator;
 pub mod rpc;
+pub mod telemetry;
 pub mod validation;

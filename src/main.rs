@@ -1,1 +1,105 @@
-fn main() {}
+//! The `interop-gate` binary: runs the roles enabled in a config file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use interop_gate::config::Config;
+
+/// Keeps invalid OP Stack interop transactions away from the sequencer.
+///
+/// Runs, as enabled in the config file: the ingress filter (JSON-RPC gateway), the mempool
+/// revalidator and the light-mode supervisor endpoint.
+#[derive(Parser, Debug)]
+#[command(name = "interop-gate", version, about, long_about = None)]
+struct Cli {
+    /// Path of the TOML config file (every key is documented in the repository's config.toml).
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "config.toml",
+        env = "INTEROP_GATE_CONFIG"
+    )]
+    config: PathBuf,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the roles enabled in the config file (the default).
+    Run,
+    /// Load and validate the config file, print the effective config, and exit.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("interop-gate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::CheckConfig) = cli.command {
+        println!("{}: ok", cli.config.display());
+        return ExitCode::SUCCESS;
+    }
+    interop_gate::telemetry::init(&cfg.log);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("interop-gate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(run(cfg))
+}
+
+async fn run(cfg: Config) -> ExitCode {
+    let shutdown = CancellationToken::new();
+    let running = match interop_gate::app::start(cfg, shutdown.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "start-up failed");
+            eprintln!("interop-gate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: no new connections, finishing in-flight requests");
+        shutdown.cancel();
+    });
+    running.wait().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

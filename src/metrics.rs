@@ -44,6 +44,18 @@ pub struct Metrics {
     pub validations_in_flight: IntGauge,
     /// Current interop mode at the ingress (1 for the active mode label).
     pub interop_mode: IntGaugeVec,
+    /// Revalidator gauges (`pool_txs`, `tracked_txs`, `presumed_blocks`, `failsafe`), by what.
+    pub revalidator_state: IntGaugeVec,
+    /// Backend requests sent by one revalidation pass, by pass kind (`near`, `full`).
+    pub revalidator_requests_per_pass: HistogramVec,
+    /// Duration of one revalidation pass (pool read included), by pass kind.
+    pub revalidator_pass_duration: HistogramVec,
+    /// Txs the revalidator published as invalid, by reason.
+    pub revalidator_invalid: IntCounterVec,
+    /// Drop-in `checkAccessList` calls, by how they were answered (`cache`, `forward`).
+    pub revalidator_checks: IntCounterVec,
+    /// Pool txs the revalidator skipped, by why (`undecodable`, `over_limit`).
+    pub revalidator_skipped: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -75,20 +87,117 @@ impl Metrics {
                 .expect("valid metric");
         r.register(Box::new(validations_in_flight.clone())).expect("metric registered once");
         Self {
-            rpc_requests: counter(&r, "rpc_requests_total", "JSON-RPC calls served", &["listener", "method", "outcome"]),
-            rpc_duration: histogram(&r, "rpc_request_duration_seconds", "Time to answer one JSON-RPC call", &["listener", "method"]),
-            rpc_batches: counter(&r, "rpc_batches_total", "HTTP requests carrying a JSON-RPC batch", &["listener"]),
-            external_calls: counter(&r, "external_calls_total", "Calls to external services", &["target", "endpoint", "outcome"]),
-            external_duration: histogram(&r, "external_call_duration_seconds", "Latency of calls to external services", &["target", "endpoint"]),
-            verdicts: counter(&r, "verdicts_total", "Validation verdicts", &["component", "verdict", "reason"]),
+            rpc_requests: counter(
+                &r,
+                "rpc_requests_total",
+                "JSON-RPC calls served",
+                &["listener", "method", "outcome"],
+            ),
+            rpc_duration: histogram(
+                &r,
+                "rpc_request_duration_seconds",
+                "Time to answer one JSON-RPC call",
+                &["listener", "method"],
+            ),
+            rpc_batches: counter(
+                &r,
+                "rpc_batches_total",
+                "HTTP requests carrying a JSON-RPC batch",
+                &["listener"],
+            ),
+            external_calls: counter(
+                &r,
+                "external_calls_total",
+                "Calls to external services",
+                &["target", "endpoint", "outcome"],
+            ),
+            external_duration: histogram(
+                &r,
+                "external_call_duration_seconds",
+                "Latency of calls to external services",
+                &["target", "endpoint"],
+            ),
+            verdicts: counter(
+                &r,
+                "verdicts_total",
+                "Validation verdicts",
+                &["component", "verdict", "reason"],
+            ),
             cache: counter(&r, "cache_lookups_total", "Cache lookups", &["cache", "result"]),
-            coalesced: counter(&r, "coalesced_total", "Identical concurrent work merged into one call", &["what"]),
+            coalesced: counter(
+                &r,
+                "coalesced_total",
+                "Identical concurrent work merged into one call",
+                &["what"],
+            ),
             retries: counter(&r, "retries_total", "Re-tests after delay", &["outcome"]),
-            disagreements: counter(&r, "backend_disagreements_total", "Split verdicts between backends", &["kind"]),
-            endpoint_healthy: gauge_vec(&r, "endpoint_healthy", "Endpoint health (1 healthy, 0 unhealthy)", &["target", "endpoint"]),
-            ingress_txs: counter(&r, "ingress_transactions_total", "Transactions handled by the ingress", &["outcome", "reason"]),
+            disagreements: counter(
+                &r,
+                "backend_disagreements_total",
+                "Split verdicts between backends",
+                &["kind"],
+            ),
+            endpoint_healthy: gauge_vec(
+                &r,
+                "endpoint_healthy",
+                "Endpoint health (1 healthy, 0 unhealthy)",
+                &["target", "endpoint"],
+            ),
+            ingress_txs: counter(
+                &r,
+                "ingress_transactions_total",
+                "Transactions handled by the ingress",
+                &["outcome", "reason"],
+            ),
             validations_in_flight,
-            interop_mode: gauge_vec(&r, "interop_mode", "Active interop mode at the ingress (1 = active)", &["mode"]),
+            interop_mode: gauge_vec(
+                &r,
+                "interop_mode",
+                "Active interop mode at the ingress (1 = active)",
+                &["mode"],
+            ),
+            revalidator_state: gauge_vec(
+                &r,
+                "revalidator_state",
+                "Revalidator pool and pass state",
+                &["what"],
+            ),
+            revalidator_requests_per_pass: {
+                // 1 .. 2048 requests.
+                let buckets = exponential_buckets(1.0, 2.0, 12).expect("valid buckets");
+                let opts = HistogramOpts::new(
+                    "revalidator_requests_per_pass",
+                    "Backend requests per revalidation pass",
+                )
+                .buckets(buckets);
+                let h = HistogramVec::new(opts, &["kind"]).expect("valid metric");
+                r.register(Box::new(h.clone())).expect("metric registered once");
+                h
+            },
+            revalidator_pass_duration: histogram(
+                &r,
+                "revalidator_pass_duration_seconds",
+                "Duration of one revalidation pass",
+                &["kind"],
+            ),
+            revalidator_invalid: counter(
+                &r,
+                "revalidator_invalid_total",
+                "Txs published as invalid by the revalidator",
+                &["reason"],
+            ),
+            revalidator_checks: counter(
+                &r,
+                "revalidator_checks_total",
+                "Drop-in checkAccessList calls by answer source",
+                &["answer"],
+            ),
+            revalidator_skipped: counter(
+                &r,
+                "revalidator_skipped_txs_total",
+                "Pool txs skipped by the revalidator",
+                &["why"],
+            ),
             registry: r,
         }
     }

@@ -130,7 +130,7 @@ impl InteropMode {
 pub struct RateLimit {
     /// Requests per second, sustained (0 = unlimited).
     pub per_second: u32,
-    /// Extra requests allowed in a burst.
+    /// Bucket size: most requests accepted at once (0 = `per_second`).
     pub burst: u32,
 }
 
@@ -190,7 +190,10 @@ impl IngressConfig {
         check_positive("ingress.max_in_flight", self.max_in_flight as u64)?;
         check_positive("ingress.rate_limit_keys", self.rate_limit_keys as u64)?;
         if self.min_safety == SafetyLevel::Invalid {
-            return Err(ConfigError::invalid("ingress.min_safety", "\"invalid\" cannot be a minimum safety level"));
+            return Err(ConfigError::invalid(
+                "ingress.min_safety",
+                "\"invalid\" cannot be a minimum safety level",
+            ));
         }
         Ok(())
     }
@@ -232,7 +235,10 @@ impl AdminConfig {
             check_listen("admin.listen", &self.listen)?;
         }
         if self.token.as_deref() == Some("") {
-            return Err(ConfigError::invalid("admin.token", "must not be empty (omit it to disable auth)"));
+            return Err(ConfigError::invalid(
+                "admin.token",
+                "must not be empty (omit it to disable auth)",
+            ));
         }
         Ok(())
     }

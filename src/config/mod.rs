@@ -11,10 +11,16 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use gateway::{AdminConfig, IngressConfig, InteropMode, LogConfig, LogFormat, MetricsConfig, RateLimit, ServerConfig, UpstreamConfig};
+pub use gateway::{
+    AdminConfig, IngressConfig, InteropMode, LogConfig, LogFormat, MetricsConfig, RateLimit,
+    ServerConfig, UpstreamConfig,
+};
 pub use light_server::LightServerConfig;
 pub use revalidator::RevalidatorConfig;
-pub use validation::{ChainRpcConfig, EndpointConfig, LightConfig, Namespace, PolicyMode, Strategy, SupervisorConfig, ValidationConfig};
+pub use validation::{
+    ChainRpcConfig, EndpointConfig, LightConfig, Namespace, PolicyMode, Strategy, SupervisorConfig,
+    ValidationConfig,
+};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -99,8 +105,10 @@ impl Config {
     /// Loads a file, applies environment overrides, validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
-        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: p, message: e.to_string() })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        let mut cfg: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: p, message: e.to_string() })?;
         cfg.apply_env(|k| std::env::var(k).ok())?;
         cfg.validate()?;
         Ok(cfg)
@@ -118,7 +126,9 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .enumerate()
                 .map(|(i, s)| match s.split_once('=') {
-                    Some((name, url)) if !name.contains("://") => EndpointConfig { name: name.to_owned(), url: url.to_owned() },
+                    Some((name, url)) if !name.contains("://") => {
+                        EndpointConfig { name: name.to_owned(), url: url.to_owned() }
+                    }
                     _ => EndpointConfig { name: format!("supervisor-{i}"), url: s.to_owned() },
                 })
                 .collect();
@@ -151,7 +161,10 @@ impl Config {
 pub(crate) fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     match url::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
-        Ok(u) => Err(ConfigError::invalid(key, format!("unsupported scheme {:?} (use http or https)", u.scheme()))),
+        Ok(u) => Err(ConfigError::invalid(
+            key,
+            format!("unsupported scheme {:?} (use http or https)", u.scheme()),
+        )),
         Err(e) => Err(ConfigError::invalid(key, format!("not a URL: {e}"))),
     }
 }
@@ -169,4 +182,50 @@ pub(crate) fn check_positive(key: &str, v: u64) -> Result<(), ConfigError> {
         return Err(ConfigError::invalid(key, "must be greater than 0"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_config_toml_is_the_defaults() {
+        let text = include_str!("../../config.toml");
+        let cfg = Config::from_toml(text, "config.toml").expect("config.toml parses");
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = Config::from_toml("[server]\nlisten = \"0.0.0.0:1\"\nmax_bodyy = 3\n", "x.toml")
+            .unwrap_err();
+        assert!(e.to_string().contains("max_bodyy"), "{e}");
+        let e = Config::from_toml("[upstream]\nurl = \"ftp://x\"\n", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("upstream.url"), "{e}");
+        let e = Config::from_toml("[server]\nmax_batch = 0\n", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("server.max_batch"), "{e}");
+        let e = Config::from_toml("[ingress]\nmin_safety = \"Safe\"\n", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("Safe"), "{e}");
+        let e = Config::from_toml("[nope]\n", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_urls_and_secrets() {
+        let mut cfg = Config::default();
+        let env = |k: &str| match k {
+            "INTEROP_GATE_UPSTREAM_URL" => Some("http://el:8545".to_owned()),
+            "INTEROP_GATE_SUPERVISOR_URLS" => Some("a=http://s1:1, http://user:pw@s2:2".to_owned()),
+            "INTEROP_GATE_ADMIN_TOKEN" => Some("s3cret".to_owned()),
+            _ => None,
+        };
+        cfg.apply_env(env).unwrap();
+        assert_eq!(cfg.upstream.url, "http://el:8545");
+        assert_eq!(cfg.supervisor.endpoints.len(), 2);
+        assert_eq!(cfg.supervisor.endpoints[0].name, "a");
+        assert_eq!(cfg.supervisor.endpoints[1].name, "supervisor-1");
+        assert_eq!(cfg.supervisor.endpoints[1].url, "http://user:pw@s2:2");
+        assert_eq!(cfg.admin.token.as_deref(), Some("s3cret"));
+        cfg.validate().unwrap();
+    }
 }

@@ -68,7 +68,10 @@ impl Default for ValidationConfig {
 impl ValidationConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if !matches!(self.shadow_primary, PolicyMode::Indexed | PolicyMode::Light) {
-            return Err(ConfigError::invalid("validation.shadow_primary", "must be \"indexed\" or \"light\""));
+            return Err(ConfigError::invalid(
+                "validation.shadow_primary",
+                "must be \"indexed\" or \"light\"",
+            ));
         }
         check_positive("validation.cache_capacity", self.cache_capacity)?;
         check_positive("validation.expiry_window_secs", self.expiry_window_secs)?;
@@ -146,11 +149,19 @@ impl SupervisorConfig {
         for (i, e) in self.endpoints.iter().enumerate() {
             check_url(&format!("supervisor.endpoints[{i}].url"), &e.url)?;
             if e.name.is_empty() {
-                return Err(ConfigError::invalid(format!("supervisor.endpoints[{i}].name"), "must not be empty"));
+                return Err(ConfigError::invalid(
+                    format!("supervisor.endpoints[{i}].name"),
+                    "must not be empty",
+                ));
             }
         }
-        if self.strategy == Strategy::Quorum && (self.quorum == 0 || self.quorum > self.endpoints.len().max(1)) {
-            return Err(ConfigError::invalid("supervisor.quorum", "must be between 1 and the number of endpoints"));
+        if self.strategy == Strategy::Quorum
+            && (self.quorum == 0 || self.quorum > self.endpoints.len().max(1))
+        {
+            return Err(ConfigError::invalid(
+                "supervisor.quorum",
+                "must be between 1 and the number of endpoints",
+            ));
         }
         check_positive("supervisor.timeout_ms", self.timeout_ms)?;
         Ok(())
@@ -186,7 +197,12 @@ pub struct LightConfig {
 
 impl Default for LightConfig {
     fn default() -> Self {
-        Self { chains: Vec::new(), timeout_ms: 2_000, block_cache_capacity: 10_000, head_ttl_ms: 1_000 }
+        Self {
+            chains: Vec::new(),
+            timeout_ms: 2_000,
+            block_cache_capacity: 10_000,
+            head_ttl_ms: 1_000,
+        }
     }
 }
 
@@ -200,10 +216,16 @@ impl LightConfig {
                 _ => false,
             };
             if !ok {
-                return Err(ConfigError::invalid(format!("{key}.chain_id"), "must be a positive integer or a decimal/0x-hex string"));
+                return Err(ConfigError::invalid(
+                    format!("{key}.chain_id"),
+                    "must be a positive integer or a decimal/0x-hex string",
+                ));
             }
             if c.endpoints.is_empty() {
-                return Err(ConfigError::invalid(format!("{key}.endpoints"), "at least one endpoint is needed"));
+                return Err(ConfigError::invalid(
+                    format!("{key}.endpoints"),
+                    "at least one endpoint is needed",
+                ));
             }
             for (j, e) in c.endpoints.iter().enumerate() {
                 check_url(&format!("{key}.endpoints[{j}].url"), &e.url)?;

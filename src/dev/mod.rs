@@ -3,6 +3,7 @@
 //! over real HTTP on loopback.
 
 pub mod upstream;
+pub mod wallet;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,10 +38,15 @@ impl Drop for Peer {
 }
 
 /// Generous limits for peers: they model servers, not the gateway.
-pub const PEER_LIMITS: Limits = Limits { max_body_bytes: 64 << 20, max_batch: 100_000, trusted_proxy_depth: 0 };
+pub const PEER_LIMITS: Limits =
+    Limits { max_body_bytes: 64 << 20, max_batch: 100_000, trusted_proxy_depth: 0 };
 
 /// Serves `handler` as JSON-RPC on `addr` (use `127.0.0.1:0` for an ephemeral port).
-pub async fn spawn_peer(name: &'static str, handler: Arc<dyn Handler>, addr: &str) -> std::io::Result<Peer> {
+pub async fn spawn_peer(
+    name: &'static str,
+    handler: Arc<dyn Handler>,
+    addr: &str,
+) -> std::io::Result<Peer> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();

@@ -70,9 +70,14 @@ impl MockUpstream {
 }
 
 impl Handler for MockUpstream {
-    fn call<'a>(&'a self, _ctx: &'a CallContext, call: Call) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
+    fn call<'a>(
+        &'a self,
+        _ctx: &'a CallContext,
+        call: Call,
+    ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
         Box::pin(async move {
-            let params = call.params.as_ref().map(|p| p.get().to_owned()).unwrap_or_else(|| "[]".into());
+            let params =
+                call.params.as_ref().map(|p| p.get().to_owned()).unwrap_or_else(|| "[]".into());
             if let Ok(mut r) = self.received.lock() {
                 r.push(Received { method: call.method.clone(), params: params.clone() });
             }
@@ -89,13 +94,17 @@ impl Handler for MockUpstream {
                         // Conditional and Sync variants carry extra params.
                         let v: Vec<serde_json::Value> = call.parse_params()?;
                         let first = v.first().cloned().unwrap_or_default();
-                        serde_json::from_value::<Bytes>(first).map(|b| (b,)).map_err(RpcError::invalid_params)
+                        serde_json::from_value::<Bytes>(first)
+                            .map(|b| (b,))
+                            .map_err(RpcError::invalid_params)
                     })?;
                     Ok(to_raw(&keccak256(&raw)))
                 }
                 "eth_chainId" => Ok(to_raw("0xa")),
                 "eth_blockNumber" => Ok(to_raw("0x1")),
-                _ => Ok(to_raw(&serde_json::json!({ "method": call.method, "params": serde_json::from_str::<serde_json::Value>(&params).unwrap_or_default() }))),
+                _ => Ok(to_raw(
+                    &serde_json::json!({ "method": call.method, "params": serde_json::from_str::<serde_json::Value>(&params).unwrap_or_default() }),
+                )),
             }
         })
     }

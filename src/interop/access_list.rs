@@ -114,7 +114,10 @@ pub fn parse_entries(entries: &[B256]) -> Result<Vec<Message>, AccessListError> 
         })?;
         if next[0] == entry_type::CHAIN_ID_EXTENSION {
             if next[1..8].iter().any(|b| *b != 0) {
-                return Err(AccessListError::NonZeroReserved { index: i, kind: "chain-id extension" });
+                return Err(AccessListError::NonZeroReserved {
+                    index: i,
+                    kind: "chain-id extension",
+                });
             }
             // Upper 24 bytes of the u256 chain id; the low 8 came from the lookup.
             let mut full = [0u8; 32];
@@ -227,13 +230,26 @@ mod tests {
         let e = encode_entries(&[m]);
         assert_eq!(
             parse_entries(&e[..1]),
-            Err(AccessListError::Truncated { index: 0, after: "lookup", expected: "chain-id extension or checksum" })
+            Err(AccessListError::Truncated {
+                index: 0,
+                after: "lookup",
+                expected: "chain-id extension or checksum"
+            })
         );
-        assert!(matches!(parse_entries(&[e[1]]), Err(AccessListError::UnexpectedType { index: 0, found: 3, .. })));
+        assert!(matches!(
+            parse_entries(&[e[1]]),
+            Err(AccessListError::UnexpectedType { index: 0, found: 3, .. })
+        ));
         let mut bad = e.clone();
         bad[0].0[2] = 1;
-        assert_eq!(parse_entries(&bad), Err(AccessListError::NonZeroReserved { index: 0, kind: "lookup" }));
+        assert_eq!(
+            parse_entries(&bad),
+            Err(AccessListError::NonZeroReserved { index: 0, kind: "lookup" })
+        );
         let two_lookups = vec![e[0], e[0], e[1]];
-        assert!(matches!(parse_entries(&two_lookups), Err(AccessListError::UnexpectedType { index: 1, found: 1, .. })));
+        assert!(matches!(
+            parse_entries(&two_lookups),
+            Err(AccessListError::UnexpectedType { index: 1, found: 1, .. })
+        ));
     }
 }

@@ -100,15 +100,7 @@ impl Message {
             block_number,
             timestamp,
             log_index,
-            checksum: checksum(
-                origin,
-                topics,
-                data,
-                block_number,
-                timestamp,
-                log_index,
-                chain_id,
-            ),
+            checksum: checksum(origin, topics, data, block_number, timestamp, log_index, chain_id),
         }
     }
 }
@@ -122,15 +114,9 @@ mod tests {
     #[test]
     fn op_core_vector() {
         let ph = keccak256(b"example payload");
-        assert_eq!(
-            ph,
-            b256!("0x8017559a85b12c04b14a1a425d53486d1015f833714a09bd62f04152a7e2ae9b")
-        );
+        assert_eq!(ph, b256!("0x8017559a85b12c04b14a1a425d53486d1015f833714a09bd62f04152a7e2ae9b"));
         let lh = log_hash(address!("0xe0e1e2e3e4e5e6e7e8e9f0f1f2f3f4f5f6f7f8f9"), ph);
-        assert_eq!(
-            lh,
-            b256!("0xf9ed05990c887d3f86718aabd7e940faaa75d6a5cd44602e89642586ce85f2aa")
-        );
+        assert_eq!(lh, b256!("0xf9ed05990c887d3f86718aabd7e940faaa75d6a5cd44602e89642586ce85f2aa"));
         let c = checksum_from_log_hash(
             lh,
             11647051513882650536,
@@ -138,9 +124,6 @@ mod tests {
             2981278644,
             U256::from(15119379810110330840u64),
         );
-        assert_eq!(
-            c,
-            b256!("0x03749e87fd7789575de9906569deb05aaf220dc4cfab3d8abbfd34a2e1d7d357")
-        );
+        assert_eq!(c, b256!("0x03749e87fd7789575de9906569deb05aaf220dc4cfab3d8abbfd34a2e1d7d357"));
     }
 }

@@ -5,5 +5,7 @@ pub mod access_list;
 pub mod checksum;
 pub mod types;
 
-pub use access_list::{AccessListError, build_access_list, encode_entries, parse_entries};
-pub use types::{ChainId, ExecutingDescriptor, Message, SafetyLevel, CROSS_L2_INBOX, MESSAGE_EXPIRY_WINDOW_SECS};
+pub use access_list::{build_access_list, encode_entries, parse_entries, AccessListError};
+pub use types::{
+    ChainId, ExecutingDescriptor, Message, SafetyLevel, CROSS_L2_INBOX, MESSAGE_EXPIRY_WINDOW_SECS,
+};

@@ -167,9 +167,7 @@ pub fn parse_chain_id(s: &str) -> Result<ChainId, String> {
         U256::from_str_radix(hex, 16)
     } else {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "invalid chain id {s:?}: expected a hex (0x…) or decimal string"
-            ));
+            return Err(format!("invalid chain id {s:?}: expected a hex (0x…) or decimal string"));
         }
         U256::from_str_radix(s, 10)
     };
@@ -189,8 +187,7 @@ mod opt_chain_id {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ChainId>, D::Error> {
         let s = Option::<std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.map(|s| parse_chain_id(&s).map_err(serde::de::Error::custom))
-            .transpose()
+        s.map(|s| parse_chain_id(&s).map_err(serde::de::Error::custom)).transpose()
     }
 }
 
@@ -212,12 +209,14 @@ mod tests {
 
     #[test]
     fn descriptor_accepts_hex_and_decimal_chain_ids() {
-        let a: ExecutingDescriptor =
-            serde_json::from_str(r#"{"timestamp":"0x499602d2","timeout":"0xe10","chainID":"0x3e8"}"#)
-                .unwrap();
-        let b: ExecutingDescriptor =
-            serde_json::from_str(r#"{"chainID":"1000","timestamp":"0x499602d2","timeout":"0xe10"}"#)
-                .unwrap();
+        let a: ExecutingDescriptor = serde_json::from_str(
+            r#"{"timestamp":"0x499602d2","timeout":"0xe10","chainID":"0x3e8"}"#,
+        )
+        .unwrap();
+        let b: ExecutingDescriptor = serde_json::from_str(
+            r#"{"chainID":"1000","timestamp":"0x499602d2","timeout":"0xe10"}"#,
+        )
+        .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.chain_id, Some(U256::from(1000)));
         assert_eq!(

@@ -162,7 +162,8 @@ impl RpcClient {
         R: DeserializeOwned,
     {
         let raw = self.call_raw(method, params).await?;
-        serde_json::from_str(raw.get()).map_err(|e| self.decode_err(format!("{method} result: {e}")))
+        serde_json::from_str(raw.get())
+            .map_err(|e| self.decode_err(format!("{method} result: {e}")))
     }
 
     /// Calls `method`, keeping the result raw (for verbatim forwarding).
@@ -173,17 +174,22 @@ impl RpcClient {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = serde_json::to_vec(&WireRequest { jsonrpc: "2.0", id, method, params })
             .map_err(|e| self.decode_err(format!("encode request: {e}")))?;
-        let span = tracing::debug_span!("rpc_call", target = self.target, endpoint = %self.name, method);
+        let span =
+            tracing::debug_span!("rpc_call", target = self.target, endpoint = %self.name, method);
         let bytes = self.post(body).instrument(span).await?;
         let resp: WireResponse = serde_json::from_slice(&bytes)
             .map_err(|e| self.decode_err(format!("not a JSON-RPC response: {e}")))?;
-        self.into_result(resp)
+        self.to_result(resp)
     }
 
     /// Sends `calls` as one JSON-RPC batch (one HTTP request) and returns the answers in the
     /// order of `calls`, matched by id. An element missing from the answer is a decode error
     /// for that element only.
-    pub async fn batch<P>(&self, method: &str, params: &[P]) -> Result<Vec<Result<Box<RawValue>, ClientError>>, ClientError>
+    pub async fn batch<P>(
+        &self,
+        method: &str,
+        params: &[P],
+    ) -> Result<Vec<Result<Box<RawValue>, ClientError>>, ClientError>
     where
         P: Serialize,
     {
@@ -196,7 +202,8 @@ impl RpcClient {
             .enumerate()
             .map(|(i, p)| WireRequest { jsonrpc: "2.0", id: first + i as u64, method, params: p })
             .collect();
-        let body = serde_json::to_vec(&reqs).map_err(|e| self.decode_err(format!("encode batch: {e}")))?;
+        let body =
+            serde_json::to_vec(&reqs).map_err(|e| self.decode_err(format!("encode batch: {e}")))?;
         let span = tracing::debug_span!("rpc_batch", target = self.target, endpoint = %self.name, method, size = params.len());
         let bytes = self.post(body).instrument(span).await?;
         let resps: Vec<WireResponse> = match serde_json::from_slice(&bytes) {
@@ -211,20 +218,23 @@ impl RpcClient {
                 return Err(self.decode_err(format!("not a JSON-RPC batch response: {e}")));
             }
         };
-        let mut out: Vec<Option<Result<Box<RawValue>, ClientError>>> = (0..params.len()).map(|_| None).collect();
+        let mut out: Vec<Option<Result<Box<RawValue>, ClientError>>> =
+            (0..params.len()).map(|_| None).collect();
         for r in resps {
             let idx = r.id.as_ref().and_then(|v| v.as_u64()).and_then(|id| id.checked_sub(first));
             if let Some(i) = idx.map(|i| i as usize).filter(|i| *i < out.len()) {
-                out[i] = Some(self.into_result(r));
+                out[i] = Some(self.to_result(r));
             }
         }
         Ok(out
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(self.decode_err("batch answer lacks this element".into()))))
+            .map(|o| {
+                o.unwrap_or_else(|| Err(self.decode_err("batch answer lacks this element".into())))
+            })
             .collect())
     }
 
-    fn into_result(&self, resp: WireResponse) -> Result<Box<RawValue>, ClientError> {
+    fn to_result(&self, resp: WireResponse) -> Result<Box<RawValue>, ClientError> {
         match (resp.result, resp.error) {
             (_, Some(error)) => Err(ClientError::Rpc { endpoint: self.name.clone(), error }),
             (Some(result), None) => Ok(result),
@@ -268,12 +278,16 @@ impl RpcClient {
             let bytes = resp.bytes().await.map_err(|e| self.transport_err(e))?;
             if !status.is_success() {
                 // Many servers put a JSON-RPC error in a 4xx/5xx body: keep it when present.
-                if let Ok(WireResponse { error: Some(error), .. }) = serde_json::from_slice(&bytes) {
+                if let Ok(WireResponse { error: Some(error), .. }) = serde_json::from_slice(&bytes)
+                {
                     if status.is_client_error() {
                         return Err(ClientError::Rpc { endpoint: self.name.clone(), error });
                     }
                 }
-                return Err(ClientError::HttpStatus { endpoint: self.name.clone(), status: status.as_u16() });
+                return Err(ClientError::HttpStatus {
+                    endpoint: self.name.clone(),
+                    status: status.as_u16(),
+                });
             }
             Ok(bytes)
         };

@@ -16,8 +16,13 @@ pub const INVALID_PARAMS: i64 = -32602;
 /// Internal error (also: upstream unavailable or timed out, validation unavailable).
 pub const INTERNAL_ERROR: i64 = -32603;
 
+/// The admin API needs a bearer token (HTTP 401).
+pub const UNAUTHORIZED: i64 = -32001;
+
 // proxyd's client-facing codes (ethereum-optimism/infra proxyd/errors.go), kept so that
 // dashboards and client retry logic built for proxyd work unchanged.
+/// No validation backend could give a verdict (fail closed; retry later).
+pub const NO_BACKEND: i64 = -32011;
 /// The IP or method rate limit was hit.
 pub const RATE_LIMITED: i64 = -32016;
 /// The per-sender rate limit was hit.
@@ -67,12 +72,13 @@ pub fn http_status(code: i64) -> StatusCode {
     match code {
         PARSE_ERROR | INVALID_REQUEST | INVALID_PARAMS => StatusCode::BAD_REQUEST,
         METHOD_NOT_FOUND => StatusCode::FORBIDDEN,
+        UNAUTHORIZED => StatusCode::UNAUTHORIZED,
         RATE_LIMITED | SENDER_RATE_LIMITED | OVER_CAPACITY => StatusCode::TOO_MANY_REQUESTS,
         BATCH_TOO_LARGE | BODY_TOO_LARGE | ACCESS_LIST_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
         SUP_CONFLICTING_DATA => StatusCode::CONFLICT,
         SUP_FUTURE_DATA | SUP_UNINITIALIZED => StatusCode::UNPROCESSABLE_ENTITY,
         SUP_UNKNOWN_CHAIN => StatusCode::NOT_FOUND,
-        SUP_FAILSAFE => StatusCode::SERVICE_UNAVAILABLE,
+        SUP_FAILSAFE | NO_BACKEND => StatusCode::SERVICE_UNAVAILABLE,
         c if (-321599..=-320500).contains(&c) => StatusCode::UNPROCESSABLE_ENTITY,
         // Upstream errors pass through verbatim (an execution client's -32000 "nonce too low"
         // and friends) with 200, as the upstream itself answered them.
@@ -88,6 +94,8 @@ pub fn label(code: i64) -> &'static str {
         METHOD_NOT_FOUND => "method_not_found",
         INVALID_PARAMS => "invalid_params",
         INTERNAL_ERROR => "internal_error",
+        UNAUTHORIZED => "unauthorized",
+        NO_BACKEND => "no_backend",
         RATE_LIMITED => "rate_limited",
         SENDER_RATE_LIMITED => "sender_rate_limited",
         BATCH_TOO_LARGE => "batch_too_large",

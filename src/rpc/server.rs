@@ -202,7 +202,11 @@ async fn handle_body(
 }
 
 /// Handles one request object. `None` for a notification.
-async fn handle_one(ep: &Endpoint, ctx: &CallContext, raw: &RawValue) -> Option<(String, StatusCode)> {
+async fn handle_one(
+    ep: &Endpoint,
+    ctx: &CallContext,
+    raw: &RawValue,
+) -> Option<(String, StatusCode)> {
     let req: RawRequest = match serde_json::from_str(raw.get()) {
         Ok(r) => r,
         Err(_) => {
@@ -297,6 +301,10 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let signal = shutdown.clone();
+    // Small JSON-RPC answers must not wait for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move { signal.cancelled().await });
     let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
@@ -307,7 +315,10 @@ pub async fn serve(
     match tokio::time::timeout(grace, server).await {
         Ok(r) => r,
         Err(_) => {
-            tracing::warn!(grace_ms = grace.as_millis() as u64, "in-flight requests did not finish in time; closing");
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "in-flight requests did not finish in time; closing"
+            );
             Ok(())
         }
     }

@@ -44,7 +44,10 @@ impl RpcError {
 
     /// -32601, naming the method.
     pub fn method_not_found(method: &str) -> Self {
-        Self::new(codes::METHOD_NOT_FOUND, format!("method {method:?} is not available on this endpoint"))
+        Self::new(
+            codes::METHOD_NOT_FOUND,
+            format!("method {method:?} is not available on this endpoint"),
+        )
     }
 
     /// -32602.

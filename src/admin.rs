@@ -1,0 +1,174 @@
+//! The admin API: its own listener (loopback by default), JSON-RPC, bearer token when configured.
+//!
+//! Methods: `admin_status`, `admin_setInteropMode(mode)`, `admin_flushCaches`, and, when the
+//! light server runs, `admin_getFailsafeEnabled` / `admin_setFailsafeEnabled(bool)`.
+//! Roles register what they expose; the admin module owns no role state.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use futures::future::BoxFuture;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::config::InteropMode;
+use crate::metrics::metrics;
+use crate::rpc::codes;
+use crate::rpc::server::{rpc_router, CallContext, Handler, Limits};
+use crate::rpc::types::{to_raw, Call, RpcError};
+
+/// The ingress's interop mode, shared between the pipeline and the admin API.
+pub struct ModeCell(AtomicU8);
+
+impl ModeCell {
+    const MODES: [InteropMode; 3] =
+        [InteropMode::Enforce, InteropMode::RejectAll, InteropMode::Bypass];
+
+    /// A cell holding `mode`.
+    pub fn new(mode: InteropMode) -> Self {
+        let c = Self(AtomicU8::new(0));
+        c.set(mode);
+        c
+    }
+
+    /// The current mode.
+    pub fn get(&self) -> InteropMode {
+        Self::MODES[self.0.load(Ordering::Relaxed) as usize % 3]
+    }
+
+    /// Changes the mode; bypass is logged loudly and visible as a metric.
+    pub fn set(&self, mode: InteropMode) {
+        let i = Self::MODES.iter().position(|m| *m == mode).unwrap_or(0);
+        self.0.store(i as u8, Ordering::Relaxed);
+        for m in Self::MODES {
+            metrics().interop_mode.with_label_values(&[m.as_str()]).set(i64::from(m == mode));
+        }
+        match mode {
+            InteropMode::Bypass => tracing::warn!(
+                mode = mode.as_str(),
+                "interop mode BYPASS: interop transactions are forwarded WITHOUT validation"
+            ),
+            InteropMode::RejectAll => tracing::warn!(
+                mode = mode.as_str(),
+                "interop mode reject-all: every interop transaction is refused"
+            ),
+            InteropMode::Enforce => tracing::info!(mode = mode.as_str(), "interop mode enforce"),
+        }
+    }
+}
+
+/// A failsafe switch a role exposes (the light server's).
+pub trait FailsafeSwitch: Send + Sync + 'static {
+    /// Whether failsafe is on.
+    fn enabled(&self) -> bool;
+    /// Turns failsafe on or off.
+    fn set_enabled(&self, on: bool);
+}
+
+/// What the admin API can act on.
+#[derive(Default, Clone)]
+pub struct Admin {
+    /// The ingress mode, when the ingress runs.
+    pub mode: Option<Arc<ModeCell>>,
+    /// Cache flushers, by name.
+    pub flushers: Vec<(&'static str, Arc<dyn Fn() + Send + Sync>)>,
+    /// The light server's failsafe switch.
+    pub failsafe: Option<Arc<dyn FailsafeSwitch>>,
+}
+
+impl Handler for Admin {
+    fn call<'a>(
+        &'a self,
+        _ctx: &'a CallContext,
+        call: Call,
+    ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
+        Box::pin(async move {
+            match call.method.as_str() {
+                "admin_status" => Ok(to_raw(&json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "interopMode": self.mode.as_ref().map(|m| m.get().as_str()),
+                    "failsafe": self.failsafe.as_ref().map(|f| f.enabled()),
+                    "caches": self.flushers.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+                }))),
+                "admin_setInteropMode" => {
+                    let cell = self
+                        .mode
+                        .as_ref()
+                        .ok_or_else(|| RpcError::method_not_found(&call.method))?;
+                    let (mode,): (InteropMode,) = call.parse_params()?;
+                    cell.set(mode);
+                    Ok(to_raw(mode.as_str()))
+                }
+                "admin_flushCaches" => {
+                    for (name, f) in &self.flushers {
+                        f();
+                        tracing::info!(cache = name, "cache flushed by admin");
+                    }
+                    Ok(to_raw(&self.flushers.iter().map(|(n, _)| *n).collect::<Vec<_>>()))
+                }
+                "admin_getFailsafeEnabled" => {
+                    let f = self
+                        .failsafe
+                        .as_ref()
+                        .ok_or_else(|| RpcError::method_not_found(&call.method))?;
+                    Ok(to_raw(&f.enabled()))
+                }
+                "admin_setFailsafeEnabled" => {
+                    let f = self
+                        .failsafe
+                        .as_ref()
+                        .ok_or_else(|| RpcError::method_not_found(&call.method))?;
+                    let (on,): (bool,) = call.parse_params()?;
+                    f.set_enabled(on);
+                    tracing::warn!(failsafe = on, "failsafe set by admin");
+                    Ok(to_raw(&serde_json::Value::Null))
+                }
+                m => Err(RpcError::method_not_found(m)),
+            }
+        })
+    }
+
+    fn method_label(&self, method: &str) -> &'static str {
+        match method {
+            "admin_status" => "admin_status",
+            "admin_setInteropMode" => "admin_setInteropMode",
+            "admin_flushCaches" => "admin_flushCaches",
+            "admin_getFailsafeEnabled" => "admin_getFailsafeEnabled",
+            "admin_setFailsafeEnabled" => "admin_setFailsafeEnabled",
+            _ => "other",
+        }
+    }
+}
+
+/// Byte comparison whose time does not depend on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        return next.run(req).await;
+    }
+    let body = json!({"jsonrpc": "2.0", "error": {"code": codes::UNAUTHORIZED, "message": "unauthorized: a valid admin bearer token is required"}, "id": null});
+    (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response()
+}
+
+/// The admin router (JSON-RPC on `POST /`), behind the token when one is configured.
+pub fn router(admin: Admin, token: Option<&str>) -> Router {
+    let limits = Limits { max_body_bytes: 64 * 1024, max_batch: 10, trusted_proxy_depth: 0 };
+    let r = rpc_router("admin", Arc::new(admin), limits);
+    match token {
+        Some(t) => r.layer(middleware::from_fn_with_state(Arc::<str>::from(t), require_token)),
+        None => r,
+    }
+}

@@ -1,0 +1,151 @@
+//! Assembles the enabled roles from a [`Config`] and serves them: one place that owns start-up
+//! order and shutdown. Tests start the real service through [`start`] with `127.0.0.1:0`
+//! listeners and read the bound addresses back from [`Running`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{Admin, ModeCell};
+use crate::config::Config;
+use crate::health::{self, Health};
+use crate::ingress::forward::Forwarder;
+use crate::ingress::Ingress;
+use crate::rpc::server::{rpc_router, serve, Limits};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A component could not be built from the config.
+    #[error("{0}")]
+    Build(String),
+}
+
+/// The running service: bound addresses and the serving tasks.
+pub struct Running {
+    /// Public JSON-RPC (ingress), when enabled.
+    pub rpc_addr: Option<SocketAddr>,
+    /// Metrics and health.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Admin API.
+    pub admin_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Asks every listener to stop.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until every listener has stopped.
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn bind(what: &'static str, addr: &str) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+        what,
+        addr: addr.to_owned(),
+        source,
+    })
+}
+
+/// Starts every enabled role. Cancelling `shutdown` stops them gracefully.
+pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let grace = Duration::from_millis(cfg.server.shutdown_grace_ms);
+    let mut tasks = JoinSet::new();
+    let mut health = Health::default();
+    let mut admin = Admin::default();
+    let mut rpc_addr = None;
+
+    if cfg.ingress.enabled {
+        let forwarder = Arc::new(Forwarder::new(&cfg.upstream).map_err(StartError::Build)?);
+        health.upstream = Some(forwarder.clone());
+        let mode = Arc::new(ModeCell::new(cfg.ingress.mode));
+        admin.mode = Some(mode.clone());
+        let ingress = Arc::new(Ingress::new(&cfg, forwarder));
+        let limits = Limits {
+            max_body_bytes: cfg.server.max_body_bytes,
+            max_batch: cfg.server.max_batch,
+            trusted_proxy_depth: cfg.server.trusted_proxy_depth,
+        };
+        let health_routes = health::routes(Arc::new(health.clone()));
+        let router = rpc_router("ingress", ingress, limits)
+            .route(
+                "/",
+                get(|| async {
+                    "interop-gate: JSON-RPC ingress filter. POST JSON-RPC 2.0 here.\n"
+                }),
+            )
+            .merge(health_routes);
+        let listener = bind("server.listen", &cfg.server.listen).await?;
+        rpc_addr = listener.local_addr().ok();
+        log_listening("ingress", rpc_addr);
+        spawn_server(&mut tasks, "ingress", listener, router, shutdown.clone(), grace);
+    }
+
+    let mut metrics_addr = None;
+    if !cfg.metrics.listen.is_empty() {
+        let listener = bind("metrics.listen", &cfg.metrics.listen).await?;
+        metrics_addr = listener.local_addr().ok();
+        log_listening("metrics", metrics_addr);
+        let router = health::metrics_router(Arc::new(health));
+        spawn_server(&mut tasks, "metrics", listener, router, shutdown.clone(), grace);
+    }
+
+    let mut admin_addr = None;
+    if !cfg.admin.listen.is_empty() {
+        let listener = bind("admin.listen", &cfg.admin.listen).await?;
+        admin_addr = listener.local_addr().ok();
+        if cfg.admin.token.is_none() && !admin_addr.is_some_and(|a| a.ip().is_loopback()) {
+            tracing::warn!(addr = ?admin_addr, "admin API listens beyond loopback WITHOUT a token");
+        }
+        log_listening("admin", admin_addr);
+        let router = crate::admin::router(admin, cfg.admin.token.as_deref());
+        spawn_server(&mut tasks, "admin", listener, router, shutdown.clone(), grace);
+    }
+
+    tracing::info!(listeners = tasks.len(), "started");
+    Ok(Running { rpc_addr, metrics_addr, admin_addr, shutdown, tasks })
+}
+
+/// One start-up line per listener with its bound address (scripts parse it from JSON logs).
+fn log_listening(listener: &'static str, addr: Option<SocketAddr>) {
+    if let Some(addr) = addr {
+        tracing::info!(listener, %addr, "listening");
+    }
+}
+
+fn spawn_server(
+    tasks: &mut JoinSet<()>,
+    name: &'static str,
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    tasks.spawn(async move {
+        if let Err(e) = serve(listener, router, shutdown, grace).await {
+            tracing::error!(listener = name, error = %e, "listener failed");
+        }
+        tracing::info!(listener = name, "stopped");
+    });
+}

@@ -1,0 +1,60 @@
+//! The admin listener: bearer token, interop mode, status.
+
+mod common;
+
+use common::{gateway, post_json};
+use serde_json::json;
+
+#[tokio::test]
+async fn admin_requires_the_token_and_sets_modes() {
+    let gw = gateway(|c| c.admin.token = Some("t0ken".into())).await;
+    let url = format!("http://{}/", gw.running.admin_addr.expect("admin enabled"));
+    let c = reqwest::Client::new();
+    let status = json!({"jsonrpc":"2.0","id":1,"method":"admin_status"});
+
+    let r = c.post(&url).json(&status).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"]["code"], -32001);
+    let r = c.post(&url).bearer_auth("wrong").json(&status).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    let call = |body: serde_json::Value| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            c.post(&url)
+                .bearer_auth("t0ken")
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let v = call(status.clone()).await;
+    assert_eq!(v["result"]["interopMode"], "enforce");
+    let v =
+        call(json!({"jsonrpc":"2.0","id":2,"method":"admin_setInteropMode","params":["bypass"]}))
+            .await;
+    assert_eq!(v["result"], "bypass");
+    let v = call(status.clone()).await;
+    assert_eq!(v["result"]["interopMode"], "bypass");
+    let v = call(json!({"jsonrpc":"2.0","id":3,"method":"admin_setInteropMode","params":["yolo"]}))
+        .await;
+    assert_eq!(v["error"]["code"], -32602);
+    let v = call(json!({"jsonrpc":"2.0","id":4,"method":"eth_chainId"})).await;
+    assert_eq!(v["error"]["code"], -32601);
+
+    let m = reqwest::get(gw.metrics_url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(m.contains(r#"interop_gate_interop_mode{mode="bypass"} 1"#), "{m}");
+    // The public listener does not serve admin methods.
+    let (_, v) = post_json(
+        &c,
+        &gw.rpc_url(),
+        &json!({"jsonrpc":"2.0","id":1,"method":"admin_setInteropMode","params":["enforce"]}),
+    )
+    .await;
+    assert_eq!(v["error"]["code"], -32601);
+}

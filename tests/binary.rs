@@ -1,0 +1,96 @@
+//! The real `interop-gate` binary: CLI, config refusal at start-up, signal handling.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_interop-gate");
+
+fn write_config(text: &str) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(f.path(), text).expect("write config");
+    f
+}
+
+#[test]
+fn help_documents_every_flag_and_subcommand() {
+    let out = Command::new(BIN).arg("--help").output().expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["--config", "INTEROP_GATE_CONFIG", "--help", "--version", "run", "check-config"]
+    {
+        assert!(text.contains(needle), "--help lacks {needle}: {text}");
+    }
+}
+
+#[test]
+fn committed_config_passes_check_config() {
+    let out = Command::new(BIN)
+        .args(["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"), "check-config"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn bad_configs_are_refused_naming_the_key() {
+    for (text, key) in [
+        ("[server]\nlisten = \"127.0.0.1:0\"\nmax_bodyy = 1\n", "max_bodyy"),
+        ("[upstream]\ntimeout_ms = \"soon\"\n", "timeout_ms"),
+        ("[upstream]\nurl = \"not a url\"\n", "upstream.url"),
+        ("[ingress]\nmode = \"yolo\"\n", "yolo"),
+    ] {
+        let f = write_config(text);
+        let out = Command::new(BIN).arg("--config").arg(f.path()).output().expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "error for {text:?} does not name {key}: {err}");
+    }
+    let out = Command::new(BIN).args(["--config", "/nonexistent/x.toml"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.toml"));
+}
+
+#[test]
+fn sigterm_stops_the_service_cleanly() {
+    let f = write_config(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"\"\n[log]\nformat = \"json\"\n",
+    );
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(f.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawns");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let start = Instant::now();
+    let mut seen = String::new();
+    while let Some(Ok(line)) = lines.next() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("\"listener\":\"ingress\"") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no start-up line: {seen}");
+    }
+    assert!(seen.contains("\"listener\":\"ingress\""), "{seen}");
+    let line = seen.lines().find(|l| l.contains("\"listener\":\"ingress\"")).unwrap_or_default();
+    assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "JSON logs: {line}");
+    let status =
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            assert!(st.success(), "exit status {st}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("shutdown requested")), "{rest:?}");
+}
