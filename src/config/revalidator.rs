@@ -106,22 +106,13 @@ impl RevalidatorConfig {
             ("revalidator.interval_ms", self.interval_ms),
             ("revalidator.full_interval_ms", self.full_interval_ms),
             ("revalidator.block_time_secs", self.block_time_secs),
-            (
-                "revalidator.max_concurrent_requests",
-                self.max_concurrent_requests as u64,
-            ),
+            ("revalidator.max_concurrent_requests", self.max_concurrent_requests as u64),
             ("revalidator.request_timeout_ms", self.request_timeout_ms),
-            (
-                "revalidator.max_checks_per_request",
-                self.max_checks_per_request as u64,
-            ),
+            ("revalidator.max_checks_per_request", self.max_checks_per_request as u64),
             ("revalidator.max_unknown_secs", self.max_unknown_secs),
             ("revalidator.max_tracked", self.max_tracked as u64),
             ("revalidator.max_pool_txs", self.max_pool_txs as u64),
-            (
-                "revalidator.max_inbox_entries",
-                self.max_inbox_entries as u64,
-            ),
+            ("revalidator.max_inbox_entries", self.max_inbox_entries as u64),
             ("revalidator.feed_capacity", self.feed_capacity as u64),
             ("revalidator.feed_page_size", self.feed_page_size as u64),
             ("revalidator.max_body_bytes", self.max_body_bytes as u64),
@@ -151,27 +142,13 @@ mod tests {
 
     #[test]
     fn defaults_validate_and_bad_values_name_the_key() {
-        let ok = RevalidatorConfig {
-            enabled: true,
-            ..Default::default()
-        };
+        let ok = RevalidatorConfig { enabled: true, ..Default::default() };
         assert!(ok.validate().is_ok());
-        let bad = RevalidatorConfig {
-            near_blocks: 0,
-            interval_ms: 0,
-            ..ok.clone()
-        };
+        let bad = RevalidatorConfig { near_blocks: 0, interval_ms: 0, ..ok.clone() };
         let err = bad.validate().unwrap_err().to_string();
         assert!(err.contains("revalidator.interval_ms"), "{err}");
-        let bad = RevalidatorConfig {
-            full_interval_ms: 1_000,
-            ..ok.clone()
-        };
-        assert!(bad
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("full_interval_ms"));
+        let bad = RevalidatorConfig { full_interval_ms: 1_000, ..ok.clone() };
+        assert!(bad.validate().unwrap_err().to_string().contains("full_interval_ms"));
         let parsed: RevalidatorConfig =
             toml::from_str("enabled = true\nmin_safety = \"local-safe\"\nnear_blocks = 2").unwrap();
         assert_eq!(parsed.min_safety, SafetyLevel::LocalSafe);

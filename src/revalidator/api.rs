@@ -14,10 +14,11 @@ use alloy_primitives::B256;
 use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 
+use super::error::check_answer;
 use super::service::Revalidator;
-use crate::interop::{ExecutingDescriptor, SafetyLevel};
+use crate::rpc::check_access_list::{decode, is_check_access_list};
 use crate::rpc::server::{CallContext, Handler};
-use crate::rpc::types::{null, to_raw, Call, RpcError};
+use crate::rpc::types::{to_raw, Call, RpcError};
 
 /// The handler; cheap to clone.
 #[derive(Clone)]
@@ -61,16 +62,11 @@ impl Handler for Api {
     ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
         Box::pin(async move {
             match call.method.as_str() {
-                "interop_checkAccessList" | "supervisor_checkAccessList" => {
-                    let (entries, min_safety, descriptor): (
-                        Vec<B256>,
-                        SafetyLevel,
-                        ExecutingDescriptor,
-                    ) = call.parse_params()?;
-                    self.core
-                        .check_access_list(&entries, min_safety, descriptor)
-                        .await
-                        .map(|()| null())
+                m if is_check_access_list(m) => {
+                    let decoded = decode(&call)?;
+                    let verdict =
+                        self.core.check_access_list(&decoded.request, decoded.entries.len()).await;
+                    check_answer(&verdict)
                 }
                 "admin_getFailsafeEnabled" => Ok(to_raw(&self.core.failsafe())),
                 "interop_invalidTransactions" => {

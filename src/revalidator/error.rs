@@ -43,25 +43,17 @@ pub fn message_data(m: &crate::interop::Message) -> serde_json::Value {
     })
 }
 
-/// The JSON-RPC error for a rejection: the supervisor's code, so unmodified ELs classify it as
-/// they would the supervisor's own answer.
-pub fn rejection_error(r: &crate::validation::Rejection) -> crate::rpc::RpcError {
-    let e = crate::rpc::RpcError::new(r.code, r.reason.clone());
-    match &r.message {
-        Some(m) => e.with_data(message_data(m)),
-        None => e,
-    }
-}
-
-/// The answer of `checkAccessList` for a verdict: `null` when valid, the supervisor's error
-/// otherwise, `-32603` (a non-answer to every EL) when no verdict could be had.
-pub fn verdict_result(v: &crate::validation::Verdict) -> Result<(), crate::rpc::RpcError> {
+/// The `checkAccessList` answer for a verdict: the shared server encoding (so every listener
+/// answers alike), plus `data` naming the failing message when the verdict names one.
+pub fn check_answer(
+    verdict: &crate::validation::Verdict,
+) -> Result<Box<serde_json::value::RawValue>, crate::rpc::RpcError> {
     use crate::validation::Verdict;
-    match v {
-        Verdict::Valid { .. } => Ok(()),
-        Verdict::Invalid(r) | Verdict::NotYetKnown(r) => Err(rejection_error(r)),
-        Verdict::Unavailable(why) => {
-            Err(crate::rpc::RpcError::internal(format!("no verdict: {why}")))
-        }
-    }
+    crate::rpc::check_access_list::answer(verdict).map_err(|e| match verdict {
+        Verdict::Invalid(r) | Verdict::NotYetKnown(r) => match &r.message {
+            Some(m) => e.with_data(message_data(m)),
+            None => e,
+        },
+        _ => e,
+    })
 }

@@ -64,10 +64,8 @@ pub struct Feed {
 impl Feed {
     /// An empty feed keeping at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
-        let base = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(1);
+        let base =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(1);
         Self::with_base(capacity, base)
     }
 
@@ -111,21 +109,9 @@ impl Feed {
             Some(c) => (c, false),
         };
         let skip = (start - oldest) as usize;
-        let entries: Vec<FeedEntry> = self
-            .entries
-            .iter()
-            .skip(skip)
-            .take(limit)
-            .cloned()
-            .collect();
+        let entries: Vec<FeedEntry> = self.entries.iter().skip(skip).take(limit).cloned().collect();
         let cursor = entries.last().map_or(start, |e| e.seq + 1);
-        FeedPage {
-            more: cursor < self.next,
-            entries,
-            cursor,
-            oldest_cursor: oldest,
-            truncated,
-        }
+        FeedPage { more: cursor < self.next, entries, cursor, oldest_cursor: oldest, truncated }
     }
 }
 
@@ -148,18 +134,12 @@ mod tests {
     fn cursor_walks_every_entry_once_and_reports_truncation() {
         let mut f = Feed::with_base(3, 100);
         let p = f.read(None, 10);
-        assert_eq!(
-            (p.entries.len(), p.cursor, p.truncated, p.more),
-            (0, 100, false, false)
-        );
+        assert_eq!((p.entries.len(), p.cursor, p.truncated, p.more), (0, 100, false, false));
         for i in 0..2 {
             f.publish(entry(i));
         }
         let p = f.read(Some(100), 1);
-        assert_eq!(
-            (p.entries[0].hash, p.cursor, p.more),
-            (B256::with_last_byte(0), 101, true)
-        );
+        assert_eq!((p.entries[0].hash, p.cursor, p.more), (B256::with_last_byte(0), 101, true));
         let p = f.read(Some(p.cursor), 10);
         assert_eq!((p.entries.len(), p.cursor, p.more), (1, 102, false));
         assert!(f.read(Some(102), 10).entries.is_empty());
@@ -167,16 +147,10 @@ mod tests {
         f.publish(entry(2));
         f.publish(entry(3));
         let p = f.read(Some(102), 10);
-        assert_eq!(
-            p.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![102, 103]
-        );
+        assert_eq!(p.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![102, 103]);
         assert!(!p.truncated);
         let p = f.read(Some(100), 10);
-        assert_eq!(
-            (p.entries.len(), p.oldest_cursor, p.truncated),
-            (3, 101, true)
-        );
+        assert_eq!((p.entries.len(), p.oldest_cursor, p.truncated), (3, 101, true));
         // A cursor from another run (older base, or never issued) restarts from the oldest kept.
         assert!(f.read(Some(5), 10).truncated);
         assert!(f.read(Some(1_000), 10).truncated);

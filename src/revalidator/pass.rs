@@ -96,17 +96,10 @@ pub fn plan(
     now_unix: u64,
 ) -> Plan {
     let head = snap.head;
-    let placement = place(
-        &snap.txs,
-        head.base_fee,
-        effective_gas_limit(head.gas_limit, p.system_gas_margin),
-    );
+    let placement =
+        place(&snap.txs, head.base_fee, effective_gas_limit(head.gas_limit, p.system_gas_margin));
     let ts_of = |block: Option<u32>| {
-        expected_timestamp(
-            head.timestamp,
-            block.unwrap_or(placement.blocks),
-            p.block_time,
-        )
+        expected_timestamp(head.timestamp, block.unwrap_or(placement.blocks), p.block_time)
     };
     // Key: presumed block, unplaced last. Value: (hash, timeout).
     let mut groups: BTreeMap<u32, Vec<(B256, u64)>> = BTreeMap::new();
@@ -124,18 +117,11 @@ pub fn plan(
             continue;
         }
         let near = block.is_some_and(|b| b < p.near_blocks);
-        let next_in = whole_secs(if near {
-            p.interval
-        } else {
-            p.next_full_in.max(p.interval)
-        });
+        let next_in = whole_secs(if near { p.interval } else { p.next_full_in.max(p.interval) });
         t.next_check_unix = Some(now_unix.saturating_add(next_in));
         let due = kind == PassKind::Full || near || t.retry || t.status == TxStatus::Unchecked;
         if due {
-            groups
-                .entry(block.unwrap_or(u32::MAX))
-                .or_default()
-                .push((tx.hash, next_in));
+            groups.entry(block.unwrap_or(u32::MAX)).or_default().push((tx.hash, next_in));
         }
     }
     let mut out = Plan {

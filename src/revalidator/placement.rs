@@ -65,11 +65,7 @@ pub fn place(txs: &[PoolTx], base_fee: u128, gas_limit: u64) -> Placement {
         }
     }
 
-    let tip = |pos: u32| {
-        txs[order[pos as usize] as usize]
-            .fees
-            .effective_tip(base_fee)
-    };
+    let tip = |pos: u32| txs[order[pos as usize] as usize].fees.effective_tip(base_fee);
     let mut heap: BinaryHeap<(i128, Reverse<u32>, u32)> = runs
         .iter()
         .enumerate()
@@ -95,10 +91,7 @@ pub fn place(txs: &[PoolTx], base_fee: u128, gas_limit: u64) -> Placement {
             heap.push((tip(next), Reverse(run), next));
         }
     }
-    Placement {
-        block_of,
-        blocks: if placed_any { block + 1 } else { 0 },
-    }
+    Placement { block_of, blocks: if placed_any { block + 1 } else { 0 } }
 }
 
 #[cfg(test)]
@@ -113,10 +106,7 @@ mod tests {
             sender: Address::repeat_byte(sender),
             nonce,
             gas,
-            fees: Fees::Dynamic {
-                max_fee,
-                max_priority_fee: tip,
-            },
+            fees: Fees::Dynamic { max_fee, max_priority_fee: tip },
             inbox: None,
         }
     }
@@ -151,10 +141,7 @@ mod tests {
         ];
         let p = place(&txs, 100, 50_000);
         // Includable order: 1/5 (tip 10), 3/0 (tip 1) -> block 0 (42k); then 2/0 (tip -10) -> block 1.
-        assert_eq!(
-            p.block_of,
-            vec![Some(0), None, Some(1), Some(0), None, None]
-        );
+        assert_eq!(p.block_of, vec![Some(0), None, Some(1), Some(0), None, None]);
         assert_eq!(p.blocks, 2);
     }
 
@@ -171,12 +158,6 @@ mod tests {
         assert_eq!(effective_gas_limit(50, 100_000), 0);
         assert_eq!(expected_timestamp(1_000, 0, 2), 1_002);
         assert_eq!(expected_timestamp(1_000, 3, 2), 1_008);
-        assert_eq!(
-            place(&[], 0, 10),
-            Placement {
-                block_of: vec![],
-                blocks: 0
-            }
-        );
+        assert_eq!(place(&[], 0, 10), Placement { block_of: vec![], blocks: 0 });
     }
 }

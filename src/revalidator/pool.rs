@@ -45,10 +45,7 @@ impl Fees {
         let signed = |v: u128| i128::try_from(v).unwrap_or(i128::MAX);
         match *self {
             Self::Legacy { gas_price } => signed(gas_price) - signed(base_fee),
-            Self::Dynamic {
-                max_fee,
-                max_priority_fee,
-            } => {
+            Self::Dynamic { max_fee, max_priority_fee } => {
                 let headroom = signed(max_fee) - signed(base_fee);
                 headroom.min(signed(max_priority_fee))
             }
@@ -123,23 +120,14 @@ struct WireTx {
 impl WireTx {
     fn into_pool_tx(self) -> Option<PoolTx> {
         // geth also reports `gasPrice` on 1559 txs (as the fee cap), so the 1559 fields win.
-        let fees = match (
-            self.max_fee_per_gas,
-            self.max_priority_fee_per_gas,
-            self.gas_price,
-        ) {
-            (Some(max_fee), Some(max_priority_fee), _) => Fees::Dynamic {
-                max_fee,
-                max_priority_fee,
-            },
+        let fees = match (self.max_fee_per_gas, self.max_priority_fee_per_gas, self.gas_price) {
+            (Some(max_fee), Some(max_priority_fee), _) => {
+                Fees::Dynamic { max_fee, max_priority_fee }
+            }
             (None, None, Some(gas_price)) => Fees::Legacy { gas_price },
             _ => return None,
         };
-        let inbox = self
-            .access_list
-            .as_ref()
-            .filter(|l| has_inbox_entries(l))
-            .map(inbox_entries);
+        let inbox = self.access_list.as_ref().filter(|l| has_inbox_entries(l)).map(inbox_entries);
         Some(PoolTx {
             hash: self.hash,
             sender: self.from,
@@ -183,10 +171,7 @@ pub fn decode_txpool_content(
                 over_limit += 1;
                 continue;
             }
-            match serde_json::from_str::<WireTx>(raw.get())
-                .ok()
-                .and_then(WireTx::into_pool_tx)
-            {
+            match serde_json::from_str::<WireTx>(raw.get()).ok().and_then(WireTx::into_pool_tx) {
                 Some(tx) => txs.push(tx),
                 None => undecodable += 1,
             }
@@ -233,29 +218,20 @@ impl ElPool {
     pub fn new(url: &str, timeout: Duration, max_txs: usize) -> Result<Self, PoolError> {
         let url =
             reqwest::Url::parse(url).map_err(|e| PoolError::Config(format!("el_url: {e}")))?;
-        Ok(Self {
-            rpc: RpcClient::new("el", "el", url, timeout, http_client(2)),
-            max_txs,
-        })
+        Ok(Self { rpc: RpcClient::new("el", "el", url, timeout, http_client(2)), max_txs })
     }
 
     /// Reads the head and the pending pool (two calls in parallel; a tx that lands in between
     /// is re-placed on the next pass).
     pub async fn fetch(&self) -> Result<PoolSnapshot, PoolError> {
         let (head, content) = tokio::join!(
-            self.rpc
-                .call_raw("eth_getBlockByNumber", &("latest", false)),
+            self.rpc.call_raw("eth_getBlockByNumber", &("latest", false)),
             self.rpc.call_raw("txpool_content", &[(); 0]),
         );
         let head = decode_head(head.map_err(PoolError::El)?.get())?;
         let content = content.map_err(PoolError::El)?;
         let (txs, undecodable, over_limit) = decode_txpool_content(content.get(), self.max_txs)?;
-        Ok(PoolSnapshot {
-            head,
-            txs,
-            undecodable,
-            over_limit,
-        })
+        Ok(PoolSnapshot { head, txs, undecodable, over_limit })
     }
 }
 
@@ -309,26 +285,14 @@ mod tests {
             (t.hash, t.sender, t.nonce, t.gas),
             (B256::repeat_byte(0xaa), sender, 7, 60_000)
         );
-        assert_eq!(
-            t.fees,
-            Fees::Dynamic {
-                max_fee: 2_000,
-                max_priority_fee: 30
-            }
-        );
-        assert_eq!(
-            t.inbox.as_deref(),
-            Some(&crate::interop::encode_entries(&[m])[..])
-        );
+        assert_eq!(t.fees, Fees::Dynamic { max_fee: 2_000, max_priority_fee: 30 });
+        assert_eq!(t.inbox.as_deref(), Some(&crate::interop::encode_entries(&[m])[..]));
         assert!(decode_txpool_content("[1]", 10).is_err());
     }
 
     #[test]
     fn effective_tip_follows_the_base_fee() {
-        let d = Fees::Dynamic {
-            max_fee: 100,
-            max_priority_fee: 10,
-        };
+        let d = Fees::Dynamic { max_fee: 100, max_priority_fee: 10 };
         assert_eq!(d.effective_tip(50), 10);
         assert_eq!(d.effective_tip(95), 5);
         assert_eq!(d.effective_tip(120), -20);
@@ -339,19 +303,9 @@ mod tests {
     #[test]
     fn head_decodes_with_and_without_base_fee() {
         let h = decode_head(r#"{"number":"0x10","timestamp":"0x64","gasLimit":"0x1c9c380","baseFeePerGas":"0x7","hash":"0x00"}"#).unwrap();
+        assert_eq!(h, Head { number: 16, timestamp: 100, base_fee: 7, gas_limit: 30_000_000 });
         assert_eq!(
-            h,
-            Head {
-                number: 16,
-                timestamp: 100,
-                base_fee: 7,
-                gas_limit: 30_000_000
-            }
-        );
-        assert_eq!(
-            decode_head(r#"{"number":"0x1","timestamp":"0x2","gasLimit":"0x3"}"#)
-                .unwrap()
-                .base_fee,
+            decode_head(r#"{"number":"0x1","timestamp":"0x2","gasLimit":"0x3"}"#).unwrap().base_fee,
             0
         );
         assert!(decode_head("null").is_err());

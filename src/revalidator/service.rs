@@ -8,17 +8,15 @@ use alloy_primitives::{B256, U256};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::error::{verdict_result, PoolError};
+use super::error::PoolError;
 use super::feed::{Feed, FeedPage};
 use super::pass::{execute, plan, PassKind, PlanParams};
 use super::pool::{ElPool, Head, PoolSnapshot};
 use super::tracker::{unix_now, Tracker, TrackerLimits};
 use crate::config::RevalidatorConfig;
-use crate::interop::access_list::{dedup, parse_entries};
-use crate::interop::{ExecutingDescriptor, SafetyLevel};
 use crate::metrics::metrics;
-use crate::rpc::{codes, RpcError};
-use crate::validation::{CheckRequest, DynBackend, Verdict};
+use crate::rpc::codes;
+use crate::validation::{CheckRequest, DynBackend, Rejection, Verdict};
 
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -88,11 +86,8 @@ impl Revalidator {
     /// A revalidator watching `cfg.el_url` and checking with `backend`. Nothing runs until
     /// passes are driven ([`Revalidator::run_due_pass`] or [`super::start`]).
     pub fn new(cfg: RevalidatorConfig, backend: DynBackend) -> Result<Arc<Self>, PoolError> {
-        let pool = ElPool::new(
-            &cfg.el_url,
-            Duration::from_millis(cfg.el_timeout_ms),
-            cfg.max_pool_txs,
-        )?;
+        let pool =
+            ElPool::new(&cfg.el_url, Duration::from_millis(cfg.el_timeout_ms), cfg.max_pool_txs)?;
         let limits = TrackerLimits {
             max_tracked: cfg.max_tracked,
             max_inbox_entries: cfg.max_inbox_entries,
@@ -123,12 +118,7 @@ impl Revalidator {
             s.last_full
                 .is_none_or(|t| t.elapsed() >= Duration::from_millis(self.cfg.full_interval_ms))
         };
-        self.run_pass(if full_due {
-            PassKind::Full
-        } else {
-            PassKind::Near
-        })
-        .await
+        self.run_pass(if full_due { PassKind::Full } else { PassKind::Near }).await
     }
 
     /// Reads the pool and runs a pass of `kind` on it.
@@ -180,13 +170,8 @@ impl Revalidator {
             (sync, plan(&mut store, snap, kind, &params, now_unix))
         };
         let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
-        let verdicts = execute(
-            self.backend.as_ref(),
-            &planned.batches,
-            &self.requests,
-            timeout,
-        )
-        .await;
+        let verdicts =
+            execute(self.backend.as_ref(), &planned.batches, &self.requests, timeout).await;
 
         let (now, now_unix) = (Instant::now(), unix_now());
         let mut report = PassReport {
@@ -210,14 +195,8 @@ impl Revalidator {
                     report.txs_checked += 1;
                     failsafe_seen |= verdict.is_failsafe();
                     answered |= !matches!(verdict, Verdict::Unavailable(_));
-                    if store.record(
-                        *hash,
-                        verdict,
-                        &req.descriptor,
-                        req.min_safety,
-                        now,
-                        now_unix,
-                    ) {
+                    if store.record(*hash, verdict, &req.descriptor, req.min_safety, now, now_unix)
+                    {
                         report.invalid_found += 1;
                     }
                 }
@@ -239,27 +218,17 @@ impl Revalidator {
         report.duration_ms = started.elapsed().as_millis() as u64;
 
         let state = &m.revalidator_state;
-        state
-            .with_label_values(&["pool_txs"])
-            .set(report.pool_txs as i64);
-        state
-            .with_label_values(&["tracked_txs"])
-            .set(report.tracked as i64);
-        state
-            .with_label_values(&["presumed_blocks"])
-            .set(i64::from(report.presumed_blocks));
-        state
-            .with_label_values(&["failsafe"])
-            .set(i64::from(report.failsafe));
+        state.with_label_values(&["pool_txs"]).set(report.pool_txs as i64);
+        state.with_label_values(&["tracked_txs"]).set(report.tracked as i64);
+        state.with_label_values(&["presumed_blocks"]).set(i64::from(report.presumed_blocks));
+        state.with_label_values(&["failsafe"]).set(i64::from(report.failsafe));
         m.revalidator_requests_per_pass
             .with_label_values(&[kind.as_str()])
             .observe(report.requests as f64);
         m.revalidator_pass_duration
             .with_label_values(&[kind.as_str()])
             .observe(started.elapsed().as_secs_f64());
-        m.revalidator_skipped
-            .with_label_values(&["undecodable"])
-            .inc_by(snap.undecodable as u64);
+        m.revalidator_skipped.with_label_values(&["undecodable"]).inc_by(snap.undecodable as u64);
         m.revalidator_skipped
             .with_label_values(&["over_limit"])
             .inc_by((snap.over_limit + sync.over_limit) as u64);
@@ -290,50 +259,32 @@ impl Revalidator {
 
     /// The drop-in `checkAccessList`: from the store when a tracked tx with these messages was
     /// checked for a covering window, else from the backend (bounded by `request_timeout_ms`).
-    pub async fn check_access_list(
-        &self,
-        entries: &[B256],
-        min_safety: SafetyLevel,
-        descriptor: ExecutingDescriptor,
-    ) -> Result<(), RpcError> {
-        if entries.len() > self.cfg.max_inbox_entries {
-            return Err(RpcError::new(
-                codes::ACCESS_LIST_TOO_LARGE,
-                format!(
-                    "{} inbox entries, the limit is {}",
-                    entries.len(),
-                    self.cfg.max_inbox_entries
-                ),
-            ));
+    /// `entries` is how many inbox entries were sent (bounded like a tx's).
+    pub async fn check_access_list(&self, req: &CheckRequest, entries: usize) -> Verdict {
+        if entries > self.cfg.max_inbox_entries {
+            let why =
+                format!("{entries} inbox entries, the limit is {}", self.cfg.max_inbox_entries);
+            return Verdict::Invalid(Rejection::new(codes::ACCESS_LIST_TOO_LARGE, why));
         }
-        let mut messages = parse_entries(entries)
-            .map_err(|e| RpcError::invalid_params(format!("malformed inbox entries: {e}")))?;
-        dedup(&mut messages);
-        let cached = lock(&self.store).lookup(&messages, min_safety, &descriptor);
+        let cached = lock(&self.store).lookup(&req.messages, req.min_safety, &req.descriptor);
         let answers = &metrics().revalidator_checks;
         if let Some(answer) = cached {
             answers.with_label_values(&["cache"]).inc();
-            return answer.map_err(|r| super::error::rejection_error(&r));
+            return match answer {
+                Ok(()) => Verdict::Valid { until: req.descriptor.end().unwrap_or(u64::MAX) },
+                Err(r) => Verdict::Invalid(r),
+            };
         }
         answers.with_label_values(&["forward"]).inc();
-        let req = CheckRequest {
-            messages: messages.into(),
-            min_safety,
-            descriptor,
-        };
         let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
-        let verdict = tokio::time::timeout(timeout, self.backend.check(&req))
-            .await
-            .unwrap_or_else(|_| {
-                Verdict::Unavailable(format!(
-                    "backend timed out after {} ms",
-                    timeout.as_millis()
-                ))
+        let verdict =
+            tokio::time::timeout(timeout, self.backend.check(req)).await.unwrap_or_else(|_| {
+                Verdict::Unavailable(format!("backend timed out after {} ms", timeout.as_millis()))
             });
         if verdict.is_failsafe() {
             lock(&self.store).set_failsafe(true);
         }
-        verdict_result(&verdict)
+        verdict
     }
 
     /// The failsafe flag.
@@ -343,9 +294,7 @@ impl Revalidator {
 
     /// A page of the invalid feed.
     pub fn invalid_transactions(&self, cursor: Option<u64>) -> FeedPage {
-        lock(&self.store)
-            .feed()
-            .read(cursor, self.cfg.feed_page_size)
+        lock(&self.store).feed().read(cursor, self.cfg.feed_page_size)
     }
 
     /// What is known about one tx.

@@ -118,21 +118,13 @@ pub struct Tracker {
 
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl Tracker {
     /// An empty store.
     pub fn new(limits: TrackerLimits, feed: Feed) -> Self {
-        Self {
-            txs: HashMap::new(),
-            by_messages: HashMap::new(),
-            feed,
-            failsafe: false,
-            limits,
-        }
+        Self { txs: HashMap::new(), by_messages: HashMap::new(), feed, failsafe: false, limits }
     }
 
     /// Number of tracked txs.
@@ -164,11 +156,8 @@ impl Tracker {
     /// ones at once).
     pub fn sync(&mut self, pool: &[PoolTx], now: Instant, now_unix: u64) -> SyncReport {
         let mut report = SyncReport::default();
-        let present: HashSet<B256> = pool
-            .iter()
-            .filter(|t| t.inbox.is_some())
-            .map(|t| t.hash)
-            .collect();
+        let present: HashSet<B256> =
+            pool.iter().filter(|t| t.inbox.is_some()).map(|t| t.hash).collect();
         let by_messages = &mut self.by_messages;
         self.txs.retain(|hash, t| {
             let keep = present.contains(hash);
@@ -227,19 +216,12 @@ impl Tracker {
                     dedup(&mut messages);
                     t.max_init_ts = messages.iter().map(|m| m.timestamp).max().unwrap_or(0);
                     t.messages = Arc::from(messages);
-                    self.by_messages
-                        .entry(t.messages.clone())
-                        .or_default()
-                        .push(tx.hash);
+                    self.by_messages.entry(t.messages.clone()).or_default().push(tx.hash);
                 }
                 Err(rejection) => {
                     report.malformed += 1;
                     let seq = self.publish(tx.hash, &rejection, now_unix);
-                    t.status = TxStatus::Invalid {
-                        rejection,
-                        checked: None,
-                        seq,
-                    };
+                    t.status = TxStatus::Invalid { rejection, checked: None, seq };
                 }
             }
             self.txs.insert(tx.hash, t);
@@ -248,10 +230,7 @@ impl Tracker {
     }
 
     fn publish(&mut self, hash: B256, r: &Rejection, now_unix: u64) -> u64 {
-        crate::metrics::metrics()
-            .revalidator_invalid
-            .with_label_values(&[r.label()])
-            .inc();
+        crate::metrics::metrics().revalidator_invalid.with_label_values(&[r.label()]).inc();
         self.feed.publish(FeedEntry {
             seq: 0,
             hash,
@@ -283,11 +262,7 @@ impl Tracker {
         t.retry = false;
         match verdict {
             Verdict::Valid { until } => {
-                t.status = TxStatus::Valid {
-                    from: descriptor.timestamp,
-                    until,
-                    safety,
-                };
+                t.status = TxStatus::Valid { from: descriptor.timestamp, until, safety };
                 t.unknown_since = now;
                 false
             }
@@ -323,15 +298,11 @@ impl Tracker {
                     TxStatus::Unchecked => {
                         Rejection::new(codes::INTERNAL_ERROR, format!("no verdict within {secs} s"))
                     }
-                    TxStatus::Pending {
-                        last: Verdict::NotYetKnown(r),
-                    } => Rejection {
+                    TxStatus::Pending { last: Verdict::NotYetKnown(r) } => Rejection {
                         reason: format!("not known within {secs} s: {}", r.reason),
                         ..r.clone()
                     },
-                    TxStatus::Pending {
-                        last: Verdict::Unavailable(why),
-                    } => Rejection::new(
+                    TxStatus::Pending { last: Verdict::Unavailable(why) } => Rejection::new(
                         codes::INTERNAL_ERROR,
                         format!("no verdict within {secs} s: {why}"),
                     ),
@@ -343,11 +314,7 @@ impl Tracker {
         for (hash, rejection) in &due {
             let seq = self.publish(*hash, rejection, now_unix);
             if let Some(t) = self.txs.get_mut(hash) {
-                t.status = TxStatus::Invalid {
-                    rejection: rejection.clone(),
-                    checked: None,
-                    seq,
-                };
+                t.status = TxStatus::Invalid { rejection: rejection.clone(), checked: None, seq };
             }
         }
         due.len()
@@ -377,18 +344,14 @@ impl Tracker {
                 continue;
             };
             match &t.status {
-                TxStatus::Valid {
-                    until,
-                    safety: checked,
-                    ..
-                } if safety <= *checked && d.timestamp > t.max_init_ts && end <= *until => {
+                TxStatus::Valid { until, safety: checked, .. }
+                    if safety <= *checked && d.timestamp > t.max_init_ts && end <= *until =>
+                {
                     return Some(Ok(()));
                 }
-                TxStatus::Invalid {
-                    rejection,
-                    checked: Some((from, checked)),
-                    ..
-                } if safety >= *checked && d.timestamp >= *from => {
+                TxStatus::Invalid { rejection, checked: Some((from, checked)), .. }
+                    if safety >= *checked && d.timestamp >= *from =>
+                {
                     return Some(Err(rejection.clone()));
                 }
                 _ => {}
@@ -477,11 +440,7 @@ mod tests {
     }
 
     fn desc(ts: u64, timeout: u64) -> ExecutingDescriptor {
-        ExecutingDescriptor {
-            timestamp: ts,
-            timeout: Some(timeout),
-            chain_id: None,
-        }
+        ExecutingDescriptor { timestamp: ts, timeout: Some(timeout), chain_id: None }
     }
 
     #[test]
@@ -496,20 +455,8 @@ mod tests {
             ptx(4, Some(vec![B256::ZERO; 5])),
         ];
         let r = t.sync(&pool, now, 1_000);
-        assert_eq!(
-            r,
-            SyncReport {
-                added: 3,
-                removed: 0,
-                malformed: 2,
-                over_limit: 0
-            }
-        );
-        assert_eq!(
-            t.txs[&B256::with_last_byte(1)].messages.len(),
-            1,
-            "duplicates removed"
-        );
+        assert_eq!(r, SyncReport { added: 3, removed: 0, malformed: 2, over_limit: 0 });
+        assert_eq!(t.txs[&B256::with_last_byte(1)].messages.len(), 1, "duplicates removed");
         let page = t.feed().read(None, 10);
         let codes: Vec<i64> = page.entries.iter().map(|e| e.code).collect();
         assert_eq!(codes.len(), 2);
@@ -532,11 +479,7 @@ mod tests {
         let m = [msg(100)];
         t.sync(&[ptx(1, Some(encode_entries(&m)))], now, 1_000);
         let h = B256::with_last_byte(1);
-        assert_eq!(
-            t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(150, 0)),
-            None,
-            "unchecked"
-        );
+        assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(150, 0)), None, "unchecked");
         t.record(
             h,
             Verdict::Valid { until: 204 },
@@ -545,33 +488,16 @@ mod tests {
             now,
             1_000,
         );
-        assert_eq!(
-            t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(150, 0)),
-            Some(Ok(()))
-        );
-        assert_eq!(
-            t.lookup(&m, SafetyLevel::Unsafe, &desc(200, 4)),
-            Some(Ok(()))
-        );
-        assert_eq!(
-            t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(200, 5)),
-            None,
-            "past until"
-        );
-        assert_eq!(
-            t.lookup(&m, SafetyLevel::Safe, &desc(150, 0)),
-            None,
-            "stronger safety"
-        );
+        assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(150, 0)), Some(Ok(())));
+        assert_eq!(t.lookup(&m, SafetyLevel::Unsafe, &desc(200, 4)), Some(Ok(())));
+        assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(200, 5)), None, "past until");
+        assert_eq!(t.lookup(&m, SafetyLevel::Safe, &desc(150, 0)), None, "stronger safety");
         assert_eq!(
             t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(100, 0)),
             None,
             "same timestamp as init"
         );
-        let other_chain = ExecutingDescriptor {
-            chain_id: Some(U256::from(11)),
-            ..desc(150, 0)
-        };
+        let other_chain = ExecutingDescriptor { chain_id: Some(U256::from(11)), ..desc(150, 0) };
         assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &other_chain), None);
         t.set_failsafe(true);
         assert_eq!(
@@ -598,10 +524,7 @@ mod tests {
             now,
             1_004
         ));
-        assert_eq!(
-            t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(210, 0)),
-            Some(Err(r))
-        );
+        assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(210, 0)), Some(Err(r)));
         assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(150, 0)), None);
         let page = t.feed().read(None, 10);
         assert_eq!(page.entries.len(), 1);
@@ -618,22 +541,12 @@ mod tests {
             ptx(3, Some(encode_entries(&[msg(3)]))),
         ];
         t.sync(&pool, t0, 1_000);
-        let (h1, h2, h3) = (
-            B256::with_last_byte(1),
-            B256::with_last_byte(2),
-            B256::with_last_byte(3),
-        );
+        let (h1, h2, h3) =
+            (B256::with_last_byte(1), B256::with_last_byte(2), B256::with_last_byte(3));
         let soft = Verdict::NotYetKnown(Rejection::new(codes::SUP_FUTURE_DATA, "not indexed yet"));
         let failsafe = Verdict::Invalid(Rejection::new(codes::SUP_FAILSAFE, "failsafe"));
         let t30 = t0 + Duration::from_secs(30);
-        t.record(
-            h1,
-            soft.clone(),
-            &desc(1, 2),
-            SafetyLevel::CrossUnsafe,
-            t30,
-            1_030,
-        );
+        t.record(h1, soft.clone(), &desc(1, 2), SafetyLevel::CrossUnsafe, t30, 1_030);
         t.record(
             h2,
             Verdict::Valid { until: 9 },
@@ -650,27 +563,12 @@ mod tests {
             t30,
             1_030,
         );
-        t.record(
-            h3,
-            failsafe,
-            &desc(5, 4),
-            SafetyLevel::CrossUnsafe,
-            t30,
-            1_030,
-        );
+        t.record(h3, failsafe, &desc(5, 4), SafetyLevel::CrossUnsafe, t30, 1_030);
         assert!(t.txs[&h1].retry && t.txs[&h3].retry);
         assert_eq!(t.expire(t0 + Duration::from_secs(59), 1_059), 0);
-        assert_eq!(
-            t.expire(t0 + Duration::from_secs(60), 1_060),
-            1,
-            "h1 from first seen"
-        );
+        assert_eq!(t.expire(t0 + Duration::from_secs(60), 1_060), 1, "h1 from first seen");
         assert_eq!(t.expire(t0 + Duration::from_secs(89), 1_089), 0);
-        assert_eq!(
-            t.expire(t0 + Duration::from_secs(90), 1_090),
-            1,
-            "h2 from last valid"
-        );
+        assert_eq!(t.expire(t0 + Duration::from_secs(90), 1_090), 1, "h2 from last valid");
         assert_eq!(
             t.expire(t0 + Duration::from_secs(500), 1_500),
             0,
@@ -678,10 +576,7 @@ mod tests {
         );
         let page = t.feed().read(None, 10);
         assert_eq!(
-            page.entries
-                .iter()
-                .map(|e| (e.hash, e.code))
-                .collect::<Vec<_>>(),
+            page.entries.iter().map(|e| (e.hash, e.code)).collect::<Vec<_>>(),
             vec![(h1, codes::SUP_FUTURE_DATA), (h2, codes::INTERNAL_ERROR)]
         );
     }
