@@ -193,3 +193,45 @@ async fn undecodable_txs_are_skipped_and_malformed_lists_are_invalid_at_once() {
     // The malformed tx is never sent to the backend.
     assert_eq!(h.backend.take_batches().iter().flatten().count(), 5);
 }
+
+#[tokio::test]
+async fn the_background_loop_runs_full_then_near_passes_and_stops_on_shutdown() {
+    use interop_gate::dev::el_pool::MockElPool;
+    use interop_gate::dev::spawn_peer;
+    use interop_gate::revalidator::start;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let el = Arc::new(MockElPool::new(HEAD, 10));
+    let peer = spawn_peer("el", el.clone(), "127.0.0.1:0").await.unwrap();
+    el.insert(generate_pool(20, 5, 5, |i| vec![msg(i)]));
+    let backend = Arc::new(revalidator_support::ScriptedBackend::default());
+    let mut cfg = revalidator_support::config(&peer);
+    cfg.interval_ms = 50;
+    cfg.full_interval_ms = 60_000;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let reval = start(&cfg, backend.clone(), shutdown.clone(), true).await.unwrap();
+    let client = reqwest::Client::new();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "interop_revalidationStatus"});
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = client.post(reval.url()).json(&body).send().await.unwrap().json().await.unwrap();
+        if status["result"]["passes"].as_u64().unwrap_or(0) >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = &status["result"];
+    assert!(s["passes"].as_u64().unwrap() >= 3, "{status}");
+    assert_eq!(s["lastPass"]["kind"], "near", "only the first pass is full within a minute");
+    assert_eq!(s["tracked"], 20);
+    assert!(el.calls("txpool_content") >= 3);
+    // All 20 checked by the first (full) pass, in batches.
+    assert!(backend.take_batches().iter().map(Vec::len).sum::<usize>() >= 20);
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), reval.join()).await.unwrap().unwrap();
+    let polls = el.calls("txpool_content");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(el.calls("txpool_content"), polls, "no pass after shutdown");
+}

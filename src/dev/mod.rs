@@ -2,6 +2,7 @@
 //! benches and `interop-gate dev` share these, so every peer speaks the real JSON-RPC wire format
 //! over real HTTP on loopback.
 
+pub mod counting_supervisor;
 pub mod el_pool;
 pub mod upstream;
 pub mod wallet;

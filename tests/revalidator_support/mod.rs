@@ -181,3 +181,69 @@ impl Harness {
         }
     }
 }
+
+/// A minimal supervisor client (test scaffolding until the indexed backend lands): one
+/// JSON-RPC batch, so one HTTP request, per `check_batch`.
+pub struct HttpBatchBackend {
+    rpc: interop_gate::rpc::RpcClient,
+}
+
+impl HttpBatchBackend {
+    pub fn new(url: &str) -> Self {
+        let rpc = interop_gate::rpc::RpcClient::new(
+            "supervisor",
+            "test-supervisor",
+            url.parse().unwrap(),
+            std::time::Duration::from_secs(5),
+            interop_gate::rpc::client::http_client(4),
+        );
+        Self { rpc }
+    }
+
+    fn params(req: &CheckRequest) -> Value {
+        json!([
+            interop_gate::interop::encode_entries(&req.messages),
+            req.min_safety,
+            req.descriptor
+        ])
+    }
+
+    fn verdict(
+        req: &CheckRequest,
+        r: Result<Box<serde_json::value::RawValue>, interop_gate::rpc::ClientError>,
+    ) -> Verdict {
+        use interop_gate::rpc::ClientError;
+        match r {
+            Ok(_) => Verdict::Valid { until: req.descriptor.end().unwrap_or(u64::MAX) },
+            Err(ClientError::Rpc { error, .. }) => match error.code {
+                codes::SUP_FUTURE_DATA | codes::SUP_UNINITIALIZED => {
+                    Verdict::NotYetKnown(Rejection::new(error.code, error.message))
+                }
+                codes::INTERNAL_ERROR => Verdict::Unavailable(error.message),
+                code => Verdict::Invalid(Rejection::new(code, error.message)),
+            },
+            Err(e) => Verdict::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl Backend for HttpBatchBackend {
+    fn name(&self) -> &'static str {
+        "http-batch"
+    }
+    fn check<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Verdict> {
+        Box::pin(async move {
+            let r = self.rpc.call_raw("interop_checkAccessList", &Self::params(req)).await;
+            Self::verdict(req, r)
+        })
+    }
+    fn check_batch<'a>(&'a self, reqs: &'a [CheckRequest]) -> BoxFuture<'a, Vec<Verdict>> {
+        Box::pin(async move {
+            let params: Vec<Value> = reqs.iter().map(Self::params).collect();
+            match self.rpc.batch("interop_checkAccessList", &params).await {
+                Ok(answers) => reqs.iter().zip(answers).map(|(q, a)| Self::verdict(q, a)).collect(),
+                Err(e) => reqs.iter().map(|_| Verdict::Unavailable(e.to_string())).collect(),
+            }
+        })
+    }
+}
