@@ -70,13 +70,16 @@ pub trait FailsafeSwitch: Send + Sync + 'static {
     fn set_enabled(&self, on: bool);
 }
 
+/// Empties one cache.
+pub type Flusher = Arc<dyn Fn() + Send + Sync>;
+
 /// What the admin API can act on.
 #[derive(Default, Clone)]
 pub struct Admin {
     /// The ingress mode, when the ingress runs.
     pub mode: Option<Arc<ModeCell>>,
     /// Cache flushers, by name.
-    pub flushers: Vec<(&'static str, Arc<dyn Fn() + Send + Sync>)>,
+    pub flushers: Vec<(&'static str, Flusher)>,
     /// The light server's failsafe switch.
     pub failsafe: Option<Arc<dyn FailsafeSwitch>>,
 }

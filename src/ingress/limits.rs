@@ -107,11 +107,13 @@ mod tests {
 
     #[test]
     fn buckets_are_per_key_and_bounded() {
-        let mut cfg = IngressConfig::default();
-        cfg.ip_rate = RateLimit { per_second: 1, burst: 2 };
-        cfg.sender_rate = RateLimit { per_second: 1, burst: 1 };
+        let mut cfg = IngressConfig {
+            ip_rate: RateLimit { per_second: 1, burst: 2 },
+            sender_rate: RateLimit { per_second: 1, burst: 1 },
+            rate_limit_keys: 10,
+            ..Default::default()
+        };
         cfg.method_rates.insert("eth_call".into(), RateLimit { per_second: 1, burst: 3 });
-        cfg.rate_limit_keys = 10;
         let l = RateLimits::new(&cfg);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
