@@ -1,12 +1,12 @@
 //! Sections of the public gateway: listener, upstream, ingress policy, metrics, admin, logs.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{check_listen, check_positive, check_url, ConfigError};
 use crate::interop::SafetyLevel;
 
 /// `[server]`: the public JSON-RPC listener.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on.
@@ -43,7 +43,7 @@ impl ServerConfig {
 }
 
 /// `[upstream]`: the execution client behind the gateway.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// JSON-RPC URL (env `INTEROP_GATE_UPSTREAM_URL`).
@@ -125,7 +125,7 @@ impl InteropMode {
 }
 
 /// A token bucket: sustained rate and burst. A rate of 0 disables the limit.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Requests per second, sustained (0 = unlimited).
@@ -135,7 +135,7 @@ pub struct RateLimit {
 }
 
 /// `[ingress]`: the `eth_sendRawTransaction` pipeline.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngressConfig {
     /// Serve the ingress role on `[server] listen`.
@@ -200,7 +200,7 @@ impl IngressConfig {
 }
 
 /// `[metrics]`: Prometheus `/metrics`, `/healthz`, `/readyz`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Address to listen on; empty disables the listener.
@@ -214,7 +214,7 @@ impl Default for MetricsConfig {
 }
 
 /// `[admin]`: the admin listener (status, modes, caches, failsafe).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address to listen on (keep it on loopback); empty disables the listener.
@@ -245,7 +245,7 @@ impl AdminConfig {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -255,7 +255,7 @@ pub enum LogFormat {
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// `text` or `json`.

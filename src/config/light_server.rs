@@ -1,11 +1,11 @@
 //! `[light_server]`: the supervisor-compatible endpoint over the light backend.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{check_listen, ConfigError};
 
 /// `[light_server]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LightServerConfig {
     /// Serve the endpoint.

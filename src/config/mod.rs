@@ -9,7 +9,7 @@ mod validation;
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use gateway::{
     AdminConfig, IngressConfig, InteropMode, LogConfig, LogFormat, MetricsConfig, RateLimit,
@@ -23,7 +23,7 @@ pub use validation::{
 };
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The public JSON-RPC listener (ingress role).
@@ -193,6 +193,55 @@ mod tests {
         let text = include_str!("../../config.toml");
         let cfg = Config::from_toml(text, "config.toml").expect("config.toml parses");
         assert_eq!(cfg, Config::default());
+    }
+
+    /// Every key the service knows is written out in `config.toml` (optional keys such as
+    /// `admin.token` as a commented line) and preceded by a comment, so the file is the reference.
+    #[test]
+    fn config_toml_documents_every_key() {
+        fn keys(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+            if let toml::Value::Table(t) = v {
+                for (k, v) in t {
+                    let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    match v {
+                        toml::Value::Table(_) => keys(&path, v, out),
+                        _ => out.push(path),
+                    }
+                }
+            }
+        }
+        let text = include_str!("../../config.toml");
+        let mut expected = Vec::new();
+        keys("", &toml::Value::try_from(Config::default()).expect("serializes"), &mut expected);
+        assert!(expected.len() > 50, "{expected:?}");
+        // Section of each line, and whether the line before is a comment.
+        let mut section = String::new();
+        let mut documented = std::collections::HashSet::new();
+        let mut prev_comment = false;
+        for line in text.lines() {
+            let l = line.trim();
+            if let Some(s) = l.strip_prefix('[') {
+                section = s.trim_end_matches(']').to_owned();
+            } else if l.trim_start_matches("# ").contains(" = ") && (prev_comment || l.starts_with('#')) {
+                // Parse the line itself so inline tables (`k = { a = 1 }`) count key by key.
+                // A multi-line array does not parse alone: its key is what precedes ` = `.
+                let l = l.trim_start_matches("# ");
+                match toml::from_str::<toml::Value>(l) {
+                    Ok(one) => {
+                        let mut found = Vec::new();
+                        keys(&section, &one, &mut found);
+                        documented.extend(found);
+                    }
+                    Err(_) => {
+                        let k = l.split_once(" = ").map_or(l, |(k, _)| k).trim();
+                        documented.insert(format!("{section}.{k}"));
+                    }
+                }
+            }
+            prev_comment = l.starts_with('#');
+        }
+        let missing: Vec<_> = expected.iter().filter(|k| !documented.contains(*k)).collect();
+        assert!(missing.is_empty(), "keys missing or undocumented in config.toml: {missing:?}");
     }
 
     #[test]

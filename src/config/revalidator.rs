@@ -1,12 +1,12 @@
 //! `[revalidator]`: the mempool revalidator (pool polling, presumed blocks, passes, EL-facing API).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{check_listen, check_positive, check_url, ConfigError};
 use crate::interop::SafetyLevel;
 
 /// `[revalidator]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RevalidatorConfig {
     /// Run the revalidator.

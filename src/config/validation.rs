@@ -1,12 +1,12 @@
 //! Sections of the validation engine: policy, retry and caches; the indexed backend; the light
 //! backend.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{check_positive, check_url, ConfigError};
 
 /// How the two backends' verdicts combine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyMode {
     /// Both must accept; any definitive reject rejects; a split verdict rejects and is counted.
@@ -22,7 +22,7 @@ pub enum PolicyMode {
 }
 
 /// `[validation]`: the engine every role uses.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ValidationConfig {
     /// How the backends combine.
@@ -80,7 +80,7 @@ impl ValidationConfig {
 }
 
 /// The RPC namespace of `checkAccessList`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Namespace {
     /// `interop_checkAccessList` (current).
@@ -90,7 +90,7 @@ pub enum Namespace {
 }
 
 /// How several supervisor endpoints are used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// The first endpoint answers; the next ones only when it gives no answer.
@@ -104,7 +104,7 @@ pub enum Strategy {
 }
 
 /// One named endpoint. The name labels metrics and logs; the URL never does.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     /// Label for metrics and logs.
@@ -114,7 +114,7 @@ pub struct EndpointConfig {
 }
 
 /// `[supervisor]`: the indexed backend.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SupervisorConfig {
     /// Endpoints (env `INTEROP_GATE_SUPERVISOR_URLS`).
@@ -169,7 +169,7 @@ impl SupervisorConfig {
 }
 
 /// One source chain of the light backend.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainRpcConfig {
     /// The chain id (decimal or 0x-hex string, or an integer).
@@ -182,7 +182,7 @@ pub struct ChainRpcConfig {
 }
 
 /// `[light]`: the light backend (recomputes messages from `eth_getLogs`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LightConfig {
     /// The dependency set: every source chain and its RPCs.
