@@ -222,7 +222,9 @@ mod tests {
             let l = line.trim();
             if let Some(s) = l.strip_prefix('[') {
                 section = s.trim_end_matches(']').to_owned();
-            } else if l.trim_start_matches("# ").contains(" = ") && (prev_comment || l.starts_with('#')) {
+            } else if l.trim_start_matches("# ").contains(" = ")
+                && (prev_comment || l.starts_with('#'))
+            {
                 // Parse the line itself so inline tables (`k = { a = 1 }`) count key by key.
                 // A multi-line array does not parse alone: its key is what precedes ` = `.
                 let l = l.trim_start_matches("# ");

@@ -3,6 +3,7 @@
 //! methods from a table or a default. Tests assert on what it received.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -28,12 +29,27 @@ pub struct MockUpstream {
     received: Mutex<Vec<Received>>,
     answers: Mutex<HashMap<String, Result<serde_json::Value, RpcError>>>,
     delay: Mutex<Duration>,
+    /// When set, calls are counted but not kept (load benchmarks must not grow memory).
+    count_only: AtomicBool,
+    calls: AtomicU64,
 }
 
 impl MockUpstream {
     /// A fresh mock.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A mock that only counts calls (for load benchmarks: no per-call memory).
+    pub fn counting() -> Self {
+        let m = Self::default();
+        m.count_only.store(true, Ordering::Relaxed);
+        m
+    }
+
+    /// Number of calls received so far (in both modes).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// Every call received so far.
@@ -78,8 +94,11 @@ impl Handler for MockUpstream {
         Box::pin(async move {
             let params =
                 call.params.as_ref().map(|p| p.get().to_owned()).unwrap_or_else(|| "[]".into());
-            if let Ok(mut r) = self.received.lock() {
-                r.push(Received { method: call.method.clone(), params: params.clone() });
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if !self.count_only.load(Ordering::Relaxed) {
+                if let Ok(mut r) = self.received.lock() {
+                    r.push(Received { method: call.method.clone(), params: params.clone() });
+                }
             }
             let delay = self.delay.lock().map(|d| *d).unwrap_or_default();
             if !delay.is_zero() {
