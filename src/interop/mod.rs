@@ -3,6 +3,7 @@
 
 pub mod access_list;
 pub mod checksum;
+pub mod tx;
 pub mod types;
 
 pub use access_list::{build_access_list, encode_entries, parse_entries, AccessListError};
