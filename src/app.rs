@@ -16,7 +16,10 @@ use crate::config::Config;
 use crate::health::{self, Health};
 use crate::ingress::forward::Forwarder;
 use crate::ingress::Ingress;
+use crate::light_server::{Failsafe, LightServer};
 use crate::rpc::server::{rpc_router, serve, Limits};
+use crate::validation::light::LightBackend;
+use crate::validation::{DynBackend, Engine};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,12 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// Admin API.
     pub admin_addr: Option<SocketAddr>,
+    /// Light-mode supervisor endpoint.
+    pub light_server_addr: Option<SocketAddr>,
+    /// Revalidator's EL-facing API.
+    pub revalidator_addr: Option<SocketAddr>,
+    /// The validation engine, when one is built (tests flush and inspect it).
+    pub engine: Option<Arc<Engine>>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -76,12 +85,32 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     let mut admin = Admin::default();
     let mut rpc_addr = None;
 
+    // One engine for every role: the ingress and the revalidator share its caches.
+    let needs_engine = cfg.ingress.enabled || cfg.revalidator.enabled;
+    let has_backend = !cfg.supervisor.endpoints.is_empty() || !cfg.light.chains.is_empty();
+    let engine = if needs_engine && has_backend {
+        Some(Arc::new(Engine::from_config(&cfg).map_err(StartError::Build)?))
+    } else {
+        None
+    };
+    if let Some(e) = &engine {
+        health.backend = Some(e.clone() as DynBackend);
+        let flush = e.clone();
+        admin.flushers.push(("verdicts", Arc::new(move || flush.flush_caches())));
+    }
+    let dyn_engine = engine.clone().map(|e| e as DynBackend);
+
     if cfg.ingress.enabled {
         let forwarder = Arc::new(Forwarder::new(&cfg.upstream).map_err(StartError::Build)?);
         health.upstream = Some(forwarder.clone());
         let mode = Arc::new(ModeCell::new(cfg.ingress.mode));
         admin.mode = Some(mode.clone());
-        let ingress = Arc::new(Ingress::new(&cfg, forwarder));
+        if engine.is_none() {
+            tracing::warn!(
+                "no validation backend configured: interop transactions will be refused"
+            );
+        }
+        let ingress = Arc::new(Ingress::new(&cfg, forwarder, mode, dyn_engine.clone()));
         let limits = Limits {
             max_body_bytes: cfg.server.max_body_bytes,
             max_batch: cfg.server.max_batch,
@@ -100,6 +129,67 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         rpc_addr = listener.local_addr().ok();
         log_listening("ingress", rpc_addr);
         spawn_server(&mut tasks, "ingress", listener, router, shutdown.clone(), grace);
+    }
+
+    let mut light_server_addr = None;
+    if cfg.light_server.enabled {
+        let light = match engine.as_ref().and_then(|e| e.light().cloned()) {
+            Some(l) => l,
+            None => Arc::new(
+                LightBackend::from_config(&cfg.light, &cfg.validation)
+                    .map_err(|e| StartError::Build(e.to_string()))?
+                    .ok_or_else(|| {
+                        StartError::Build(
+                            "light_server.enabled needs at least one [[light.chains]] entry".into(),
+                        )
+                    })?,
+            ),
+        };
+        if health.backend.is_none() {
+            health.backend = Some(light.clone() as DynBackend);
+        }
+        let failsafe = Arc::new(Failsafe::default());
+        admin.failsafe = Some(failsafe.clone());
+        let flush = light.clone();
+        admin.flushers.push(("block_logs", Arc::new(move || flush.flush())));
+        crate::light_server::watch_reorgs(
+            &cfg.light_server,
+            &light,
+            failsafe.clone(),
+            shutdown.clone(),
+        );
+        let limits = Limits {
+            max_body_bytes: cfg.server.max_body_bytes,
+            max_batch: cfg.server.max_batch,
+            trusted_proxy_depth: 0,
+        };
+        let router =
+            rpc_router("light_server", Arc::new(LightServer::new(light, failsafe)), limits);
+        let listener = bind("light_server.listen", &cfg.light_server.listen).await?;
+        light_server_addr = listener.local_addr().ok();
+        log_listening("light_server", light_server_addr);
+        spawn_server(&mut tasks, "light_server", listener, router, shutdown.clone(), grace);
+    }
+
+    let mut revalidator_addr = None;
+    if cfg.revalidator.enabled {
+        let backend = dyn_engine.clone().ok_or_else(|| {
+            StartError::Build(
+                "revalidator.enabled needs a validation backend ([supervisor] endpoints or [[light.chains]])"
+                    .into(),
+            )
+        })?;
+        let r = crate::revalidator::start(&cfg.revalidator, backend, shutdown.clone(), true)
+            .await
+            .map_err(|e| StartError::Build(e.to_string()))?;
+        revalidator_addr = Some(r.addr);
+        log_listening("revalidator", revalidator_addr);
+        tasks.spawn(async move {
+            if let Err(e) = r.join().await {
+                tracing::error!(listener = "revalidator", error = %e, "listener failed");
+            }
+            tracing::info!(listener = "revalidator", "stopped");
+        });
     }
 
     let mut metrics_addr = None;
@@ -124,7 +214,16 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     }
 
     tracing::info!(listeners = tasks.len(), "started");
-    Ok(Running { rpc_addr, metrics_addr, admin_addr, shutdown, tasks })
+    Ok(Running {
+        rpc_addr,
+        metrics_addr,
+        admin_addr,
+        light_server_addr,
+        revalidator_addr,
+        engine,
+        shutdown,
+        tasks,
+    })
 }
 
 /// One start-up line per listener with its bound address (scripts parse it from JSON logs).

@@ -17,6 +17,7 @@ pub mod dev;
 pub mod health;
 pub mod ingress;
 pub mod interop;
+pub mod light_server;
 pub mod metrics;
 pub mod revalidator;
 pub mod rpc;

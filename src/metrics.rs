@@ -38,6 +38,8 @@ pub struct Metrics {
     pub disagreements: IntCounterVec,
     /// Endpoint health (1 healthy, 0 marked unhealthy), by target and endpoint name.
     pub endpoint_healthy: IntGaugeVec,
+    /// Canonical blocks the light backend saw replaced, by chain.
+    pub reorgs: IntCounterVec,
     /// Transactions handled by the ingress, by outcome (`forwarded`, `refused`) and reason.
     pub ingress_txs: IntCounterVec,
     /// Validations currently in flight at the ingress.
@@ -131,6 +133,7 @@ impl Metrics {
                 &["what"],
             ),
             retries: counter(&r, "retries_total", "Re-tests after delay", &["outcome"]),
+            reorgs: counter(&r, "reorgs_total", "Canonical blocks seen replaced", &["chain"]),
             disagreements: counter(
                 &r,
                 "backend_disagreements_total",

@@ -6,9 +6,9 @@ mod revalidator_support;
 
 use std::sync::Arc;
 
-use interop_gate::dev::counting_supervisor::CountingSupervisor;
 use interop_gate::dev::el_pool::{generate_pool, MockElPool};
 use interop_gate::dev::spawn_peer;
+use interop_gate::dev::supervisor::MockSupervisor;
 use interop_gate::revalidator::pool::Head;
 use interop_gate::revalidator::{start, PassKind};
 use revalidator_support::{config, msg, HttpBatchBackend, HEAD};
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 async fn supervisor_http_requests_per_pass_equal_presumed_blocks_checked() {
     let el = Arc::new(MockElPool::new(Head { gas_limit: 3_100_000, ..HEAD }, 10));
     let el_peer = spawn_peer("el", el.clone(), "127.0.0.1:0").await.unwrap();
-    let sup = Arc::new(CountingSupervisor::new());
+    let sup = Arc::new(MockSupervisor::new());
     let sup_peer = spawn_peer("supervisor", sup.clone(), "127.0.0.1:0").await.unwrap();
 
     // 6,000 txs, 600 interop; all messages known except 4.

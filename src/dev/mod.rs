@@ -2,8 +2,9 @@
 //! benches and `interop-gate dev` share these, so every peer speaks the real JSON-RPC wire format
 //! over real HTTP on loopback.
 
-pub mod counting_supervisor;
+pub mod chain;
 pub mod el_pool;
+pub mod supervisor;
 pub mod upstream;
 pub mod wallet;
 

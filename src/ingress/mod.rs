@@ -3,6 +3,7 @@
 
 pub mod forward;
 pub mod limits;
+pub mod submit;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,40 +11,61 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 
+use crate::admin::ModeCell;
 use crate::config::Config;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{Call, RpcError};
+use crate::validation::DynBackend;
 use forward::Forwarder;
+use limits::RateLimits;
+use submit::{Submitter, SUBMIT_METHODS};
 
 /// The ingress listener's state.
 pub struct Ingress {
     forwarder: Arc<Forwarder>,
+    limits: RateLimits,
+    submitter: Submitter,
     /// Allow-listed method names as `'static` labels (leaked once at start-up, bounded by config).
     labels: HashMap<String, &'static str>,
 }
 
 impl Ingress {
-    /// Builds the ingress from config and a shared forwarder.
-    pub fn new(cfg: &Config, forwarder: Arc<Forwarder>) -> Self {
+    /// Builds the ingress from config, a shared forwarder, the interop mode and the engine
+    /// (`None` when no backend is configured: interop transactions are then refused).
+    pub fn new(
+        cfg: &Config,
+        forwarder: Arc<Forwarder>,
+        mode: Arc<ModeCell>,
+        engine: Option<DynBackend>,
+    ) -> Self {
         let labels = cfg
             .upstream
             .methods
             .iter()
             .map(|m| (m.clone(), &*Box::leak(m.clone().into_boxed_str())))
             .collect();
-        Self { forwarder, labels }
+        Self {
+            forwarder,
+            limits: RateLimits::new(&cfg.ingress),
+            submitter: Submitter::new(&cfg.ingress, mode, engine),
+            labels,
+        }
     }
 }
 
 impl Handler for Ingress {
     fn call<'a>(
         &'a self,
-        _ctx: &'a CallContext,
+        ctx: &'a CallContext,
         call: Call,
     ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
         Box::pin(async move {
             if !self.forwarder.allows(&call.method) {
                 return Err(RpcError::method_not_found(&call.method));
+            }
+            self.limits.check_call(ctx.client_ip, &call.method)?;
+            if SUBMIT_METHODS.contains(&call.method.as_str()) {
+                return self.submitter.submit(ctx, &call, &self.limits, &self.forwarder).await;
             }
             self.forwarder.forward(&call).await
         })

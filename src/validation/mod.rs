@@ -8,6 +8,15 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+pub mod cache;
+pub mod engine;
+pub mod indexed;
+pub mod light;
+pub mod policy;
+pub mod retry;
+
+pub use engine::Engine;
+
 use crate::interop::{ExecutingDescriptor, Message, SafetyLevel};
 use crate::rpc::codes;
 

@@ -1,15 +1,16 @@
-//! A minimal supervisor peer that counts HTTP requests, for the revalidator's "one request per
-//! presumed block" tests. It answers `checkAccessList` (both names) from a set of known
-//! messages: a known message is valid, any other is conflicting data (-320600), and a failsafe
-//! switch fails every check with -320602.
+//! A mock op-supervisor: answers `interop_checkAccessList` and `supervisor_checkAccessList`
+//! (single and JSON-RPC batches, exact wire format) and `admin_getFailsafeEnabled` from a table
+//! the test programs: known messages are valid, a message can be given any error code, unknown
+//! ones are conflicting data (-320600) unless `accept_all`; failsafe fails every check with
+//! -320602; a forced code or a delay applies to every check.
 //!
 //! HTTP requests are counted by the request id the JSON-RPC server assigns per HTTP request, so
 //! a JSON-RPC batch of 100 checks counts as one request and 100 checks.
-//! (A stand-in until the full mock supervisor lands; it models answers, not indexing.)
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use alloy_primitives::B256;
 use futures::future::BoxFuture;
@@ -20,18 +21,23 @@ use crate::rpc::check_access_list::{answer, decode, is_check_access_list};
 use crate::rpc::codes;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{Call, RpcError};
+use crate::validation::indexed::classify_error;
 use crate::validation::{Rejection, Verdict};
 
 /// The peer.
 #[derive(Default)]
-pub struct CountingSupervisor {
+pub struct MockSupervisor {
     known: Mutex<HashSet<B256>>,
+    errors: Mutex<HashMap<B256, i64>>,
+    accept_all: AtomicBool,
+    forced: AtomicI64,
+    delay_ms: AtomicU64,
     request_ids: Mutex<HashSet<Arc<str>>>,
     checks: AtomicUsize,
     failsafe: AtomicBool,
 }
 
-impl CountingSupervisor {
+impl MockSupervisor {
     /// An empty supervisor (every message unknown).
     pub fn new() -> Self {
         Self::default()
@@ -42,6 +48,35 @@ impl CountingSupervisor {
         if let Ok(mut k) = self.known.lock() {
             k.extend(messages.into_iter().map(|m| m.checksum));
         }
+    }
+
+    /// Makes `message` answer `code` (e.g. -321401 until it is "indexed").
+    pub fn set_error(&self, message: &Message, code: i64) {
+        if let Ok(mut e) = self.errors.lock() {
+            e.insert(message.checksum, code);
+        }
+    }
+
+    /// Removes a per-message error (the message is then judged by the known set).
+    pub fn clear_error(&self, message: &Message) {
+        if let Ok(mut e) = self.errors.lock() {
+            e.remove(&message.checksum);
+        }
+    }
+
+    /// Accepts every message not otherwise programmed (load benchmarks).
+    pub fn set_accept_all(&self, on: bool) {
+        self.accept_all.store(on, Ordering::SeqCst);
+    }
+
+    /// Answers every check with `code` (0 turns it off).
+    pub fn force_error(&self, code: i64) {
+        self.forced.store(code, Ordering::SeqCst);
+    }
+
+    /// Delays every answer.
+    pub fn set_delay(&self, d: Duration) {
+        self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Turns failsafe on or off.
@@ -63,6 +98,19 @@ impl CountingSupervisor {
         if self.failsafe.load(Ordering::SeqCst) {
             return Verdict::Invalid(Rejection::new(codes::SUP_FAILSAFE, "failsafe enabled"));
         }
+        let forced = self.forced.load(Ordering::SeqCst);
+        if forced != 0 {
+            return classify_error(&RpcError::new(forced, "forced error"));
+        }
+        let errors = self.errors.lock().map(|k| k.clone()).unwrap_or_default();
+        if let Some((m, code)) =
+            messages.iter().find_map(|m| errors.get(&m.checksum).map(|c| (m, *c)))
+        {
+            return classify_error(&RpcError::new(code, format!("programmed error for {m}")));
+        }
+        if self.accept_all.load(Ordering::SeqCst) {
+            return Verdict::Valid { until };
+        }
         let known = self.known.lock().map(|k| k.clone()).unwrap_or_default();
         match messages.iter().find(|m| !known.contains(&m.checksum)) {
             Some(m) => Verdict::Invalid(
@@ -74,15 +122,22 @@ impl CountingSupervisor {
     }
 }
 
-impl Handler for CountingSupervisor {
+impl Handler for MockSupervisor {
     fn call<'a>(
         &'a self,
         ctx: &'a CallContext,
         call: Call,
     ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
         Box::pin(async move {
+            if call.method == "admin_getFailsafeEnabled" {
+                return Ok(crate::rpc::types::to_raw(&self.failsafe.load(Ordering::SeqCst)));
+            }
             if !is_check_access_list(&call.method) {
                 return Err(RpcError::method_not_found(&call.method));
+            }
+            let delay = self.delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
             }
             if let Ok(mut ids) = self.request_ids.lock() {
                 ids.insert(ctx.request_id.clone());

@@ -1,0 +1,260 @@
+//! The submission pipeline every `eth_sendRawTransaction*` call goes through:
+//! decode → chain id → sender rate limit → (interop only) mode → size caps → parse → de-dup →
+//! in-flight bound → validate → forward. Cheap checks come before any remote call; an invalid
+//! transaction is never forwarded; a non-interop transaction costs no backend call.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::{Bytes, B256};
+use serde_json::json;
+use serde_json::value::RawValue;
+use tokio::sync::Semaphore;
+
+use super::forward::Forwarder;
+use super::limits::RateLimits;
+use crate::admin::ModeCell;
+use crate::config::{IngressConfig, InteropMode};
+use crate::interop::access_list::dedup;
+use crate::interop::tx::{decode_tx, DecodedTx};
+use crate::interop::{ExecutingDescriptor, Message, SafetyLevel};
+use crate::metrics::metrics;
+use crate::rpc::codes;
+use crate::rpc::server::CallContext;
+use crate::rpc::types::{Call, RpcError};
+use crate::validation::{CheckRequest, DynBackend, Rejection, Verdict};
+
+/// The methods that submit a transaction; all take the raw transaction as the first param.
+pub const SUBMIT_METHODS: [&str; 3] =
+    ["eth_sendRawTransaction", "eth_sendRawTransactionConditional", "eth_sendRawTransactionSync"];
+
+/// The pipeline's settings and shared state.
+pub struct Submitter {
+    chain_id: u64,
+    min_safety: SafetyLevel,
+    timeout_secs: u64,
+    max_inbox_entries: usize,
+    max_messages: usize,
+    mode: Arc<ModeCell>,
+    engine: Option<DynBackend>,
+    in_flight: Semaphore,
+}
+
+/// JSON details of a message, for error `data` and logs.
+pub fn message_json(m: &Message) -> serde_json::Value {
+    json!({
+        "chainId": m.chain_id.to_string(),
+        "blockNumber": m.block_number,
+        "logIndex": m.log_index,
+        "timestamp": m.timestamp,
+        "checksum": m.checksum,
+    })
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Submitter {
+    /// Builds the pipeline. `engine` is `None` only when no backend is configured, in which case
+    /// interop transactions are refused (fail closed) unless the mode is `bypass`.
+    pub fn new(cfg: &IngressConfig, mode: Arc<ModeCell>, engine: Option<DynBackend>) -> Self {
+        Self {
+            chain_id: cfg.chain_id,
+            min_safety: cfg.min_safety,
+            timeout_secs: cfg.timeout_secs,
+            max_inbox_entries: cfg.max_inbox_entries,
+            max_messages: cfg.max_messages,
+            mode,
+            engine,
+            in_flight: Semaphore::new(cfg.max_in_flight),
+        }
+    }
+
+    /// Runs one submission through the pipeline and, when it passes, forwards it verbatim.
+    pub async fn submit(
+        &self,
+        ctx: &CallContext,
+        call: &Call,
+        limits: &RateLimits,
+        forwarder: &Forwarder,
+    ) -> Result<Box<RawValue>, RpcError> {
+        let tx = self.decode(call)?;
+        if let Some(id) = tx.chain_id {
+            if id != self.chain_id {
+                return Err(self.refuse(
+                    ctx,
+                    &tx,
+                    RpcError::invalid_params(format!(
+                        "transaction is signed for chain {id}, this endpoint serves chain {}",
+                        self.chain_id
+                    )),
+                    "wrong_chain",
+                ));
+            }
+        }
+        limits
+            .check_sender(tx.sender)
+            .map_err(|e| self.refuse(ctx, &tx, e, "sender_rate_limited"))?;
+        if !tx.is_interop() {
+            return self.forward(call, forwarder, "non_interop").await;
+        }
+        match self.mode.get() {
+            InteropMode::Bypass => return self.forward(call, forwarder, "bypass").await,
+            InteropMode::RejectAll => {
+                let e = RpcError::new(
+                    codes::SUP_FAILSAFE,
+                    "interop transactions are temporarily refused by the operator (reject-all mode); retry later",
+                );
+                return Err(self.refuse(ctx, &tx, e, "reject_all"));
+            }
+            InteropMode::Enforce => {}
+        }
+        let messages = self.messages(&tx).map_err(|e| self.refuse(ctx, &tx, e, "malformed"))?;
+        let Some(engine) = &self.engine else {
+            let e = RpcError::new(
+                codes::NO_BACKEND,
+                "interop validation is unavailable (no backend configured); retry later",
+            );
+            return Err(self.refuse(ctx, &tx, e, "unavailable"));
+        };
+        let _permit = self.in_flight.try_acquire().map_err(|_| {
+            self.refuse(
+                ctx,
+                &tx,
+                RpcError::new(
+                    codes::OVER_CAPACITY,
+                    "too many interop validations in flight; retry shortly",
+                ),
+                "over_capacity",
+            )
+        })?;
+        metrics().validations_in_flight.inc();
+        let req = CheckRequest {
+            messages: messages.into(),
+            min_safety: self.min_safety,
+            descriptor: ExecutingDescriptor {
+                timestamp: now_unix(),
+                timeout: Some(self.timeout_secs),
+                chain_id: Some(alloy_primitives::U256::from(self.chain_id)),
+            },
+        };
+        let verdict = engine.check(&req).await;
+        metrics().validations_in_flight.dec();
+        match verdict {
+            Verdict::Valid { .. } => self.forward(call, forwarder, "valid").await,
+            Verdict::Invalid(r) => {
+                Err(self.refuse(ctx, &tx, rejection_error(&tx.hash, &r, false), r.label()))
+            }
+            Verdict::NotYetKnown(r) => {
+                Err(self.refuse(ctx, &tx, rejection_error(&tx.hash, &r, true), "not_yet_known"))
+            }
+            Verdict::Unavailable(why) => {
+                let e = RpcError::new(
+                    codes::NO_BACKEND,
+                    format!("interop validation is unavailable ({why}); the transaction was not forwarded, retry later"),
+                )
+                .with_data(json!({ "txHash": tx.hash }));
+                Err(self.refuse(ctx, &tx, e, "unavailable"))
+            }
+        }
+    }
+
+    fn decode(&self, call: &Call) -> Result<DecodedTx, RpcError> {
+        let params: Vec<serde_json::Value> = call.parse_params()?;
+        let raw = params.first().and_then(|v| v.as_str()).ok_or_else(|| {
+            RpcError::invalid_params("expected the raw transaction as a 0x-prefixed hex string")
+        })?;
+        let bytes: Bytes = raw.parse().map_err(|e| {
+            RpcError::invalid_params(format!("raw transaction is not valid hex: {e}"))
+        })?;
+        decode_tx(&bytes).map_err(|e| {
+            metrics().ingress_txs.with_label_values(&["refused", "undecodable"]).inc();
+            RpcError::invalid_params(format!("cannot decode transaction: {e}"))
+        })
+    }
+
+    /// Size caps, parse, de-dup: all local, before any remote call.
+    fn messages(&self, tx: &DecodedTx) -> Result<Vec<Message>, RpcError> {
+        let n = tx.inbox_entries.len();
+        if n > self.max_inbox_entries {
+            return Err(RpcError::new(
+                codes::ACCESS_LIST_TOO_LARGE,
+                format!(
+                    "interop access list has {n} CrossL2Inbox entries, the limit is {}",
+                    self.max_inbox_entries
+                ),
+            ));
+        }
+        let mut messages = crate::interop::parse_entries(&tx.inbox_entries).map_err(|e| {
+            RpcError::invalid_params(format!("malformed interop access list: {e}"))
+                .with_data(json!({ "txHash": tx.hash, "entryIndex": e.index() }))
+        })?;
+        dedup(&mut messages);
+        if messages.len() > self.max_messages {
+            return Err(RpcError::new(
+                codes::ACCESS_LIST_TOO_LARGE,
+                format!(
+                    "transaction executes {} distinct messages, the limit is {}",
+                    messages.len(),
+                    self.max_messages
+                ),
+            ));
+        }
+        Ok(messages)
+    }
+
+    async fn forward(
+        &self,
+        call: &Call,
+        forwarder: &Forwarder,
+        reason: &'static str,
+    ) -> Result<Box<RawValue>, RpcError> {
+        let r = forwarder.forward(call).await;
+        let outcome = if r.is_ok() { "forwarded" } else { "upstream_error" };
+        metrics().ingress_txs.with_label_values(&[outcome, reason]).inc();
+        r
+    }
+
+    /// Counts and logs a refusal (one line per refused transaction, filterable by target).
+    fn refuse(
+        &self,
+        ctx: &CallContext,
+        tx: &DecodedTx,
+        e: RpcError,
+        reason: &'static str,
+    ) -> RpcError {
+        metrics().ingress_txs.with_label_values(&["refused", reason]).inc();
+        tracing::info!(
+            target: "interop_gate::refused",
+            tx = %tx.hash,
+            sender = %tx.sender,
+            client = %ctx.client_ip,
+            request_id = %ctx.request_id,
+            reason,
+            code = e.code,
+            message = %e.message,
+            "transaction refused"
+        );
+        e
+    }
+}
+
+/// The client-facing error for a rejection: the supervisor's code, a sentence naming the
+/// message, and machine-readable `data`.
+pub fn rejection_error(tx: &B256, r: &Rejection, not_yet_known: bool) -> RpcError {
+    let which = r.message.map(|m| format!(" (message on {m})")).unwrap_or_default();
+    let (code, message) = if not_yet_known {
+        (
+            codes::SUP_FUTURE_DATA,
+            format!("interop message not known yet{which}: {}; retry in a few seconds", r.reason),
+        )
+    } else {
+        (r.code, format!("invalid interop message{which}: {}", r.reason))
+    };
+    let mut data = json!({ "txHash": tx, "reason": r.label(), "backendCode": r.code });
+    if let Some(m) = &r.message {
+        data["message"] = message_json(m);
+    }
+    RpcError::new(code, message).with_data(data)
+}

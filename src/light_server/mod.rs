@@ -1,0 +1,183 @@
+//! The light-mode supervisor endpoint: `interop_checkAccessList` / `supervisor_checkAccessList`
+//! answered from the light backend (`eth_getLogs` on the source chains), wire-compatible with
+//! op-supervisor, so op-reth, op-geth, proxyd or our own ingress can use it as an independent
+//! second implementation.
+//!
+//! Unlike op-interop-filter it needs no backfill (it reads the block a message names when asked),
+//! serves `unsafe`, `safe` and `finalized`, and survives reorgs without a restart: canonical
+//! hashes are re-read every `light.head_ttl_ms` and logs are cached by block hash, so an answer is
+//! always computed from the current canonical chain; nothing stale is served after a reorg.
+//! Failsafe on reorg is opt-in (`light_server.failsafe_on_reorg`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use alloy_primitives::U256;
+use futures::future::BoxFuture;
+use serde_json::json;
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::FailsafeSwitch;
+use crate::config::LightServerConfig;
+use crate::interop::types::parse_chain_id;
+use crate::rpc::check_access_list::{answer, decode, is_check_access_list};
+use crate::rpc::codes;
+use crate::rpc::server::{CallContext, Handler};
+use crate::rpc::types::{to_raw, Call, RpcError};
+use crate::validation::light::LightBackend;
+use crate::validation::{Backend, Rejection, Verdict};
+
+/// The failsafe flag: when on, every check fails with -320602 and `admin_getFailsafeEnabled`
+/// says true, so ELs polling it evict their interop txs.
+#[derive(Debug, Default)]
+pub struct Failsafe(AtomicBool);
+
+impl FailsafeSwitch for Failsafe {
+    fn enabled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn set_enabled(&self, on: bool) {
+        let was = self.0.swap(on, Ordering::SeqCst);
+        if was != on {
+            tracing::warn!(failsafe = on, "light server failsafe changed");
+        }
+    }
+}
+
+/// The endpoint.
+pub struct LightServer {
+    light: Arc<LightBackend>,
+    failsafe: Arc<Failsafe>,
+}
+
+impl LightServer {
+    /// Serves `light` with `failsafe`.
+    pub fn new(light: Arc<LightBackend>, failsafe: Arc<Failsafe>) -> Self {
+        Self { light, failsafe }
+    }
+
+    fn chain_param(v: Option<&serde_json::Value>) -> Result<U256, RpcError> {
+        match v {
+            Some(serde_json::Value::String(s)) => {
+                parse_chain_id(s).map_err(RpcError::invalid_params)
+            }
+            Some(serde_json::Value::Number(n)) => n
+                .as_u64()
+                .map(U256::from)
+                .ok_or_else(|| RpcError::invalid_params("chain id must be a positive integer")),
+            _ => Err(RpcError::invalid_params("expected a chain id as the first param")),
+        }
+    }
+
+    async fn block_hash(&self, call: &Call) -> Result<Box<RawValue>, RpcError> {
+        let params: Vec<serde_json::Value> = call.parse_params()?;
+        let id = Self::chain_param(params.first())?;
+        let chain = self.light.chain(&id).ok_or_else(|| {
+            RpcError::new(
+                codes::SUP_UNKNOWN_CHAIN,
+                format!("chain {id} is not in the dependency set"),
+            )
+        })?;
+        let number = match params.get(1).and_then(|v| v.as_str()) {
+            None | Some("latest") => None,
+            Some(h) => Some(
+                u64::from_str_radix(h.trim_start_matches("0x"), 16)
+                    .map_err(|_| RpcError::invalid_params(format!("bad block number {h}")))?,
+            ),
+        };
+        match chain.block_hash(number).await {
+            Ok(Some(h)) => Ok(to_raw(&h)),
+            Ok(None) => Err(RpcError::new(codes::SUP_FUTURE_DATA, "block not available yet")),
+            Err(e) => Err(RpcError::internal(format!("chain {id}: {e}"))),
+        }
+    }
+
+    async fn sync_status(&self) -> serde_json::Value {
+        let mut chains = Vec::new();
+        for c in self.light.chains() {
+            let (l, s, f) = tokio::join!(c.head("latest"), c.head("safe"), c.head("finalized"));
+            chains.push(json!({
+                "chainId": c.id().to_string(),
+                "serving": l.is_ok() && !self.failsafe.enabled(),
+                "latest": l.as_ref().ok(),
+                "safe": s.as_ref().ok(),
+                "finalized": f.as_ref().ok(),
+                "error": l.as_ref().err(),
+            }));
+        }
+        chains.sort_by(|a, b| a["chainId"].as_str().cmp(&b["chainId"].as_str()));
+        json!({ "failsafe": self.failsafe.enabled(), "chains": chains })
+    }
+}
+
+impl Handler for LightServer {
+    fn call<'a>(
+        &'a self,
+        _ctx: &'a CallContext,
+        call: Call,
+    ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
+        Box::pin(async move {
+            match call.method.as_str() {
+                m if is_check_access_list(m) => {
+                    let d = decode(&call)?;
+                    if self.failsafe.enabled() {
+                        return answer(&Verdict::Invalid(Rejection::new(
+                            codes::SUP_FAILSAFE,
+                            "failsafe is enabled",
+                        )));
+                    }
+                    answer(&self.light.check(&d.request).await)
+                }
+                "admin_getFailsafeEnabled" => Ok(to_raw(&self.failsafe.enabled())),
+                "interop_getBlockHashByNumber" => self.block_hash(&call).await,
+                "interop_syncStatus" | "supervisor_syncStatus" => {
+                    Ok(to_raw(&self.sync_status().await))
+                }
+                other => Err(RpcError::method_not_found(other)),
+            }
+        })
+    }
+
+    fn method_label(&self, method: &str) -> &'static str {
+        match method {
+            "interop_checkAccessList" => "interop_checkAccessList",
+            "supervisor_checkAccessList" => "supervisor_checkAccessList",
+            "admin_getFailsafeEnabled" => "admin_getFailsafeEnabled",
+            "interop_getBlockHashByNumber" => "interop_getBlockHashByNumber",
+            "interop_syncStatus" | "supervisor_syncStatus" => "syncStatus",
+            _ => "other",
+        }
+    }
+}
+
+/// Watches the light backend's reorg events: logs them, and enters failsafe on one when
+/// configured (op-interop-filter's behaviour, opt-in here).
+pub fn watch_reorgs(
+    cfg: &LightServerConfig,
+    light: &LightBackend,
+    failsafe: Arc<Failsafe>,
+    shutdown: CancellationToken,
+) {
+    let mut rx = light.subscribe_reorgs();
+    let on_reorg = cfg.failsafe_on_reorg;
+    tokio::spawn(async move {
+        loop {
+            let ev = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                ev = rx.recv() => ev,
+            };
+            match ev {
+                Ok(ev) => {
+                    tracing::warn!(chain = %ev.chain_id, number = ev.number, old = %ev.old, new = %ev.new, failsafe = on_reorg, "light server saw a reorg; answers now follow the new chain");
+                    if on_reorg {
+                        failsafe.set_enabled(true);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            }
+        }
+    });
+}

@@ -1,0 +1,480 @@
+//! The light backend: recomputes every message from the source chain's own RPC (`eth_getLogs` of
+//! one block, by hash) instead of trusting an index. It is the independent second opinion the
+//! interop design asks for, and it needs no backfill: it can answer the moment it starts.
+//!
+//! Safety mapping (conservative, documented in the README): `unsafe` and `cross-unsafe` need the
+//! block at or below `latest`; `local-safe` and `safe` at or below the `safe` tag; `finalized` at
+//! or below `finalized`. A chain RPC cannot tell cross-unsafe from unsafe, so cross-unsafe is
+//! answered from the canonical `latest` chain (what op-interop-filter does too).
+//!
+//! Reorgs: the canonical hash at a height is re-read (at most every `head_ttl_ms`); logs are
+//! cached by block hash, so a replaced block is simply fetched anew and the old entry dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_primitives::{Address, Bytes, B256, U256};
+use futures::future::{join_all, BoxFuture};
+use moka::future::Cache;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+
+use super::{Backend, CheckRequest, Rejection, Verdict};
+use crate::config::{LightConfig, ValidationConfig};
+use crate::interop::checksum::checksum;
+use crate::interop::types::parse_chain_id;
+use crate::interop::{ChainId, Message, SafetyLevel};
+use crate::metrics::metrics;
+use crate::rpc::client::{http_client, ClientError, RpcClient};
+use crate::rpc::codes;
+
+/// A block header as far as the light backend cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Header {
+    /// Height.
+    #[serde(with = "alloy_serde::quantity")]
+    pub number: u64,
+    /// Hash.
+    pub hash: B256,
+    /// Unix seconds.
+    #[serde(with = "alloy_serde::quantity")]
+    pub timestamp: u64,
+}
+
+/// One log as `eth_getLogs` returns it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RpcLog {
+    address: Address,
+    topics: Vec<B256>,
+    data: Bytes,
+    #[serde(with = "alloy_serde::quantity")]
+    log_index: u64,
+    #[serde(default)]
+    removed: bool,
+}
+
+/// A reorg the backend noticed: the canonical hash at `number` changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReorgEvent {
+    /// The chain.
+    pub chain_id: ChainId,
+    /// The height whose hash changed.
+    pub number: u64,
+    /// The hash it had.
+    pub old: B256,
+    /// The hash it has now.
+    pub new: B256,
+}
+
+/// Why the light backend could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LightError {
+    /// A chain entry is invalid.
+    #[error("light.chains[{index}]: {reason}")]
+    Chain {
+        /// Position in `light.chains`.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Why one lookup failed: no answer (retryable) or an answer that settles the message.
+enum Fetch {
+    NoAnswer(String),
+}
+
+impl From<ClientError> for Fetch {
+    fn from(e: ClientError) -> Self {
+        Fetch::NoAnswer(e.to_string())
+    }
+}
+
+/// One source chain: its endpoints and its caches.
+pub struct Chain {
+    id: ChainId,
+    label: String,
+    endpoints: Vec<RpcClient>,
+    agreement: bool,
+    /// `latest`/`safe`/`finalized` → header, briefly.
+    heads: Cache<&'static str, Header>,
+    /// Height → canonical header, briefly (re-read to notice reorgs).
+    by_number: Cache<u64, Header>,
+    /// Last canonical hash seen per height, to notice a change.
+    seen: moka::sync::Cache<u64, B256>,
+    /// Block hash → its logs (immutable for a given hash).
+    logs: Cache<B256, Arc<[RpcLog]>>,
+    reorgs: broadcast::Sender<ReorgEvent>,
+}
+
+impl Chain {
+    /// Calls `method` on the endpoints in order until one answers; with `agreement`, every
+    /// endpoint must answer the same.
+    async fn call<R>(&self, method: &str, params: serde_json::Value) -> Result<R, Fetch>
+    where
+        R: serde::de::DeserializeOwned + PartialEq,
+    {
+        if self.agreement && self.endpoints.len() > 1 {
+            let answers = join_all(self.endpoints.iter().map(|c| c.call::<_, R>(method, &params)))
+                .await
+                .into_iter()
+                .collect::<Result<Vec<R>, _>>()?;
+            if answers.windows(2).any(|w| w[0] != w[1]) {
+                metrics().disagreements.with_label_values(&["chain_endpoints"]).inc();
+                return Err(Fetch::NoAnswer(format!("chain {} endpoints disagree", self.label)));
+            }
+            return answers.into_iter().next().ok_or_else(|| Fetch::NoAnswer("no endpoint".into()));
+        }
+        let mut last = String::from("no endpoint");
+        for c in &self.endpoints {
+            match c.call::<_, R>(method, &params).await {
+                Ok(v) => return Ok(v),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(Fetch::NoAnswer(last))
+    }
+
+    async fn fetch_header(&self, tag: serde_json::Value) -> Result<Option<Header>, Fetch> {
+        self.call("eth_getBlockByNumber", serde_json::json!([tag, false])).await
+    }
+
+    /// The head for a tag (`latest`, `safe`, `finalized`).
+    pub async fn head(&self, tag: &'static str) -> Result<Header, String> {
+        self.heads
+            .try_get_with(tag, async {
+                match self.fetch_header(tag.into()).await {
+                    Ok(Some(h)) => Ok(h),
+                    Ok(None) => Err(format!("chain {} has no {tag} block", self.label)),
+                    Err(Fetch::NoAnswer(e)) => Err(e),
+                }
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// The canonical header at `number` (None above the head).
+    pub async fn header(&self, number: u64) -> Result<Option<Header>, String> {
+        if let Some(h) = self.by_number.get(&number).await {
+            return Ok(Some(h));
+        }
+        let fetched = self
+            .fetch_header(format!("{number:#x}").into())
+            .await
+            .map_err(|Fetch::NoAnswer(e)| e)?;
+        if let Some(h) = fetched {
+            self.note_canonical(h);
+            self.by_number.insert(number, h).await;
+        }
+        Ok(fetched)
+    }
+
+    fn note_canonical(&self, h: Header) {
+        if let Some(old) = self.seen.get(&h.number) {
+            if old != h.hash {
+                metrics().reorgs.with_label_values(&[&self.label]).inc();
+                tracing::warn!(chain = %self.label, number = h.number, old = %old, new = %h.hash, "reorg: canonical block replaced");
+                let logs = self.logs.clone();
+                tokio::spawn(async move { logs.invalidate(&old).await });
+                let _ = self.reorgs.send(ReorgEvent {
+                    chain_id: self.id,
+                    number: h.number,
+                    old,
+                    new: h.hash,
+                });
+            }
+        }
+        self.seen.insert(h.number, h.hash);
+    }
+
+    /// The logs of the block with this hash: one `eth_getLogs` per block, shared by every
+    /// concurrent and later check (coalesced by the cache).
+    async fn block_logs(&self, hash: B256) -> Result<Arc<[RpcLog]>, String> {
+        let mut loaded = false;
+        let r = self
+            .logs
+            .try_get_with(hash, async {
+                loaded = true;
+                let logs: Vec<RpcLog> = self
+                    .call("eth_getLogs", serde_json::json!([{ "blockHash": hash }]))
+                    .await
+                    .map_err(|Fetch::NoAnswer(e)| e)?;
+                Ok::<_, String>(Arc::from(logs))
+            })
+            .await
+            .map_err(|e| (*e).clone());
+        let result = if loaded { "miss" } else { "hit" };
+        metrics().cache.with_label_values(&["block_logs", result]).inc();
+        r
+    }
+
+    /// The canonical hash for `latest` or a number (for `interop_getBlockHashByNumber`).
+    pub async fn block_hash(&self, number: Option<u64>) -> Result<Option<B256>, String> {
+        match number {
+            None => self.head("latest").await.map(|h| Some(h.hash)),
+            Some(n) => self.header(n).await.map(|h| h.map(|h| h.hash)),
+        }
+    }
+
+    /// The chain id.
+    pub fn id(&self) -> ChainId {
+        self.id
+    }
+}
+
+/// The light backend over every configured source chain.
+pub struct LightBackend {
+    chains: HashMap<ChainId, Arc<Chain>>,
+    window: u64,
+    allow_same_timestamp: bool,
+    checks: AtomicU64,
+    reorgs: broadcast::Sender<ReorgEvent>,
+}
+
+impl LightBackend {
+    /// Builds one client per endpoint and the caches from `[light]`; `None` when no chain is
+    /// configured.
+    pub fn from_config(
+        light: &LightConfig,
+        validation: &ValidationConfig,
+    ) -> Result<Option<Self>, LightError> {
+        if light.chains.is_empty() {
+            return Ok(None);
+        }
+        let http = http_client(16);
+        let ttl = Duration::from_millis(light.head_ttl_ms.max(1));
+        let (reorgs, _) = broadcast::channel(256);
+        let mut chains = HashMap::new();
+        for (index, c) in light.chains.iter().enumerate() {
+            let err = |reason: String| LightError::Chain { index, reason };
+            let id = match &c.chain_id {
+                toml::Value::Integer(n) => U256::from(*n as u64),
+                toml::Value::String(s) => parse_chain_id(s).map_err(err)?,
+                other => return Err(err(format!("bad chain_id {other}"))),
+            };
+            let label = id.to_string();
+            let mut endpoints = Vec::new();
+            for (j, e) in c.endpoints.iter().enumerate() {
+                let url = reqwest::Url::parse(&e.url).map_err(|e| err(e.to_string()))?;
+                let name =
+                    if e.name.is_empty() { format!("chain-{label}-{j}") } else { e.name.clone() };
+                endpoints.push(RpcClient::new(
+                    "chain",
+                    name,
+                    url,
+                    Duration::from_millis(light.timeout_ms),
+                    http.clone(),
+                ));
+            }
+            let chain = Chain {
+                id,
+                label,
+                endpoints,
+                agreement: c.agreement,
+                heads: Cache::builder().max_capacity(8).time_to_live(ttl).build(),
+                by_number: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+                seen: moka::sync::Cache::builder()
+                    .max_capacity(light.block_cache_capacity.saturating_mul(4))
+                    .build(),
+                logs: Cache::builder().max_capacity(light.block_cache_capacity).build(),
+                reorgs: reorgs.clone(),
+            };
+            chains.insert(id, Arc::new(chain));
+        }
+        Ok(Some(Self {
+            chains,
+            window: validation.expiry_window_secs,
+            allow_same_timestamp: validation.allow_same_timestamp,
+            checks: AtomicU64::new(0),
+            reorgs,
+        }))
+    }
+
+    /// The configured chains.
+    pub fn chains(&self) -> impl Iterator<Item = &Arc<Chain>> {
+        self.chains.values()
+    }
+
+    /// One chain.
+    pub fn chain(&self, id: &ChainId) -> Option<&Arc<Chain>> {
+        self.chains.get(id)
+    }
+
+    /// Reorgs noticed from now on.
+    pub fn subscribe_reorgs(&self) -> broadcast::Receiver<ReorgEvent> {
+        self.reorgs.subscribe()
+    }
+
+    /// Checks performed (for tests and status).
+    pub fn checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
+    }
+
+    /// Empties the block-log caches (admin flush).
+    pub fn flush(&self) {
+        for c in self.chains.values() {
+            c.logs.invalidate_all();
+            c.by_number.invalidate_all();
+            c.heads.invalidate_all();
+        }
+    }
+
+    /// The timing rules of protocol.md, before any remote call.
+    fn timing(&self, m: &Message, req: &CheckRequest) -> Option<Verdict> {
+        let exec = req.descriptor.timestamp;
+        let invalid = |why: String| {
+            Some(Verdict::Invalid(Rejection::new(codes::SUP_CONFLICTING_DATA, why).for_message(*m)))
+        };
+        // Not yet executable rather than invalid: a second later it may be (the ingress uses
+        // "now" as the executing timestamp), so it is retried, never cached as invalid.
+        if m.timestamp > exec || (m.timestamp == exec && !self.allow_same_timestamp) {
+            return Some(Verdict::NotYetKnown(
+                Rejection::new(
+                    codes::SUP_FUTURE_DATA,
+                    format!(
+                        "message {m} was initiated at {}, not before the executing timestamp {exec}",
+                        m.timestamp
+                    ),
+                )
+                .for_message(*m),
+            ));
+        }
+        let expires = m.timestamp.saturating_add(self.window);
+        if expires < exec {
+            return invalid(format!("message {m} expired at {expires} (executing at {exec})"));
+        }
+        let end = req.descriptor.end().unwrap_or(u64::MAX);
+        if expires < end {
+            return invalid(format!(
+                "message {m} expires at {expires}, before the end of the requested validity {end}"
+            ));
+        }
+        None
+    }
+
+    async fn check_message(&self, m: &Message, req: &CheckRequest) -> Verdict {
+        let Some(chain) = self.chains.get(&m.chain_id) else {
+            return Verdict::Invalid(
+                Rejection::new(
+                    codes::SUP_UNKNOWN_CHAIN,
+                    format!("chain {} is not in the dependency set", m.chain_id),
+                )
+                .for_message(*m),
+            );
+        };
+        if let Some(v) = self.timing(m, req) {
+            return v;
+        }
+        let no_answer = |e: String| Verdict::Unavailable(format!("chain {}: {e}", m.chain_id));
+        let tag = match req.min_safety {
+            SafetyLevel::Invalid | SafetyLevel::Unsafe | SafetyLevel::CrossUnsafe => "latest",
+            SafetyLevel::LocalSafe | SafetyLevel::Safe => "safe",
+            SafetyLevel::Finalized => "finalized",
+        };
+        let head = match chain.head(tag).await {
+            Ok(h) => h,
+            Err(e) => return no_answer(e),
+        };
+        if m.block_number > head.number {
+            let latest = if tag == "latest" { Ok(head) } else { chain.head("latest").await };
+            let above_latest = latest.map(|l| m.block_number > l.number).unwrap_or(true);
+            let why = if above_latest || tag == "latest" {
+                format!("message {m} is in a block after the chain head {}", head.number)
+            } else {
+                format!("message {m} is not {tag} yet ({tag} head is {})", head.number)
+            };
+            return Verdict::NotYetKnown(
+                Rejection::new(codes::SUP_FUTURE_DATA, why).for_message(*m),
+            );
+        }
+        let header = match chain.header(m.block_number).await {
+            Ok(Some(h)) => h,
+            Ok(None) => {
+                return Verdict::NotYetKnown(
+                    Rejection::new(
+                        codes::SUP_FUTURE_DATA,
+                        format!(
+                            "block {} of chain {} is not available yet",
+                            m.block_number, m.chain_id
+                        ),
+                    )
+                    .for_message(*m),
+                )
+            }
+            Err(e) => return no_answer(e),
+        };
+        let invalid = |why: String| {
+            Verdict::Invalid(Rejection::new(codes::SUP_CONFLICTING_DATA, why).for_message(*m))
+        };
+        if header.timestamp != m.timestamp {
+            return invalid(format!(
+                "message {m}: block {} has timestamp {}, the message says {}",
+                header.number, header.timestamp, m.timestamp
+            ));
+        }
+        let logs = match chain.block_logs(header.hash).await {
+            Ok(l) => l,
+            Err(e) => return no_answer(e),
+        };
+        let Some(log) = logs.iter().find(|l| l.log_index == u64::from(m.log_index) && !l.removed)
+        else {
+            return invalid(format!(
+                "message {m}: block {} has no log at index {} ({} logs)",
+                header.number,
+                m.log_index,
+                logs.len()
+            ));
+        };
+        let want = checksum(
+            log.address,
+            &log.topics,
+            &log.data,
+            m.block_number,
+            m.timestamp,
+            m.log_index,
+            m.chain_id,
+        );
+        if want != m.checksum {
+            return invalid(format!(
+                "message {m}: checksum mismatch: the log at index {} (origin {}) does not match \
+                 the declared origin and payload",
+                m.log_index, log.address
+            ));
+        }
+        Verdict::Valid { until: req.descriptor.end().unwrap_or(u64::MAX) }
+    }
+}
+
+impl Backend for LightBackend {
+    fn name(&self) -> &'static str {
+        "light"
+    }
+
+    fn check<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Verdict> {
+        Box::pin(async move {
+            self.checks.fetch_add(1, Ordering::Relaxed);
+            let all = join_all(req.messages.iter().map(|m| self.check_message(m, req))).await;
+            // In message order: the first definitive invalid, else not-yet-known, else no answer.
+            if let Some(v) = all.iter().find(|v| matches!(v, Verdict::Invalid(_))) {
+                return v.clone();
+            }
+            if let Some(v) = all.iter().find(|v| matches!(v, Verdict::NotYetKnown(_))) {
+                return v.clone();
+            }
+            if let Some(v) = all.iter().find(|v| matches!(v, Verdict::Unavailable(_))) {
+                return v.clone();
+            }
+            Verdict::Valid { until: req.descriptor.end().unwrap_or(u64::MAX) }
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            let heads = join_all(self.chains.values().map(|c| c.head("latest"))).await;
+            heads.iter().all(Result::is_ok)
+        })
+    }
+}
