@@ -243,7 +243,11 @@ impl Submitter {
 /// The client-facing error for a rejection: the supervisor's code, a sentence naming the
 /// message, and machine-readable `data`.
 pub fn rejection_error(tx: &B256, r: &Rejection, not_yet_known: bool) -> RpcError {
-    let which = r.message.map(|m| format!(" (message on {m})")).unwrap_or_default();
+    let which = r
+        .message
+        .filter(|m| !r.reason.contains(&m.to_string()))
+        .map(|m| format!(" (message on {m})"))
+        .unwrap_or_default();
     let (code, message) = if not_yet_known {
         (
             codes::SUP_FUTURE_DATA,

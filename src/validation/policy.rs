@@ -67,10 +67,15 @@ pub fn combine_both(a: Verdict, b: Verdict, req: &CheckRequest) -> Verdict {
             if other.is_valid() {
                 split(&a, &b, req, "backends_split");
             }
-            if matches!(a, Verdict::Invalid(_)) {
-                a
-            } else {
-                b
+            match (&a, &b) {
+                // Both invalid: keep the one that names the failing message.
+                (Verdict::Invalid(x), Verdict::Invalid(y))
+                    if x.message.is_none() && y.message.is_some() =>
+                {
+                    b
+                }
+                (Verdict::Invalid(_), _) => a,
+                _ => b,
             }
         }
         (Verdict::NotYetKnown(_), _) => a,

@@ -98,3 +98,105 @@ pub async fn dead_addr() -> SocketAddr {
     drop(l);
     a
 }
+
+/// The source chain id of the interop harness, and the executing (upstream) chain's.
+pub const SOURCE: u64 = 901;
+pub const DEST: u64 = 10;
+
+/// A gateway with both validation backends: a mock supervisor (indexed) and a simulated source
+/// chain (light), plus the mock upstream.
+pub struct InteropGateway {
+    pub gw: Gateway,
+    pub chain: Arc<interop_gate::dev::chain::SimChain>,
+    pub chain_peer: Peer,
+    pub supervisor: Arc<interop_gate::dev::supervisor::MockSupervisor>,
+    pub supervisor_peer: Peer,
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
+}
+
+pub fn endpoint(name: &str, url: String) -> interop_gate::config::EndpointConfig {
+    interop_gate::config::EndpointConfig { name: name.into(), url }
+}
+
+pub fn light_chain(chain_id: u64, urls: &[String]) -> interop_gate::config::ChainRpcConfig {
+    interop_gate::config::ChainRpcConfig {
+        chain_id: toml::Value::Integer(chain_id as i64),
+        endpoints: urls
+            .iter()
+            .enumerate()
+            .map(|(i, u)| endpoint(&format!("c{i}"), u.clone()))
+            .collect(),
+        agreement: false,
+    }
+}
+
+/// Logs for a simulated block: `n` pings from one emitter.
+pub fn pings(n: usize, salt: u8) -> Vec<interop_gate::dev::chain::SimLog> {
+    (0..n)
+        .map(|i| interop_gate::dev::chain::SimLog {
+            address: alloy_primitives::Address::repeat_byte(0x42),
+            topics: vec![
+                alloy_primitives::B256::repeat_byte(salt),
+                alloy_primitives::B256::with_last_byte(i as u8),
+            ],
+            data: alloy_primitives::Bytes::from(vec![salt, i as u8]),
+        })
+        .collect()
+}
+
+/// Starts the peers and a gateway that validates against both.
+pub async fn interop_gateway(tweak: impl FnOnce(&mut Config)) -> InteropGateway {
+    use interop_gate::dev::chain::SimChain;
+    use interop_gate::dev::supervisor::MockSupervisor;
+    let chain = SimChain::new(SOURCE, now() - 3_600, 2);
+    let chain_peer = spawn_peer("chain", chain.clone(), "127.0.0.1:0").await.expect("chain");
+    let supervisor = Arc::new(MockSupervisor::new());
+    let supervisor_peer =
+        spawn_peer("supervisor", supervisor.clone(), "127.0.0.1:0").await.expect("supervisor");
+    let (chain_url, sup_url) = (chain_peer.url(), supervisor_peer.url());
+    let gw = gateway(move |cfg| {
+        cfg.ingress.chain_id = DEST;
+        cfg.supervisor.endpoints = vec![endpoint("sup", sup_url)];
+        cfg.light.chains = vec![light_chain(SOURCE, &[chain_url])];
+        cfg.validation.retry_delay_ms = 300;
+        tweak(cfg);
+    })
+    .await;
+    InteropGateway { gw, chain, chain_peer, supervisor, supervisor_peer }
+}
+
+impl InteropGateway {
+    /// Emits a block with `n` logs (timestamped a minute ago) and returns its messages, known to
+    /// the supervisor too.
+    pub fn emit(&self, n: usize, salt: u8) -> Vec<interop_gate::interop::Message> {
+        let b = self.chain.push_block_at(now() - 60, pings(n, salt));
+        let msgs: Vec<_> = (0..n).map(|i| self.chain.message(b.number, i).expect("log")).collect();
+        self.supervisor.add_known(msgs.clone());
+        msgs
+    }
+
+    /// Signs an interop tx from dev key `key` executing `msgs` on DEST.
+    pub fn interop_tx(
+        &self,
+        key: u64,
+        nonce: u64,
+        msgs: &[interop_gate::interop::Message],
+    ) -> (alloy_primitives::Bytes, alloy_primitives::B256) {
+        use interop_gate::dev::wallet::{dev_signer, sign_1559, TxSpec};
+        sign_1559(&dev_signer(key), &TxSpec::interop(DEST, nonce, msgs))
+    }
+
+    pub async fn send(&self, raw: &alloy_primitives::Bytes) -> (u16, Value) {
+        self.gw
+            .post(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":[raw]}))
+            .await
+    }
+
+    /// Whether the upstream received this raw tx.
+    pub fn forwarded(&self, raw: &alloy_primitives::Bytes) -> bool {
+        self.gw.upstream.raw_transactions().contains(raw)
+    }
+}
