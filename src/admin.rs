@@ -168,7 +168,12 @@ async fn require_token(State(token): State<Arc<str>>, req: Request, next: Next) 
 
 /// The admin router (JSON-RPC on `POST /`), behind the token when one is configured.
 pub fn router(admin: Admin, token: Option<&str>) -> Router {
-    let limits = Limits { max_body_bytes: 64 * 1024, max_batch: 10, trusted_proxy_depth: 0 };
+    let limits = Limits {
+        max_body_bytes: 64 * 1024,
+        max_batch: 10,
+        trusted_proxy_depth: 0,
+        error_status: false,
+    };
     let r = rpc_router("admin", Arc::new(admin), limits);
     match token {
         Some(t) => r.layer(middleware::from_fn_with_state(Arc::<str>::from(t), require_token)),

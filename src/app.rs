@@ -115,6 +115,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
             max_body_bytes: cfg.server.max_body_bytes,
             max_batch: cfg.server.max_batch,
             trusted_proxy_depth: cfg.server.trusted_proxy_depth,
+            error_status: true,
         };
         let health_routes = health::routes(Arc::new(health.clone()));
         let router = rpc_router("ingress", ingress, limits)
@@ -162,6 +163,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
             max_body_bytes: cfg.server.max_body_bytes,
             max_batch: cfg.server.max_batch,
             trusted_proxy_depth: 0,
+            error_status: false,
         };
         let router =
             rpc_router("light_server", Arc::new(LightServer::new(light, failsafe)), limits);

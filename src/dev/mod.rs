@@ -41,8 +41,12 @@ impl Drop for Peer {
 }
 
 /// Generous limits for peers: they model servers, not the gateway.
-pub const PEER_LIMITS: Limits =
-    Limits { max_body_bytes: 64 << 20, max_batch: 100_000, trusted_proxy_depth: 0 };
+pub const PEER_LIMITS: Limits = Limits {
+    max_body_bytes: 64 << 20,
+    max_batch: 100_000,
+    trusted_proxy_depth: 0,
+    error_status: false,
+};
 
 /// Serves `handler` as JSON-RPC on `addr` (use `127.0.0.1:0` for an ephemeral port).
 pub async fn spawn_peer(

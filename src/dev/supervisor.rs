@@ -135,14 +135,15 @@ impl Handler for MockSupervisor {
             if !is_check_access_list(&call.method) {
                 return Err(RpcError::method_not_found(&call.method));
             }
-            let delay = self.delay_ms.load(Ordering::SeqCst);
-            if delay > 0 {
-                tokio::time::sleep(Duration::from_millis(delay)).await;
-            }
+            // Counted on arrival, so a check the client gave up on still counts.
             if let Ok(mut ids) = self.request_ids.lock() {
                 ids.insert(ctx.request_id.clone());
             }
             self.checks.fetch_add(1, Ordering::SeqCst);
+            let delay = self.delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
             let d = decode(&call)?;
             let until = d.request.descriptor.end().unwrap_or(u64::MAX);
             answer(&self.verdict(&d.request.messages, until))

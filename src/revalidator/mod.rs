@@ -42,6 +42,7 @@ pub fn router(core: Arc<Revalidator>, cfg: &RevalidatorConfig) -> Router {
         max_body_bytes: cfg.max_body_bytes,
         max_batch: cfg.max_batch,
         trusted_proxy_depth: 0,
+        error_status: false,
     };
     rpc_router("revalidator", Arc::new(api::Api::new(core)), limits)
 }

@@ -278,11 +278,11 @@ impl RpcClient {
             let bytes = resp.bytes().await.map_err(|e| self.transport_err(e))?;
             if !status.is_success() {
                 // Many servers put a JSON-RPC error in a 4xx/5xx body: keep it when present.
+                // proxyd-style servers answer e.g. failsafe with 503 and a JSON-RPC body: the
+                // body is the answer.
                 if let Ok(WireResponse { error: Some(error), .. }) = serde_json::from_slice(&bytes)
                 {
-                    if status.is_client_error() {
-                        return Err(ClientError::Rpc { endpoint: self.name.clone(), error });
-                    }
+                    return Err(ClientError::Rpc { endpoint: self.name.clone(), error });
                 }
                 return Err(ClientError::HttpStatus {
                     endpoint: self.name.clone(),

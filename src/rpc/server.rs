@@ -62,6 +62,10 @@ pub struct Limits {
     /// How many `X-Forwarded-For` hops (counted from the right) are our own proxies; 0 ignores
     /// the header and uses the TCP peer.
     pub trusted_proxy_depth: usize,
+    /// Map a single call's JSON-RPC error to an HTTP status (429, 413, 409, 503, ...) as proxyd
+    /// does for public traffic. Off, errors are HTTP 200 like geth and op-supervisor answer them,
+    /// which Go and Rust JSON-RPC clients (op-geth, op-reth) expect from a supervisor.
+    pub error_status: bool,
 }
 
 struct Endpoint {
@@ -195,7 +199,10 @@ async fn handle_body(
     } else {
         let ctx = CallContext { client_ip, request_id, in_batch: false };
         match handle_one(ep, &ctx, &raw).await {
-            Some((body, status)) => json_response(status, body),
+            Some((body, status)) => {
+                let status = if ep.limits.error_status { status } else { StatusCode::OK };
+                json_response(status, body)
+            }
             None => StatusCode::NO_CONTENT.into_response(),
         }
     }
