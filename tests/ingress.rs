@@ -155,7 +155,7 @@ async fn chain_id_caps_and_malformed_lists_are_refused_before_any_remote_call() 
     let (raw, _) = g.interop_tx(1, 0, &msgs[..3]);
     assert_eq!(code(&g.send(&raw).await.1), -32022);
     let (raw, _) = g.interop_tx(1, 0, &[msgs[0], msgs[1], msgs[0]]);
-    assert_eq!(g.send(&raw).await.1["result"].is_string(), true, "duplicates are de-duplicated");
+    assert!(g.send(&raw).await.1["result"].is_string(), "duplicates are de-duplicated");
     // A malformed list: a dangling lookup entry.
     let mut spec = TxSpec::interop(DEST, 1, &msgs[..1]);
     spec.access_list.0[0].storage_keys.pop();
