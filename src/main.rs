@@ -35,10 +35,31 @@ enum Command {
     Run,
     /// Load and validate the config file, print the effective config, and exit.
     CheckConfig,
+    /// Run everything on an embedded devnet (two simulated chains, light supervisor endpoint,
+    /// ingress, revalidator, traffic generator) with no config file and no infrastructure.
+    Dev {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long, value_name = "SECS")]
+        duration_secs: Option<u64>,
+        /// Transactions per second sent by the traffic generator.
+        #[arg(long, default_value_t = 5)]
+        tx_per_sec: u64,
+        /// Seconds between summary lines.
+        #[arg(long, default_value_t = 5)]
+        summary_secs: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Dev { duration_secs, tx_per_sec, summary_secs }) = cli.command {
+        let opts = interop_gate::dev::devnet::DevOptions {
+            duration: duration_secs.map(std::time::Duration::from_secs),
+            tx_per_sec,
+            summary_every: std::time::Duration::from_secs(summary_secs.max(1)),
+        };
+        return dev(opts);
+    }
     let cfg = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -59,6 +80,37 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(run(cfg))
+}
+
+/// `interop-gate dev`: warnings only in the logs, the summary on stdout.
+fn dev(opts: interop_gate::dev::devnet::DevOptions) -> ExitCode {
+    let log = interop_gate::config::LogConfig { level: "warn".into(), ..Default::default() };
+    interop_gate::telemetry::init(&log);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("interop-gate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            s.cancel();
+        });
+        match interop_gate::dev::devnet::run(opts, stop).await {
+            Ok(last) => {
+                println!("final: {last}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("interop-gate dev: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 async fn run(cfg: Config) -> ExitCode {

@@ -94,3 +94,27 @@ fn sigterm_stops_the_service_cleanly() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("shutdown requested")), "{rest:?}");
 }
+
+/// `interop-gate dev` runs the whole devnet, sends the traffic mix and every verdict is the
+/// expected one for its kind.
+#[test]
+fn dev_mode_runs_the_devnet_and_judges_the_traffic_mix() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_interop-gate"))
+        .args(["dev", "--duration-secs", "10", "--summary-secs", "3", "--tx-per-sec", "8"])
+        .output()
+        .expect("run dev");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ingress (send txs here)"), "{stdout}");
+    let last = stdout.lines().find(|l| l.starts_with("final:")).expect("final summary");
+    let num = |label: &str| -> u64 {
+        let rest =
+            &last[last.find(label).unwrap_or_else(|| panic!("{label} in {last}")) + label.len()..];
+        rest.trim().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    assert!(num("accepted ") > 0, "{last}");
+    assert!(num("invalid ") > 0, "{last}");
+    assert!(num("not-yet-known ") > 0, "{last}");
+    assert!(num("retried ") > 0, "{last}");
+    assert_eq!(num("unexpected verdicts "), 0, "{last}");
+}

@@ -3,6 +3,7 @@
 //! over real HTTP on loopback.
 
 pub mod chain;
+pub mod devnet;
 pub mod el_pool;
 pub mod supervisor;
 pub mod upstream;
