@@ -170,8 +170,10 @@ test('an unknown source chain is refused', async () => {
 });
 
 test('a block in the future is not known yet, after one re-test', async () => {
-  const head = await source.client.getBlockNumber();
-  const { id, payload } = await messageOf(source, expiredLog);
+  const [log] = await emit(8);
+  await sleep(1100);
+  const head = await source.client.getBlockNumber({ cacheTime: 0 });
+  const { id, payload } = await messageOf(source, log);
   const t0 = Date.now();
   await expectRefused(encodeAccessList({ ...id, blockNumber: head + 1000n }, payload), -321401, /retry/i);
   assert.ok(Date.now() - t0 >= 900, 'held for the re-test delay');
@@ -188,7 +190,7 @@ test('a reorg that removes a message turns a later check into a rejection, no re
   const { id, payload } = await messageOf(source, log);
   const ok = await submit(encodeAccessList(id, payload));
   assert.equal(ok.ok, true, String(ok.err));
-  const head = await source.client.getBlockNumber();
+  const head = await source.client.getBlockNumber({ cacheTime: 0 });
   const depth = Number(head - log.blockNumber + 1n);
   await source.client.request({ method: 'anvil_reorg', params: [depth, []] });
   const replaced = await source.client.getBlock({ blockNumber: log.blockNumber });

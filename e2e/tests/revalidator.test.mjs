@@ -127,7 +127,7 @@ test('pooled txs are judged: the bad one once through the feed, the good one val
   assert.equal(fs.body.result, false);
 
   // The message of the good tx leaves the source chain.
-  const head = await source.client.getBlockNumber();
+  const head = await source.client.getBlockNumber({ cacheTime: 0 });
   await source.client.request({ method: 'anvil_reorg', params: [Number(head - good.blockNumber + 1n), []] });
   const after = await waitFeed((e) => e.some((x) => x.hash === goodHash));
   const entry = after.find((x) => x.hash === goodHash);
