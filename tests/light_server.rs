@@ -106,7 +106,7 @@ async fn golden_wire_exchanges() {
     ];
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     std::fs::create_dir_all(golden_dir()).unwrap();
-    let mut exchange = |name: &str, req: String, resp: String| {
+    let exchange = |name: &str, req: String, resp: String| {
         let path = golden_dir().join(format!("{name}.json"));
         let text = format!("{req}\n{resp}\n");
         if update {
