@@ -14,39 +14,75 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alloy_primitives::{Address, B256, U256};
 use bytes::Bytes;
+use interop_gate::dev::chain::{SimChain, SimLog};
+use interop_gate::dev::supervisor::MockSupervisor;
 use interop_gate::dev::upstream::MockUpstream;
 use interop_gate::dev::wallet::{dev_signer, sign_1559, TxSpec};
 use interop_gate::dev::{spawn_peer, Peer};
+use interop_gate::interop::Message;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// The executing chain (the upstream's).
-const CHAIN_ID: u64 = 901;
+/// The executing chain (the upstream's) and the source chain of the messages.
+const CHAIN_ID: u64 = 10;
+const SOURCE: u64 = 901;
+/// The preloaded source chain: blocks and logs per block (distinct messages).
+const BLOCKS: u64 = 200;
+const LOGS_PER_BLOCK: u64 = 100;
 
 /// The instant peers, in this process.
 struct Peers {
-    #[allow(dead_code)] // read once the interop scenarios count upstream calls
+    #[allow(dead_code)] // kept alive; calls are counted by the gateway's own metrics elsewhere
     upstream: Arc<MockUpstream>,
     upstream_peer: Peer,
+    supervisor: Arc<MockSupervisor>,
+    supervisor_peer: Peer,
+    chain: Arc<SimChain>,
+    chain_peer: Peer,
 }
 
 impl Peers {
     async fn start() -> std::io::Result<Peers> {
         let upstream = Arc::new(MockUpstream::counting());
         let upstream_peer = spawn_peer("upstream", upstream.clone(), "127.0.0.1:0").await?;
-        Ok(Peers { upstream, upstream_peer })
+        let supervisor = Arc::new(MockSupervisor::new());
+        supervisor.set_accept_all(true);
+        let supervisor_peer = spawn_peer("supervisor", supervisor.clone(), "127.0.0.1:0").await?;
+        let now = interop_gate::revalidator::tracker::unix_now();
+        let chain = SimChain::new(SOURCE, now - 7_200, 2);
+        for b in 0..BLOCKS {
+            let logs = (0..LOGS_PER_BLOCK)
+                .map(|i| SimLog {
+                    address: Address::repeat_byte(0x42),
+                    topics: vec![B256::repeat_byte(1), B256::from(U256::from(b * 1_000 + i))],
+                    data: alloy_primitives::Bytes::from(vec![7u8; 64]),
+                })
+                .collect();
+            chain.push_block_at(now - 3_600 + b, logs);
+        }
+        let chain_peer = spawn_peer("chain", chain.clone(), "127.0.0.1:0").await?;
+        Ok(Peers { upstream, upstream_peer, supervisor, supervisor_peer, chain, chain_peer })
     }
 
     fn upstream_url(&self) -> String {
         self.upstream_peer.url()
     }
 
-    /// Calls the validation peers received (supervisor HTTP requests + chain RPC calls).
+    /// Calls the validation peers received (supervisor checks + chain RPC calls).
     fn backend_calls(&self) -> u64 {
-        0
+        self.supervisor.checks() as u64 + self.chain.all_calls()
     }
 
-    /// The gateway's config for `mode`.
+    /// Message `i` of the preloaded source chain.
+    fn message(&self, i: u64) -> Message {
+        let n = i % (BLOCKS * LOGS_PER_BLOCK);
+        self.chain
+            .message(1 + n / LOGS_PER_BLOCK, (n % LOGS_PER_BLOCK) as usize)
+            .expect("preloaded")
+    }
+
+    /// The gateway's config for `mode`: both backends, policy "both".
     fn gateway_config(&self, mode: &str) -> String {
         format!(
             r#"
@@ -55,9 +91,18 @@ listen = "127.0.0.1:0"
 max_batch = 1000
 [upstream]
 url = "{upstream}"
+pool_size = 256
 [ingress]
 chain_id = {CHAIN_ID}
 mode = "{mode}"
+max_in_flight = 4096
+[validation]
+policy = "both"
+[supervisor]
+endpoints = [{{ name = "sup", url = "{sup}" }}]
+[[light.chains]]
+chain_id = {SOURCE}
+endpoints = [{{ name = "chain", url = "{chain}" }}]
 [metrics]
 listen = ""
 [admin]
@@ -67,6 +112,8 @@ format = "json"
 level = "warn"
 "#,
             upstream = self.upstream_url(),
+            sup = self.supervisor_peer.url(),
+            chain = self.chain_peer.url(),
         )
     }
 }
@@ -85,18 +132,68 @@ fn body(raw: &alloy_primitives::Bytes, id: usize) -> Bytes {
     ))
 }
 
-fn scenarios(_peers: &Peers) -> Vec<Scenario> {
-    let n = 20_000;
-    let signer = dev_signer(1);
-    let plain: Vec<Bytes> = (0..n)
-        .map(|i| body(&sign_1559(&signer, &TxSpec::transfer(CHAIN_ID, i as u64)).0, i))
+fn scenarios(peers: &Peers) -> Vec<Scenario> {
+    let signers: Vec<_> = (0..64).map(|k| dev_signer(100 + k)).collect();
+    // Distinct signers and nonces so that every tx is a distinct transaction.
+    let sign = |i: usize, spec: &dyn Fn(u64) -> TxSpec| {
+        let k = i % signers.len();
+        body(&sign_1559(&signers[k], &spec((i / signers.len()) as u64)).0, i)
+    };
+    let plain: Vec<Bytes> =
+        (0..20_000).map(|i| sign(i, &|n| TxSpec::transfer(CHAIN_ID, n))).collect();
+    let interop = |count: usize, offset: u64| -> Vec<Bytes> {
+        (0..count)
+            .map(|i| {
+                let m = peers.message(offset + i as u64);
+                sign(i, &|n| TxSpec::interop(CHAIN_ID, n, &[m]))
+            })
+            .collect()
+    };
+    let cold = interop(20_000, 0);
+    let warm = interop(2_000, 0);
+    let mut bad = peers.message(7);
+    bad.checksum.0[31] ^= 1;
+    let spam = vec![sign(0, &|n| TxSpec::interop(CHAIN_ID, n, &[bad]))];
+    // The mix: half plain transfers, 30% valid interop (warm), 20% spam of one invalid tx.
+    let mix: Vec<Bytes> = (0..10_000)
+        .map(|i| match i % 10 {
+            0..=4 => plain[i].clone(),
+            5..=7 => warm[i % warm.len()].clone(),
+            _ => spam[0].clone(),
+        })
         .collect();
-    vec![Scenario {
-        name: "non-interop",
-        about: "EIP-1559 transfers: decode, limits, forward",
-        bodies: Arc::new(plain),
-        warm_up: false,
-    }]
+    vec![
+        Scenario {
+            name: "non-interop",
+            about: "EIP-1559 transfers: decode, limits, forward (no backend call)",
+            bodies: Arc::new(plain),
+            warm_up: false,
+        },
+        Scenario {
+            name: "interop-valid-cold",
+            about: "20,000 distinct valid interop txs (1 message each, 100 per source block), caches cold",
+            bodies: Arc::new(cold),
+            warm_up: false,
+        },
+        Scenario {
+            name: "interop-valid-warm",
+            about: "2,000 valid interop txs sent over and over: verdict cache warm",
+            bodies: Arc::new(warm),
+            warm_up: true,
+        },
+        Scenario {
+            name: "interop-invalid-spam",
+            about: "the same invalid interop tx (bad checksum) over and over",
+            bodies: Arc::new(spam),
+            warm_up: false,
+        },
+        Scenario {
+            name: "mix",
+            about: "50% transfers, 30% valid interop (warm), 20% invalid spam",
+            bodies: Arc::new(mix),
+            warm_up: true,
+        },
+    ]
 }
 
 struct Opts {

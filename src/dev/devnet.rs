@@ -17,7 +17,7 @@ use super::chain::SimChain;
 use super::wallet::{dev_signer, sign_1559, TxSpec};
 use super::{spawn_peer, Peer};
 use crate::app::{self, Running};
-use crate::config::{ChainRpcConfig, Config, EndpointConfig};
+use crate::config::{ChainRpcConfig, EndpointConfig};
 use crate::interop::Message;
 use crate::metrics::metrics;
 
@@ -74,15 +74,6 @@ fn chain_cfg(id: u64, peer: &Peer) -> ChainRpcConfig {
     }
 }
 
-fn loopback(cfg: &mut Config) {
-    cfg.server.listen = "127.0.0.1:0".into();
-    cfg.metrics.listen = "127.0.0.1:0".into();
-    cfg.admin.listen = "127.0.0.1:0".into();
-    cfg.light_server.listen = "127.0.0.1:0".into();
-    cfg.revalidator.listen = "127.0.0.1:0".into();
-    cfg.server.shutdown_grace_ms = 1_000;
-}
-
 /// Runs the devnet until Ctrl-C (or `opts.duration`), printing addresses and summaries on
 /// stdout. Returns the final summary line.
 pub async fn run(opts: DevOptions, stop: CancellationToken) -> Result<String, String> {
@@ -97,8 +88,7 @@ pub async fn run(opts: DevOptions, stop: CancellationToken) -> Result<String, St
     }
 
     // 1. The light-mode supervisor endpoint over both chains.
-    let mut sup_cfg = Config::default();
-    loopback(&mut sup_cfg);
+    let mut sup_cfg = super::loopback_config();
     sup_cfg.ingress.enabled = false;
     sup_cfg.metrics.listen = String::new();
     sup_cfg.admin.listen = String::new();
@@ -108,8 +98,7 @@ pub async fn run(opts: DevOptions, stop: CancellationToken) -> Result<String, St
     let sup_url = format!("http://{}/", sup.light_server_addr.ok_or("light server address")?);
 
     // 2. The gateway: ingress (indexed = that endpoint, light = the chains) and revalidator.
-    let mut cfg = Config::default();
-    loopback(&mut cfg);
+    let mut cfg = super::loopback_config();
     cfg.upstream.url = peer_b.url();
     cfg.ingress.chain_id = CHAIN_B;
     cfg.supervisor.endpoints = vec![endpoint("light-supervisor", sup_url.clone())];

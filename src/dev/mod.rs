@@ -41,6 +41,18 @@ impl Drop for Peer {
     }
 }
 
+/// A default config whose every listener binds an ephemeral loopback port (tests, `dev`).
+pub fn loopback_config() -> crate::config::Config {
+    let mut cfg = crate::config::Config::default();
+    cfg.server.listen = "127.0.0.1:0".into();
+    cfg.metrics.listen = "127.0.0.1:0".into();
+    cfg.admin.listen = "127.0.0.1:0".into();
+    cfg.light_server.listen = "127.0.0.1:0".into();
+    cfg.revalidator.listen = "127.0.0.1:0".into();
+    cfg.server.shutdown_grace_ms = 1_000;
+    cfg
+}
+
 /// Generous limits for peers: they model servers, not the gateway.
 pub const PEER_LIMITS: Limits = Limits {
     max_body_bytes: 64 << 20,

@@ -261,8 +261,22 @@ impl Backend for IndexedBackend {
         })
     }
 
+    /// An active probe: an empty access list, which every supervisor answers `null` cheaply
+    /// (the protocol says an empty list passes). Ready when one endpoint answers.
     fn ready(&self) -> BoxFuture<'_, bool> {
-        Box::pin(async move { self.endpoints.iter().any(Endpoint::healthy) })
+        Box::pin(async move {
+            let probe = CheckRequest {
+                messages: Vec::new().into(),
+                min_safety: SafetyLevel::Unsafe,
+                descriptor: ExecutingDescriptor {
+                    timestamp: crate::revalidator::tracker::unix_now(),
+                    timeout: None,
+                    chain_id: None,
+                },
+            };
+            let answers = join_all(self.endpoints.iter().map(|e| self.ask(e, &probe))).await;
+            answers.iter().any(|v| !matches!(v, Verdict::Unavailable(_)))
+        })
     }
 }
 

@@ -14,12 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 /// A config whose every listener binds an ephemeral loopback port.
 pub fn loopback_config() -> Config {
-    let mut cfg = Config::default();
-    cfg.server.listen = "127.0.0.1:0".into();
-    cfg.metrics.listen = "127.0.0.1:0".into();
-    cfg.admin.listen = "127.0.0.1:0".into();
-    cfg.light_server.listen = "127.0.0.1:0".into();
-    cfg.revalidator.listen = "127.0.0.1:0".into();
+    let mut cfg = interop_gate::dev::loopback_config();
     cfg.server.shutdown_grace_ms = 2_000;
     cfg
 }
