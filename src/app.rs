@@ -99,6 +99,19 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         admin.flushers.push(("verdicts", Arc::new(move || flush.flush_caches())));
     }
     let dyn_engine = engine.clone().map(|e| e as DynBackend);
+    let mut watched = false;
+    let mut watch_reorgs = |light: &Arc<LightBackend>| {
+        if cfg.light.reorg_watch_ms > 0 && !watched {
+            watched = true;
+            light.spawn_reorg_watch(
+                Duration::from_millis(cfg.light.reorg_watch_ms),
+                shutdown.clone(),
+            );
+        }
+    };
+    if let Some(l) = engine.as_ref().and_then(|e| e.light()) {
+        watch_reorgs(l);
+    }
 
     if cfg.ingress.enabled {
         let forwarder = Arc::new(Forwarder::new(&cfg.upstream).map_err(StartError::Build)?);
@@ -146,6 +159,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
                     })?,
             ),
         };
+        watch_reorgs(&light);
         if health.backend.is_none() {
             health.backend = Some(light.clone() as DynBackend);
         }

@@ -425,3 +425,28 @@ async fn policies_combine_and_fail_closed() {
     assert!(e.contains("supervisor"), "{e}");
     let _: Option<DynBackend> = None;
 }
+
+#[tokio::test]
+async fn a_reorg_drops_cached_valid_verdicts_without_waiting_for_a_check() {
+    let chain = SimChain::new(SOURCE, now() - 86_400, 2);
+    let peer = spawn_peer("chain", chain.clone(), "127.0.0.1:0").await.unwrap();
+    let mut cfg = Config::default();
+    cfg.light.chains = vec![light_chain(SOURCE, &[peer.url()])];
+    cfg.light.head_ttl_ms = 50;
+    cfg.validation.policy = PolicyMode::Light;
+    cfg.validation.valid_cache_ttl_secs = 600;
+    let engine = Engine::from_config(&cfg).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    engine.light().unwrap().spawn_reorg_watch(Duration::from_millis(100), stop.clone());
+    let m = emit(&chain, 1, 100)[0];
+    assert!(engine.check(&now_req(&[m])).await.is_valid());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = chain.calls("eth_getLogs");
+    assert!(engine.check(&now_req(&[m])).await.is_valid(), "cached");
+    assert_eq!(chain.calls("eth_getLogs"), before, "a cache hit");
+    chain.reorg(m.block_number);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let v = engine.check(&now_req(&[m])).await;
+    assert_eq!(code(&v), -320600, "the watch saw the reorg and the verdict was re-verified: {v:?}");
+    stop.cancel();
+}

@@ -193,6 +193,9 @@ pub struct LightConfig {
     pub block_cache_capacity: u64,
     /// How long chain heads (latest/safe/finalized) are reused before re-fetching, ms.
     pub head_ttl_ms: u64,
+    /// Every this many ms, read each chain's head and walk back over new or replaced blocks, so
+    /// a reorg drops cached valid verdicts even when nobody checks them. 0 disables the watch.
+    pub reorg_watch_ms: u64,
 }
 
 impl Default for LightConfig {
@@ -202,6 +205,7 @@ impl Default for LightConfig {
             timeout_ms: 2_000,
             block_cache_capacity: 10_000,
             head_ttl_ms: 1_000,
+            reorg_watch_ms: 1_000,
         }
     }
 }

@@ -59,6 +59,11 @@ impl Cached {
         }
     }
 
+    /// Forgets the valid verdicts (after a reorg: each is re-verified on its next check).
+    pub fn flush_valid(&self) {
+        self.valid.invalidate_all();
+    }
+
     /// Forgets every verdict.
     pub fn flush(&self) {
         self.invalid.invalidate_all();

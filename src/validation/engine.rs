@@ -16,7 +16,7 @@ use crate::metrics::metrics;
 
 /// The composed engine.
 pub struct Engine {
-    cached: Cached,
+    cached: Arc<Cached>,
     mode: crate::config::PolicyMode,
     light: Option<Arc<LightBackend>>,
     indexed: Option<Arc<IndexedBackend>>,
@@ -44,7 +44,7 @@ impl Engine {
             Duration::from_secs(cfg.valid_cache_ttl_secs),
             cfg.expiry_window_secs,
         );
-        Ok(Self { cached, mode: cfg.policy, light: None, indexed: None })
+        Ok(Self { cached: Arc::new(cached), mode: cfg.policy, light: None, indexed: None })
     }
 
     /// Builds both backends from `[supervisor]` and `[light]`, then the layers.
@@ -58,6 +58,23 @@ impl Engine {
             light.clone().map(|b| b as DynBackend),
             &cfg.validation,
         )?;
+        if let (Some(l), Ok(rt)) = (&light, tokio::runtime::Handle::try_current()) {
+            // A reorg on a source chain: valid verdicts may rest on replaced blocks, so they are
+            // dropped and re-verified on their next check (invalid ones keep their short TTL).
+            let mut reorgs = l.subscribe_reorgs();
+            let cached = Arc::downgrade(&engine.cached);
+            rt.spawn(async move {
+                loop {
+                    match reorgs.recv().await {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            let Some(c) = cached.upgrade() else { return };
+                            c.flush_valid();
+                        }
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
         engine.light = light;
         engine.indexed = indexed;
         Ok(engine)

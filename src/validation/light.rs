@@ -41,6 +41,9 @@ pub struct Header {
     /// Unix seconds.
     #[serde(with = "alloy_serde::quantity")]
     pub timestamp: u64,
+    /// Parent hash (lets the reorg watch walk back from a new head).
+    #[serde(rename = "parentHash", default)]
+    pub parent_hash: B256,
 }
 
 /// One log as `eth_getLogs` returns it.
@@ -211,6 +214,27 @@ impl Chain {
         r
     }
 
+    /// One round of the reorg watch: reads `latest` and walks back through headers not seen yet
+    /// (or seen with another hash) until one matches what was seen, at most `depth` blocks.
+    /// A replaced block is announced like one found by a check. Costs one call per new block.
+    pub async fn watch_once(&self, depth: u64) {
+        let Ok(Some(mut h)) = self.fetch_header("latest".into()).await else { return };
+        for _ in 0..depth {
+            if self.seen.get(&h.number) == Some(h.hash) {
+                return;
+            }
+            self.note_canonical(h);
+            self.by_number.insert(h.number, h).await;
+            if h.number == 0 {
+                return;
+            }
+            match self.fetch_header(format!("{:#x}", h.number - 1).into()).await {
+                Ok(Some(p)) => h = p,
+                _ => return,
+            }
+        }
+    }
+
     /// The canonical hash for `latest` or a number (for `interop_getBlockHashByNumber`).
     pub async fn block_hash(&self, number: Option<u64>) -> Result<Option<B256>, String> {
         match number {
@@ -301,6 +325,28 @@ impl LightBackend {
     /// One chain.
     pub fn chain(&self, id: &ChainId) -> Option<&Arc<Chain>> {
         self.chains.get(id)
+    }
+
+    /// Watches every chain for reorgs every `every` (walking back at most 64 blocks), so cached
+    /// valid verdicts are dropped when their blocks are replaced even if nobody checks them.
+    pub fn spawn_reorg_watch(
+        self: &Arc<Self>,
+        every: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        for chain in self.chains.values().cloned() {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => chain.watch_once(64).await,
+                    }
+                }
+            });
+        }
     }
 
     /// Reorgs noticed from now on.

@@ -157,6 +157,8 @@ pub async fn interop_gateway(tweak: impl FnOnce(&mut Config)) -> InteropGateway 
         cfg.supervisor.endpoints = vec![endpoint("sup", sup_url)];
         cfg.light.chains = vec![light_chain(SOURCE, &[chain_url])];
         cfg.validation.retry_delay_ms = 300;
+        // Tests count chain calls exactly: no background reorg watch unless a test asks.
+        cfg.light.reorg_watch_ms = 0;
         tweak(cfg);
     })
     .await;
