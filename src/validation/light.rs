@@ -334,8 +334,8 @@ impl LightBackend {
         every: Duration,
         stop: tokio_util::sync::CancellationToken,
     ) {
-        for chain in self.chains.values().cloned() {
-            let stop = stop.clone();
+        for chain in self.chains.values() {
+            let (chain, stop) = (Arc::clone(chain), stop.clone());
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
