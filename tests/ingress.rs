@@ -339,3 +339,19 @@ async fn hostile_inputs_get_errors_and_the_server_keeps_serving() {
     assert_eq!(g.supervisor.checks(), 1);
     let _ = (B256::ZERO, U256::ZERO);
 }
+
+#[tokio::test]
+async fn validations_in_flight_are_bounded() {
+    let g = interop_gateway(|c| c.ingress.max_in_flight = 1).await;
+    let msgs = g.emit(2, 11);
+    g.supervisor.set_delay(Duration::from_millis(400));
+    let (a, _) = g.interop_tx(1, 0, &msgs[..1]);
+    let (b, _) = g.interop_tx(2, 0, &msgs[1..]);
+    let (ra, rb) = tokio::join!(g.send(&a), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        g.send(&b).await
+    });
+    assert!(ra.1["result"].is_string(), "{ra:?}");
+    assert_eq!((rb.0, code(&rb.1)), (429, -32024), "{rb:?}");
+    assert!(!g.forwarded(&b));
+}

@@ -132,7 +132,7 @@ impl Handler for LightServer {
                 }
                 "admin_getFailsafeEnabled" => Ok(to_raw(&self.failsafe.enabled())),
                 "interop_getBlockHashByNumber" => self.block_hash(&call).await,
-                "interop_syncStatus" | "supervisor_syncStatus" => {
+                "interop_syncStatus" => {
                     Ok(to_raw(&self.sync_status().await))
                 }
                 other => Err(RpcError::method_not_found(other)),
@@ -146,7 +146,7 @@ impl Handler for LightServer {
             "supervisor_checkAccessList" => "supervisor_checkAccessList",
             "admin_getFailsafeEnabled" => "admin_getFailsafeEnabled",
             "interop_getBlockHashByNumber" => "interop_getBlockHashByNumber",
-            "interop_syncStatus" | "supervisor_syncStatus" => "syncStatus",
+            "interop_syncStatus" => "interop_syncStatus",
             _ => "other",
         }
     }
