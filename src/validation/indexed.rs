@@ -30,6 +30,18 @@ pub fn classify_error(e: &RpcError) -> Verdict {
             Verdict::NotYetKnown(Rejection::new(e.code, reason))
         }
         codes::INTERNAL_ERROR => Verdict::Unavailable(reason),
+        // Not an answer about the messages: a wrong namespace or a proxy in front of the
+        // supervisor refusing the call (rate limits, size, busy). Treating these as
+        // definitive would make a revalidator evict a whole pool; fail closed instead.
+        codes::METHOD_NOT_FOUND
+        | codes::INVALID_REQUEST
+        | codes::PARSE_ERROR
+        | codes::NO_BACKEND
+        | codes::BATCH_TOO_LARGE
+        | codes::BODY_TOO_LARGE
+        | codes::RATE_LIMITED
+        | codes::SENDER_RATE_LIMITED
+        | codes::OVER_CAPACITY => Verdict::Unavailable(reason),
         // Every other code, including -32602 and the -3205xx..-3215xx range, is definitive.
         code => Verdict::Invalid(Rejection::new(code, reason)),
     }
@@ -152,6 +164,10 @@ impl IndexedBackend {
 
     async fn any(&self, req: &CheckRequest) -> Verdict {
         let all = join_all(self.endpoints.iter().map(|e| self.ask(e, req))).await;
+        // Failsafe is a hard reject under every strategy, even when another endpoint accepts.
+        if let Some(fs) = all.iter().find(|v| v.is_failsafe()) {
+            return fs.clone();
+        }
         if let Some(v) = all.iter().find(|v| v.is_valid()) {
             return v.clone();
         }
@@ -291,6 +307,9 @@ mod tests {
         assert!(matches!(v(codes::SUP_FUTURE_DATA), Verdict::NotYetKnown(_)));
         assert!(matches!(v(codes::SUP_UNINITIALIZED), Verdict::NotYetKnown(_)));
         assert!(matches!(v(codes::INTERNAL_ERROR), Verdict::Unavailable(_)));
+        for code in [codes::METHOD_NOT_FOUND, codes::RATE_LIMITED, codes::OVER_CAPACITY] {
+            assert!(matches!(v(code), Verdict::Unavailable(_)), "{code}: a proxy's refusal");
+        }
         for code in [
             codes::SUP_SKIPPED_DATA,
             codes::SUP_UNKNOWN_CHAIN,
