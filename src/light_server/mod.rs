@@ -132,9 +132,7 @@ impl Handler for LightServer {
                 }
                 "admin_getFailsafeEnabled" => Ok(to_raw(&self.failsafe.enabled())),
                 "interop_getBlockHashByNumber" => self.block_hash(&call).await,
-                "interop_syncStatus" => {
-                    Ok(to_raw(&self.sync_status().await))
-                }
+                "interop_syncStatus" => Ok(to_raw(&self.sync_status().await)),
                 other => Err(RpcError::method_not_found(other)),
             }
         })
