@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 use crate::config::InteropMode;
 use crate::metrics::metrics;
 use crate::rpc::codes;
+use crate::rpc::server::method_label_of;
 use crate::rpc::server::{rpc_router, CallContext, Handler, Limits};
 use crate::rpc::types::{to_raw, Call, RpcError};
 
@@ -137,14 +138,16 @@ impl Handler for Admin {
     }
 
     fn method_label(&self, method: &str) -> &'static str {
-        match method {
-            "admin_status" => "admin_status",
-            "admin_setInteropMode" => "admin_setInteropMode",
-            "admin_flushCaches" => "admin_flushCaches",
-            "admin_getFailsafeEnabled" => "admin_getFailsafeEnabled",
-            "admin_setFailsafeEnabled" => "admin_setFailsafeEnabled",
-            _ => "other",
-        }
+        method_label_of(
+            method,
+            &[
+                "admin_status",
+                "admin_setInteropMode",
+                "admin_flushCaches",
+                "admin_getFailsafeEnabled",
+                "admin_setFailsafeEnabled",
+            ],
+        )
     }
 }
 

@@ -23,6 +23,7 @@ use crate::config::LightServerConfig;
 use crate::interop::types::parse_chain_id;
 use crate::rpc::check_access_list::{answer, decode, is_check_access_list};
 use crate::rpc::codes;
+use crate::rpc::server::method_label_of;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{to_raw, Call, RpcError};
 use crate::validation::light::LightBackend;
@@ -139,14 +140,16 @@ impl Handler for LightServer {
     }
 
     fn method_label(&self, method: &str) -> &'static str {
-        match method {
-            "interop_checkAccessList" => "interop_checkAccessList",
-            "supervisor_checkAccessList" => "supervisor_checkAccessList",
-            "admin_getFailsafeEnabled" => "admin_getFailsafeEnabled",
-            "interop_getBlockHashByNumber" => "interop_getBlockHashByNumber",
-            "interop_syncStatus" => "interop_syncStatus",
-            _ => "other",
-        }
+        method_label_of(
+            method,
+            &[
+                "interop_checkAccessList",
+                "supervisor_checkAccessList",
+                "admin_getFailsafeEnabled",
+                "interop_getBlockHashByNumber",
+                "interop_syncStatus",
+            ],
+        )
     }
 }
 

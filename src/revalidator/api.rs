@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use super::error::check_answer;
 use super::service::Revalidator;
 use crate::rpc::check_access_list::{decode, is_check_access_list};
+use crate::rpc::server::method_label_of;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{to_raw, Call, RpcError};
 
@@ -85,15 +86,17 @@ impl Handler for Api {
     }
 
     fn method_label(&self, method: &str) -> &'static str {
-        match method {
-            "interop_checkAccessList" => "interop_checkAccessList",
-            "supervisor_checkAccessList" => "supervisor_checkAccessList",
-            "admin_getFailsafeEnabled" => "admin_getFailsafeEnabled",
-            "interop_invalidTransactions" => "interop_invalidTransactions",
-            "interop_transactionStatus" => "interop_transactionStatus",
-            "interop_revalidationStatus" => "interop_revalidationStatus",
-            _ => "other",
-        }
+        method_label_of(
+            method,
+            &[
+                "interop_checkAccessList",
+                "supervisor_checkAccessList",
+                "admin_getFailsafeEnabled",
+                "interop_invalidTransactions",
+                "interop_transactionStatus",
+                "interop_revalidationStatus",
+            ],
+        )
     }
 }
 

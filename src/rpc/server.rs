@@ -52,6 +52,12 @@ pub trait Handler: Send + Sync + 'static {
     fn method_label(&self, method: &str) -> &'static str;
 }
 
+/// The `'static` metrics label for `method`: itself when it is one of `known`, else `other`, so
+/// label sets stay bounded whatever clients send.
+pub fn method_label_of(method: &str, known: &[&'static str]) -> &'static str {
+    known.iter().copied().find(|k| *k == method).unwrap_or("other")
+}
+
 /// Limits the endpoint enforces before any handler runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
