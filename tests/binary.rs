@@ -118,3 +118,74 @@ fn dev_mode_runs_the_devnet_and_judges_the_traffic_mix() {
     assert!(num("retried ") > 0, "{last}");
     assert_eq!(num("unexpected verdicts "), 0, "{last}");
 }
+
+/// One JSON log line per refused transaction, with tx hash, sender, reason, code and the failing
+/// message's id, on the `interop_gate::refused` target; no URL appears in the logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_transactions_are_logged_one_line_each_without_secrets() {
+    use interop_gate::dev::chain::{SimChain, SimLog};
+    use interop_gate::dev::spawn_peer;
+    use interop_gate::dev::wallet::{dev_signer, sign_1559, TxSpec};
+    let now = interop_gate::revalidator::tracker::unix_now();
+    let chain = SimChain::new(901, now - 3_600, 2);
+    let b = chain.push_block_at(
+        now - 60,
+        vec![SimLog {
+            address: alloy_primitives::Address::repeat_byte(1),
+            topics: vec![],
+            data: vec![1u8].into(),
+        }],
+    );
+    let mut bad = chain.message(b.number, 0).unwrap();
+    bad.checksum.0[31] ^= 1;
+    let chain_peer = spawn_peer("chain", chain.clone(), "127.0.0.1:0").await.unwrap();
+    let upstream = std::sync::Arc::new(interop_gate::dev::upstream::MockUpstream::new());
+    let up_peer = spawn_peer("up", upstream, "127.0.0.1:0").await.unwrap();
+    // Credentials in a URL must never reach the logs.
+    let chain_url = chain_peer.url().replace("http://", "http://user:s3cret@");
+    let cfg = write_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"{}\"\n[ingress]\nchain_id = 10\n[validation]\npolicy = \"light\"\n[[light.chains]]\nchain_id = 901\nendpoints = [{{ name = \"src\", url = \"{chain_url}\" }}]\n[metrics]\nlisten = \"\"\n[admin]\nlisten = \"\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n",
+        up_peer.url()
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_interop-gate"))
+        .arg("--config")
+        .arg(cfg.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap_or_default();
+        if v["message"] == "listening" && v["listener"] == "ingress" {
+            addr = v["addr"].as_str().map(str::to_owned);
+        }
+        if v["message"] == "started" {
+            break;
+        }
+    }
+    let url = format!("http://{}/", addr.expect("ingress address"));
+    let signer = dev_signer(9);
+    let (raw, hash) = sign_1559(&signer, &TxSpec::interop(10, 0, &[bad]));
+    let body = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":[raw]});
+    let resp: serde_json::Value =
+        reqwest::Client::new().post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+    assert_eq!(resp["error"]["code"], -320600, "{resp}");
+    let _ = child.kill();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let refused: Vec<serde_json::Value> = rest
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "interop_gate::refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{rest:?}");
+    let r = &refused[0];
+    assert_eq!(r["tx"], format!("{hash}"));
+    assert_eq!(r["sender"], format!("{}", signer.address()));
+    assert_eq!(r["code"], -320600);
+    assert_eq!(r["message_id"], format!("901:{}:0", b.number));
+    assert!(r["reason"].as_str().is_some());
+    assert!(!rest.iter().any(|l| l.contains("s3cret")), "no credentials in logs");
+}

@@ -225,10 +225,20 @@ impl Submitter {
         reason: &'static str,
     ) -> RpcError {
         metrics().ingress_txs.with_label_values(&["refused", reason]).inc();
+        // The failing message's identifier (`chain:block:logIndex`), when one is known.
+        let message_id = e.data.as_ref().and_then(|d| d.get("message")).map(|m| {
+            format!(
+                "{}:{}:{}",
+                m["chainId"].as_str().unwrap_or("?"),
+                m["blockNumber"],
+                m["logIndex"]
+            )
+        });
         tracing::info!(
             target: "interop_gate::refused",
             tx = %tx.hash,
             sender = %tx.sender,
+            message_id = message_id.as_deref().unwrap_or("-"),
             client = %ctx.client_ip,
             request_id = %ctx.request_id,
             reason,
