@@ -175,6 +175,7 @@ async fn refused_transactions_are_logged_one_line_each_without_secrets() {
     assert_eq!(resp["error"]["code"], -320600, "{resp}");
     let _ = child.kill();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let _ = child.wait();
     let refused: Vec<serde_json::Value> = rest
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
