@@ -96,8 +96,9 @@ fn dev(opts: interop_gate::dev::devnet::DevOptions) -> ExitCode {
     rt.block_on(async {
         let stop = CancellationToken::new();
         let s = stop.clone();
+        let signal = shutdown_signal();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signal.await;
             s.cancel();
         });
         match interop_gate::dev::devnet::run(opts, stop).await {
@@ -114,6 +115,7 @@ fn dev(opts: interop_gate::dev::devnet::DevOptions) -> ExitCode {
 }
 
 async fn run(cfg: Config) -> ExitCode {
+    let signal = shutdown_signal();
     let shutdown = CancellationToken::new();
     let running = match interop_gate::app::start(cfg, shutdown.clone()).await {
         Ok(r) => r,
@@ -124,7 +126,7 @@ async fn run(cfg: Config) -> ExitCode {
         }
     };
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signal.await;
         tracing::info!("shutdown requested: no new connections, finishing in-flight requests");
         shutdown.cancel();
     });
@@ -133,25 +135,33 @@ async fn run(cfg: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Registers SIGINT/SIGTERM handlers at once (before the service logs `started`, so a signal
+/// sent right after start-up is never lost to the default action) and returns a future that
+/// resolves on the first one.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
