@@ -106,7 +106,7 @@ fn cache_hit(c: &mut Criterion) {
         ..Default::default()
     };
     let engine = Engine::new(Some(Arc::new(AlwaysValid)), None, &cfg).expect("engine");
-    let now = interop_gate::revalidator::tracker::unix_now();
+    let now = interop_gate::clock::unix_now();
     let req = CheckRequest {
         messages: messages(1).into_iter().map(|m| Message { timestamp: now - 10, ..m }).collect(),
         min_safety: SafetyLevel::CrossUnsafe,

@@ -49,7 +49,7 @@ impl Peers {
         let supervisor = Arc::new(MockSupervisor::new());
         supervisor.set_accept_all(true);
         let supervisor_peer = spawn_peer("supervisor", supervisor.clone(), "127.0.0.1:0").await?;
-        let now = interop_gate::revalidator::tracker::unix_now();
+        let now = interop_gate::clock::unix_now();
         let chain = SimChain::new(SOURCE, now - 7_200, 2);
         for b in 0..BLOCKS {
             let logs = (0..LOGS_PER_BLOCK)

@@ -6,12 +6,13 @@
 //! - [`rpc`]: JSON-RPC plumbing shared by every listener (server, client, codes).
 //! - [`ingress`]: the public front door (forwarding, the submission pipeline).
 //! - [`revalidator`]: the mempool revalidator (pool polling, presumed blocks, EL-facing API).
-//! - [`config`], [`metrics`], [`health`], [`telemetry`]: around the roles.
+//! - [`config`], [`metrics`], [`health`], [`telemetry`], [`clock`]: around the roles.
 //! - [`app`]: start-up and shutdown of the enabled roles.
 //! - [`dev`]: the embedded devnet and the in-process peers tests share.
 
 pub mod admin;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod dev;
 pub mod health;

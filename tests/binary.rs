@@ -126,7 +126,7 @@ async fn refused_transactions_are_logged_one_line_each_without_secrets() {
     use interop_gate::dev::chain::{SimChain, SimLog};
     use interop_gate::dev::spawn_peer;
     use interop_gate::dev::wallet::{dev_signer, sign_1559, TxSpec};
-    let now = interop_gate::revalidator::tracker::unix_now();
+    let now = interop_gate::clock::unix_now();
     let chain = SimChain::new(901, now - 3_600, 2);
     let b = chain.push_block_at(
         now - 60,

@@ -208,7 +208,7 @@ impl SimChain {
                     }
                 })
                 .collect();
-            let now = crate::revalidator::tracker::unix_now();
+            let now = crate::clock::unix_now();
             let ts = now.max(self.head().timestamp + 1);
             self.push_block_at(ts, logs);
         }

@@ -15,9 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::chain::SimChain;
 use super::wallet::{dev_signer, sign_1559, TxSpec};
-use super::{spawn_peer, Peer};
+use super::{endpoint, light_chain, spawn_peer, Peer};
 use crate::app::{self, Running};
-use crate::config::{ChainRpcConfig, EndpointConfig};
 use crate::interop::Message;
 use crate::metrics::metrics;
 
@@ -62,22 +61,10 @@ enum Kind {
     NonInterop,
 }
 
-fn endpoint(name: &str, url: String) -> EndpointConfig {
-    EndpointConfig { name: name.into(), url }
-}
-
-fn chain_cfg(id: u64, peer: &Peer) -> ChainRpcConfig {
-    ChainRpcConfig {
-        chain_id: toml::Value::Integer(id as i64),
-        endpoints: vec![endpoint(&format!("chain-{id}"), peer.url())],
-        agreement: false,
-    }
-}
-
 /// Runs the devnet until Ctrl-C (or `opts.duration`), printing addresses and summaries on
 /// stdout. Returns the final summary line.
 pub async fn run(opts: DevOptions, stop: CancellationToken) -> Result<String, String> {
-    let genesis = crate::revalidator::tracker::unix_now().saturating_sub(60);
+    let genesis = crate::clock::unix_now().saturating_sub(60);
     let a = SimChain::new(CHAIN_A, genesis, 2);
     let b = SimChain::new(CHAIN_B, genesis, 2);
     let io = |e: std::io::Error| e.to_string();
@@ -93,7 +80,8 @@ pub async fn run(opts: DevOptions, stop: CancellationToken) -> Result<String, St
     sup_cfg.metrics.listen = String::new();
     sup_cfg.admin.listen = String::new();
     sup_cfg.light_server.enabled = true;
-    sup_cfg.light.chains = vec![chain_cfg(CHAIN_A, &peer_a), chain_cfg(CHAIN_B, &peer_b)];
+    sup_cfg.light.chains =
+        vec![light_chain(CHAIN_A, &[peer_a.url()]), light_chain(CHAIN_B, &[peer_b.url()])];
     let sup = app::start(sup_cfg, stop.clone()).await.map_err(|e| e.to_string())?;
     let sup_url = format!("http://{}/", sup.light_server_addr.ok_or("light server address")?);
 
@@ -102,7 +90,8 @@ pub async fn run(opts: DevOptions, stop: CancellationToken) -> Result<String, St
     cfg.upstream.url = peer_b.url();
     cfg.ingress.chain_id = CHAIN_B;
     cfg.supervisor.endpoints = vec![endpoint("light-supervisor", sup_url.clone())];
-    cfg.light.chains = vec![chain_cfg(CHAIN_A, &peer_a), chain_cfg(CHAIN_B, &peer_b)];
+    cfg.light.chains =
+        vec![light_chain(CHAIN_A, &[peer_a.url()]), light_chain(CHAIN_B, &[peer_b.url()])];
     cfg.revalidator.enabled = true;
     cfg.revalidator.el_url = peer_b.url();
     cfg.revalidator.chain_id = CHAIN_B;

@@ -53,6 +53,24 @@ pub fn loopback_config() -> crate::config::Config {
     cfg
 }
 
+/// A supervisor or chain endpoint entry.
+pub fn endpoint(name: &str, url: String) -> crate::config::EndpointConfig {
+    crate::config::EndpointConfig { name: name.into(), url }
+}
+
+/// A `[[light.chains]]` entry for `chain_id` over `urls` (named `c0`, `c1`, ...), failover.
+pub fn light_chain(chain_id: u64, urls: &[String]) -> crate::config::ChainRpcConfig {
+    crate::config::ChainRpcConfig {
+        chain_id: toml::Value::Integer(chain_id as i64),
+        endpoints: urls
+            .iter()
+            .enumerate()
+            .map(|(i, u)| endpoint(&format!("c{i}"), u.clone()))
+            .collect(),
+        agreement: false,
+    }
+}
+
 /// Generous limits for peers: they model servers, not the gateway.
 pub const PEER_LIMITS: Limits = Limits {
     max_body_bytes: 64 << 20,

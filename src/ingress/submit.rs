@@ -4,7 +4,6 @@
 //! transaction is never forwarded; a non-interop transaction costs no backend call.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::{Bytes, B256};
 use serde_json::json;
@@ -49,10 +48,6 @@ pub fn message_json(m: &Message) -> serde_json::Value {
         "timestamp": m.timestamp,
         "checksum": m.checksum,
     })
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl Submitter {
@@ -134,7 +129,7 @@ impl Submitter {
             messages: messages.into(),
             min_safety: self.min_safety,
             descriptor: ExecutingDescriptor {
-                timestamp: now_unix(),
+                timestamp: crate::clock::unix_now(),
                 timeout: Some(self.timeout_secs),
                 chain_id: Some(alloy_primitives::U256::from(self.chain_id)),
             },

@@ -116,11 +116,6 @@ pub struct Tracker {
     limits: TrackerLimits,
 }
 
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 impl Tracker {
     /// An empty store.
     pub fn new(limits: TrackerLimits, feed: Feed) -> Self {

@@ -65,6 +65,8 @@ fn verdict_of(req: &CheckRequest, answer: Result<Box<RawValue>, ClientError>) ->
 struct Endpoint {
     client: RpcClient,
     unhealthy_until: Mutex<Option<Instant>>,
+    /// Its `endpoint_healthy` series, looked up once (it is set on every answer).
+    healthy_gauge: prometheus::IntGauge,
 }
 
 impl Endpoint {
@@ -76,10 +78,7 @@ impl Endpoint {
         if let Ok(mut u) = self.unhealthy_until.lock() {
             *u = if ok { None } else { Some(Instant::now() + unhealthy_for) };
         }
-        metrics()
-            .endpoint_healthy
-            .with_label_values(&["supervisor", self.client.name()])
-            .set(i64::from(ok));
+        self.healthy_gauge.set(i64::from(ok));
     }
 }
 
@@ -112,8 +111,10 @@ impl IndexedBackend {
                 Duration::from_millis(cfg.timeout_ms),
                 http.clone(),
             );
-            metrics().endpoint_healthy.with_label_values(&["supervisor", client.name()]).set(1);
-            endpoints.push(Endpoint { client, unhealthy_until: Mutex::new(None) });
+            let healthy_gauge =
+                metrics().endpoint_healthy.with_label_values(&["supervisor", client.name()]);
+            healthy_gauge.set(1);
+            endpoints.push(Endpoint { client, unhealthy_until: Mutex::new(None), healthy_gauge });
         }
         Ok(Some(Self {
             endpoints,
@@ -285,7 +286,7 @@ impl Backend for IndexedBackend {
                 messages: Vec::new().into(),
                 min_safety: SafetyLevel::Unsafe,
                 descriptor: ExecutingDescriptor {
-                    timestamp: crate::revalidator::tracker::unix_now(),
+                    timestamp: crate::clock::unix_now(),
                     timeout: None,
                     chain_id: None,
                 },

@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 
 use super::{Backend, CheckRequest, DynBackend, Verdict};
+use crate::clock::unix_now;
 use crate::metrics::metrics;
 use crate::rpc::codes;
 
@@ -42,13 +43,6 @@ pub fn worth_retest(v: &Verdict, req: &CheckRequest, now: u64) -> bool {
         }
         _ => false,
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl Backend for Retry {

@@ -108,25 +108,8 @@ pub struct InteropGateway {
     pub supervisor_peer: Peer,
 }
 
-pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
-}
-
-pub fn endpoint(name: &str, url: String) -> interop_gate::config::EndpointConfig {
-    interop_gate::config::EndpointConfig { name: name.into(), url }
-}
-
-pub fn light_chain(chain_id: u64, urls: &[String]) -> interop_gate::config::ChainRpcConfig {
-    interop_gate::config::ChainRpcConfig {
-        chain_id: toml::Value::Integer(chain_id as i64),
-        endpoints: urls
-            .iter()
-            .enumerate()
-            .map(|(i, u)| endpoint(&format!("c{i}"), u.clone()))
-            .collect(),
-        agreement: false,
-    }
-}
+pub use interop_gate::clock::unix_now as now;
+pub use interop_gate::dev::{endpoint, light_chain};
 
 /// Logs for a simulated block: `n` pings from one emitter.
 pub fn pings(n: usize, salt: u8) -> Vec<interop_gate::dev::chain::SimLog> {
