@@ -99,18 +99,16 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         admin.flushers.push(("verdicts", Arc::new(move || flush.flush_caches())));
     }
     let dyn_engine = engine.clone().map(|e| e as DynBackend);
-    let mut watched = false;
-    let mut watch_reorgs = |light: &Arc<LightBackend>| {
-        if cfg.light.reorg_watch_ms > 0 && !watched {
-            watched = true;
-            light.spawn_reorg_watch(
-                Duration::from_millis(cfg.light.reorg_watch_ms),
-                shutdown.clone(),
-            );
-        }
+    // The one light backend: the engine's, or (light server only) one of its own.
+    let light: Option<Arc<LightBackend>> = match engine.as_ref().and_then(|e| e.light().cloned()) {
+        Some(l) => Some(l),
+        None if cfg.light_server.enabled => LightBackend::from_config(&cfg.light, &cfg.validation)
+            .map_err(|e| StartError::Build(e.to_string()))?
+            .map(Arc::new),
+        None => None,
     };
-    if let Some(l) = engine.as_ref().and_then(|e| e.light()) {
-        watch_reorgs(l);
+    if let Some(l) = light.as_ref().filter(|_| cfg.light.reorg_watch_ms > 0) {
+        l.spawn_reorg_watch(Duration::from_millis(cfg.light.reorg_watch_ms), shutdown.clone());
     }
 
     if cfg.ingress.enabled {
@@ -147,19 +145,11 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
 
     let mut light_server_addr = None;
     if cfg.light_server.enabled {
-        let light = match engine.as_ref().and_then(|e| e.light().cloned()) {
-            Some(l) => l,
-            None => Arc::new(
-                LightBackend::from_config(&cfg.light, &cfg.validation)
-                    .map_err(|e| StartError::Build(e.to_string()))?
-                    .ok_or_else(|| {
-                        StartError::Build(
-                            "light_server.enabled needs at least one [[light.chains]] entry".into(),
-                        )
-                    })?,
-            ),
-        };
-        watch_reorgs(&light);
+        let light = light.clone().ok_or_else(|| {
+            StartError::Build(
+                "light_server.enabled needs at least one [[light.chains]] entry".into(),
+            )
+        })?;
         if health.backend.is_none() {
             health.backend = Some(light.clone() as DynBackend);
         }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use alloy_primitives::{Bytes, B256, U256};
+use alloy_primitives::{Bytes, U256};
 use common::*;
 use interop_gate::dev::wallet::{dev_signer, sign_1559, TxSpec};
 use interop_gate::interop::Message;
@@ -337,7 +337,6 @@ async fn hostile_inputs_get_errors_and_the_server_keeps_serving() {
     let (raw, hash) = g.interop_tx(1, 1, &msgs);
     assert_eq!(g.send(&raw).await.1["result"], json!(hash));
     assert_eq!(g.supervisor.checks(), 1);
-    let _ = (B256::ZERO, U256::ZERO);
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use interop_gate::dev::{spawn_peer, Peer};
 use interop_gate::interop::{ExecutingDescriptor, Message, SafetyLevel};
 use interop_gate::validation::indexed::IndexedBackend;
 use interop_gate::validation::light::LightBackend;
-use interop_gate::validation::{Backend, CheckRequest, DynBackend, Engine, Verdict};
+use interop_gate::validation::{Backend, CheckRequest, Engine, Verdict};
 
 fn req(msgs: &[Message], safety: SafetyLevel, ts: u64, timeout: u64) -> CheckRequest {
     CheckRequest {
@@ -423,7 +423,6 @@ async fn policies_combine_and_fail_closed() {
     cfg.light.chains = vec![light_chain(SOURCE, &[peer.url()])];
     let e = Engine::from_config(&cfg).err().expect("both needs the indexed backend");
     assert!(e.contains("supervisor"), "{e}");
-    let _: Option<DynBackend> = None;
 }
 
 #[tokio::test]

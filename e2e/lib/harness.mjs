@@ -7,7 +7,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import {
-  createPublicClient, createWalletClient, http, defineChain, concat, keccak256,
+  createPublicClient, createWalletClient, http, defineChain, concat, keccak256, toHex,
 } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 
@@ -118,6 +118,32 @@ export function compileEmitter() {
   if (errors.length) throw new Error(errors.map((e) => e.formattedMessage).join('\n'));
   const c = out.contracts['Emitter.sol'].Emitter;
   return { abi: c.abi, bytecode: `0x${c.evm.bytecode.object}` };
+}
+
+/** The listeners every test gate exposes beside its role: metrics and admin on loopback ports,
+ * JSON logs (startGate reads the bound addresses from them). */
+export const OBSERVABILITY_TOML = `[metrics]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[log]
+format = "json"
+`;
+
+/** Deploys the emitter on `node`; `emit(n, count)` sends one tx emitting `count` logs (ping or
+ * pingMany) and resolves with its receipt's logs. */
+export async function deployEmitter(node, key = KEYS[1]) {
+  const { abi, bytecode } = compileEmitter();
+  const w = wallet(node, key);
+  const hash = await w.deployContract({ abi, bytecode });
+  const address = (await node.client.waitForTransactionReceipt({ hash })).contractAddress;
+  const emit = async (n, count = 1) => {
+    const tx = await w.writeContract({ address, abi, functionName: count > 1 ? 'pingMany' : 'ping', args: [BigInt(count > 1 ? count : n), toHex(`msg-${n}`)] });
+    const receipt = await node.client.waitForTransactionReceipt({ hash: tx });
+    if (receipt.status !== 'success') throw new Error(`emit ${n}: ${receipt.status}`);
+    return receipt.logs;
+  };
+  return { address, abi, emit };
 }
 
 export function wallet(node, key = KEYS[0], url = node.url) {

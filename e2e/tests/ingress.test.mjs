@@ -8,25 +8,17 @@ import assert from 'node:assert/strict';
 import { keccak256, parseEther, toHex } from 'viem';
 import { encodeAccessList } from '@eth-optimism/viem/utils/interop';
 import {
-  startAnvil, startGate, compileEmitter, wallet, messageOf, sleep, rpc, KEYS,
+  startAnvil, startGate, deployEmitter, wallet, messageOf, sleep, rpc, KEYS, OBSERVABILITY_TOML,
 } from '../lib/harness.mjs';
 
 const SOURCE = 901;
 const DEST = 902;
 const DAY = 86_400n;
 
-let source; let dest; let supervisorGate; let gate; let emitter; let abi;
+let source; let dest; let supervisorGate; let gate; let emit;
 let expiredLog; // a log from ~10 days ago
 let sender;     // viem wallet client sending through the gateway
 let gatewayUrl;
-
-async function emit(n, count = 1) {
-  const w = wallet(source, KEYS[1]);
-  const hash = await w.writeContract({ address: emitter, abi, functionName: count > 1 ? 'pingMany' : 'ping', args: count > 1 ? [BigInt(count), toHex(`msg-${n}`)] : [BigInt(n), toHex(`msg-${n}`)] });
-  const receipt = await source.client.waitForTransactionReceipt({ hash });
-  assert.equal(receipt.status, 'success');
-  return receipt.logs;
-}
 
 function lightChainsToml() {
   return `[[light.chains]]\nchain_id = ${SOURCE}\nendpoints = [{ name = "source", url = "${source.url}" }]\n`;
@@ -37,11 +29,7 @@ before(async () => {
   // The source chain starts 10 days in the past so that one message is expired.
   source = await startAnvil({ chainId: SOURCE, args: ['--timestamp', String(now - 10n * DAY)] });
   dest = await startAnvil({ chainId: DEST });
-  ({ abi } = compileEmitter());
-  const { bytecode } = compileEmitter();
-  const deployer = wallet(source, KEYS[1]);
-  const hash = await deployer.deployContract({ abi, bytecode });
-  emitter = (await source.client.waitForTransactionReceipt({ hash })).contractAddress;
+  ({ emit } = await deployEmitter(source));
   [expiredLog] = await emit(0);
   // Back to the present.
   await source.client.request({ method: 'evm_setNextBlockTimestamp', params: [toHex(now)] });
@@ -53,12 +41,7 @@ enabled = false
 [light_server]
 enabled = true
 listen = "127.0.0.1:0"
-[metrics]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-[log]
-format = "json"
+${OBSERVABILITY_TOML}
 ${lightChainsToml()}`);
   assert.ok(supervisorGate.addrs.light_server, `light server address: ${JSON.stringify(supervisorGate.addrs)}`);
 
@@ -74,12 +57,7 @@ policy = "both"
 retry_delay_ms = 1000
 [supervisor]
 endpoints = [{ name = "light-sup", url = "${supervisorGate.addrs.light_server}" }]
-[metrics]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-[log]
-format = "json"
+${OBSERVABILITY_TOML}
 ${lightChainsToml()}`);
   gatewayUrl = gate.addrs.ingress;
   sender = wallet(dest, KEYS[2], gatewayUrl);

@@ -8,20 +8,15 @@ import assert from 'node:assert/strict';
 import { keccak256, toHex } from 'viem';
 import { encodeAccessList } from '@eth-optimism/viem/utils/interop';
 import {
-  startAnvil, startGate, compileEmitter, wallet, messageOf, sleep, rpc, KEYS,
+  startAnvil, startGate, deployEmitter, wallet, messageOf, sleep, rpc, KEYS, OBSERVABILITY_TOML,
 } from '../lib/harness.mjs';
 
 const SOURCE = 911;
 const DEST = 912;
 
-let source; let dest; let gate; let emitter; let abi; let api;
+let source; let dest; let gate; let api; let emitLogs;
 
-async function emit(n) {
-  const w = wallet(source, KEYS[1]);
-  const hash = await w.writeContract({ address: emitter, abi, functionName: 'ping', args: [BigInt(n), toHex(`msg-${n}`)] });
-  const receipt = await source.client.waitForTransactionReceipt({ hash });
-  return receipt.logs[0];
-}
+const emit = async (n) => (await emitLogs(n))[0];
 
 /** Signs with viem and puts the tx straight into the destination node's pool. */
 async function pool(accessList, nonce) {
@@ -52,10 +47,7 @@ async function waitFeed(pred, timeoutMs = 15_000) {
 before(async () => {
   source = await startAnvil({ chainId: SOURCE });
   dest = await startAnvil({ chainId: DEST, args: ['--no-mining'] });
-  ({ abi } = compileEmitter());
-  const { bytecode } = compileEmitter();
-  const hash = await wallet(source, KEYS[1]).deployContract({ abi, bytecode });
-  emitter = (await source.client.waitForTransactionReceipt({ hash })).contractAddress;
+  ({ emit: emitLogs } = await deployEmitter(source));
   gate = await startGate(`
 [ingress]
 enabled = false
@@ -75,13 +67,7 @@ chain_id = ${DEST}
 min_safety = "unsafe"
 interval_ms = 300
 full_interval_ms = 600
-[metrics]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-[log]
-format = "json"
-`);
+${OBSERVABILITY_TOML}`);
   api = gate.addrs.revalidator;
   assert.ok(api, `revalidator address: ${JSON.stringify(gate.addrs)}`);
 });

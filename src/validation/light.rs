@@ -11,7 +11,6 @@
 //! cached by block hash, so a replaced block is simply fetched anew and the old entry dropped.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,17 +84,6 @@ pub enum LightError {
     },
 }
 
-/// Why one lookup failed: no answer (retryable) or an answer that settles the message.
-enum Fetch {
-    NoAnswer(String),
-}
-
-impl From<ClientError> for Fetch {
-    fn from(e: ClientError) -> Self {
-        Fetch::NoAnswer(e.to_string())
-    }
-}
-
 /// One source chain: its endpoints and its caches.
 pub struct Chain {
     id: ChainId,
@@ -115,8 +103,8 @@ pub struct Chain {
 
 impl Chain {
     /// Calls `method` on the endpoints in order until one answers; with `agreement`, every
-    /// endpoint must answer the same.
-    async fn call<R>(&self, method: &str, params: serde_json::Value) -> Result<R, Fetch>
+    /// endpoint must answer the same. The error says why there is no answer (never a URL).
+    async fn call<R>(&self, method: &str, params: serde_json::Value) -> Result<R, String>
     where
         R: serde::de::DeserializeOwned + PartialEq,
     {
@@ -124,12 +112,13 @@ impl Chain {
             let answers = join_all(self.endpoints.iter().map(|c| c.call::<_, R>(method, &params)))
                 .await
                 .into_iter()
-                .collect::<Result<Vec<R>, _>>()?;
+                .collect::<Result<Vec<R>, ClientError>>()
+                .map_err(|e| e.to_string())?;
             if answers.windows(2).any(|w| w[0] != w[1]) {
                 metrics().disagreements.with_label_values(&["chain_endpoints"]).inc();
-                return Err(Fetch::NoAnswer(format!("chain {} endpoints disagree", self.label)));
+                return Err(format!("chain {} endpoints disagree", self.label));
             }
-            return answers.into_iter().next().ok_or_else(|| Fetch::NoAnswer("no endpoint".into()));
+            return answers.into_iter().next().ok_or_else(|| "no endpoint".into());
         }
         let mut last = String::from("no endpoint");
         for c in &self.endpoints {
@@ -138,10 +127,10 @@ impl Chain {
                 Err(e) => last = e.to_string(),
             }
         }
-        Err(Fetch::NoAnswer(last))
+        Err(last)
     }
 
-    async fn fetch_header(&self, tag: serde_json::Value) -> Result<Option<Header>, Fetch> {
+    async fn fetch_header(&self, tag: serde_json::Value) -> Result<Option<Header>, String> {
         self.call("eth_getBlockByNumber", serde_json::json!([tag, false])).await
     }
 
@@ -152,7 +141,7 @@ impl Chain {
                 match self.fetch_header(tag.into()).await {
                     Ok(Some(h)) => Ok(h),
                     Ok(None) => Err(format!("chain {} has no {tag} block", self.label)),
-                    Err(Fetch::NoAnswer(e)) => Err(e),
+                    Err(e) => Err(e),
                 }
             })
             .await
@@ -164,10 +153,7 @@ impl Chain {
         if let Some(h) = self.by_number.get(&number).await {
             return Ok(Some(h));
         }
-        let fetched = self
-            .fetch_header(format!("{number:#x}").into())
-            .await
-            .map_err(|Fetch::NoAnswer(e)| e)?;
+        let fetched = self.fetch_header(format!("{number:#x}").into()).await?;
         if let Some(h) = fetched {
             self.note_canonical(h);
             self.by_number.insert(number, h).await;
@@ -201,10 +187,8 @@ impl Chain {
             .logs
             .try_get_with(hash, async {
                 loaded = true;
-                let logs: Vec<RpcLog> = self
-                    .call("eth_getLogs", serde_json::json!([{ "blockHash": hash }]))
-                    .await
-                    .map_err(|Fetch::NoAnswer(e)| e)?;
+                let logs: Vec<RpcLog> =
+                    self.call("eth_getLogs", serde_json::json!([{ "blockHash": hash }])).await?;
                 Ok::<_, String>(Arc::from(logs))
             })
             .await
@@ -254,7 +238,6 @@ pub struct LightBackend {
     chains: HashMap<ChainId, Arc<Chain>>,
     window: u64,
     allow_same_timestamp: bool,
-    checks: AtomicU64,
     reorgs: broadcast::Sender<ReorgEvent>,
 }
 
@@ -312,7 +295,6 @@ impl LightBackend {
             chains,
             window: validation.expiry_window_secs,
             allow_same_timestamp: validation.allow_same_timestamp,
-            checks: AtomicU64::new(0),
             reorgs,
         }))
     }
@@ -352,11 +334,6 @@ impl LightBackend {
     /// Reorgs noticed from now on.
     pub fn subscribe_reorgs(&self) -> broadcast::Receiver<ReorgEvent> {
         self.reorgs.subscribe()
-    }
-
-    /// Checks performed (for tests and status).
-    pub fn checks(&self) -> u64 {
-        self.checks.load(Ordering::Relaxed)
     }
 
     /// Empties the block-log caches (admin flush).
@@ -501,7 +478,6 @@ impl Backend for LightBackend {
 
     fn check<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
-            self.checks.fetch_add(1, Ordering::Relaxed);
             let all = join_all(req.messages.iter().map(|m| self.check_message(m, req))).await;
             // In message order: the first definitive invalid, else not-yet-known, else no answer.
             if let Some(v) = all.iter().find(|v| matches!(v, Verdict::Invalid(_))) {

@@ -17,7 +17,7 @@ use crate::metrics::metrics;
 /// The policy layer.
 pub struct Policy {
     mode: PolicyMode,
-    primary: Option<DynBackend>,
+    primary: DynBackend,
     secondary: Option<DynBackend>,
 }
 
@@ -130,12 +130,7 @@ impl Policy {
             }
             PolicyMode::Shadow => (need(indexed, "indexed", SUP)?, light),
         };
-        Ok(Self { mode, primary: Some(primary), secondary })
-    }
-
-    fn primary(&self) -> &DynBackend {
-        // Always set by `new`; an Option only so `new` reads linearly.
-        self.primary.as_ref().expect("policy has a primary backend")
+        Ok(Self { mode, primary, secondary })
     }
 }
 
@@ -146,7 +141,7 @@ impl Backend for Policy {
 
     fn check<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
-            let primary = self.primary();
+            let primary = &self.primary;
             match (self.mode, &self.secondary) {
                 (PolicyMode::Both, Some(s)) => {
                     let (a, b) = tokio::join!(ask(primary, req), ask(s, req));
@@ -179,7 +174,7 @@ impl Backend for Policy {
 
     fn ready(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move {
-            let p = self.primary().ready().await;
+            let p = self.primary.ready().await;
             match (self.mode, &self.secondary) {
                 (PolicyMode::Both, Some(s)) => p && s.ready().await,
                 (PolicyMode::Either, Some(s)) => p || s.ready().await,
