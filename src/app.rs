@@ -107,8 +107,12 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
             .map(Arc::new),
         None => None,
     };
-    if let Some(l) = light.as_ref().filter(|_| cfg.light.reorg_watch_ms > 0) {
-        l.spawn_reorg_watch(Duration::from_millis(cfg.light.reorg_watch_ms), shutdown.clone());
+    if let Some(l) = &light {
+        let flush = l.clone();
+        admin.flushers.push(("block_logs", Arc::new(move || flush.flush())));
+        if cfg.light.reorg_watch_ms > 0 {
+            l.spawn_reorg_watch(Duration::from_millis(cfg.light.reorg_watch_ms), shutdown.clone());
+        }
     }
 
     if cfg.ingress.enabled {
@@ -155,8 +159,6 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         }
         let failsafe = Arc::new(Failsafe::default());
         admin.failsafe = Some(failsafe.clone());
-        let flush = light.clone();
-        admin.flushers.push(("block_logs", Arc::new(move || flush.flush())));
         crate::light_server::watch_reorgs(
             &cfg.light_server,
             &light,

@@ -85,12 +85,9 @@ impl Engine {
         self.light.as_ref()
     }
 
-    /// Empties the verdict caches and the light backend's block caches.
+    /// Empties the verdict caches (the light backend's block caches have their own flusher).
     pub fn flush_caches(&self) {
         self.cached.flush();
-        if let Some(l) = &self.light {
-            l.flush();
-        }
     }
 }
 
