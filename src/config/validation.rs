@@ -179,6 +179,11 @@ pub struct ChainRpcConfig {
     /// When true, all endpoints are asked and must agree on block hash and logs.
     #[serde(default)]
     pub agreement: bool,
+    /// The chain's interop fork time (unix seconds; the rollup config's `interop_time`). A
+    /// message initiated in a block at or before the chain's activation block (the first block
+    /// whose timestamp is at or after this time) is invalid. Absent: no activation rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interop_time: Option<u64>,
 }
 
 /// `[light]`: the light backend (recomputes messages from `eth_getLogs`).

@@ -68,6 +68,7 @@ pub fn light_chain(chain_id: u64, urls: &[String]) -> crate::config::ChainRpcCon
             .map(|(i, u)| endpoint(&format!("c{i}"), u.clone()))
             .collect(),
         agreement: false,
+        interop_time: None,
     }
 }
 

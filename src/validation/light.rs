@@ -99,6 +99,8 @@ pub struct Chain {
     /// Block hash → its logs (immutable for a given hash).
     logs: Cache<B256, Arc<[RpcLog]>>,
     reorgs: broadcast::Sender<ReorgEvent>,
+    /// The interop activation rule (`interop_time`), see `activation.rs`.
+    pub(super) activation: super::activation::Activation,
 }
 
 impl Chain {
@@ -288,6 +290,7 @@ impl LightBackend {
                     .build(),
                 logs: Cache::builder().max_capacity(light.block_cache_capacity).build(),
                 reorgs: reorgs.clone(),
+                activation: super::activation::Activation::new(c.interop_time),
             };
             chains.insert(id, Arc::new(chain));
         }
@@ -389,6 +392,9 @@ impl LightBackend {
             );
         };
         if let Some(v) = self.timing(m, req) {
+            return v;
+        }
+        if let Some(v) = super::activation::check(chain, m).await {
             return v;
         }
         let no_answer = |e: String| Verdict::Unavailable(format!("chain {}: {e}", m.chain_id));
