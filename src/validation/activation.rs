@@ -151,8 +151,7 @@ pub async fn check(chain: &Chain, m: &Message) -> Option<Verdict> {
             .for_message(*m),
         )),
         Ok(Some(a)) if m.block_number <= a => invalid(format!(
-            "message {m} is in block {}, at or before chain {}'s interop activation block {a}",
-            m.block_number,
+            "message {m} is at or before chain {}'s interop activation block {a}",
             chain.id()
         )),
         Ok(Some(_)) => None,
