@@ -63,8 +63,11 @@ async fn upstream_own_sync_timeout_errors_pass_through_verbatim() {
     let gw = gateway(|c| c.ingress.chain_id = DEST).await;
     for (nonce, code) in [(0u64, 4i64), (1, -32002)] {
         let (raw, hash) = sign_1559(&dev_signer(1), &TxSpec::transfer(DEST, nonce));
-        let answer = RpcError::new(code, "The transaction was added to the mempool but wasn't processed in 30s.")
-            .with_data(json!(hash));
+        let answer = RpcError::new(
+            code,
+            "The transaction was added to the mempool but wasn't processed in 30s.",
+        )
+        .with_data(json!(hash));
         gw.upstream.set_answer("eth_sendRawTransactionSync", Err(answer));
         let (_, v) = gw.post(&sync_call(&raw)).await;
         assert_eq!(v["error"]["code"], code, "{v}");

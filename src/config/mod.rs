@@ -12,9 +12,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use gateway::{
-    AdminConfig, ConditionalInterop, IngressConfig, InteropMode, LogConfig, LogFormat, MetricsConfig,
-    RateLimit,
-    ServerConfig, UpstreamConfig,
+    AdminConfig, ConditionalInterop, IngressConfig, InteropMode, LogConfig, LogFormat,
+    MetricsConfig, RateLimit, ServerConfig, UpstreamConfig,
 };
 pub use light_server::LightServerConfig;
 pub use revalidator::RevalidatorConfig;

@@ -46,7 +46,8 @@ impl From<UpstreamError> for RpcError {
     fn from(e: UpstreamError) -> Self {
         match e {
             UpstreamError::SyncTimeout { tx, .. } => {
-                RpcError::new(codes::TX_SYNC_TIMEOUT, e.to_string()).with_data(tx.to_string().into())
+                RpcError::new(codes::TX_SYNC_TIMEOUT, e.to_string())
+                    .with_data(tx.to_string().into())
             }
             other => RpcError::internal(other.to_string()),
         }

@@ -182,7 +182,12 @@ mod tests {
 
         fn header(&self, n: u64) -> Option<Header> {
             let ts = self.timestamps.lock().unwrap().get(n as usize).copied()?;
-            Some(Header { number: n, hash: B256::with_last_byte(n as u8), timestamp: ts, parent_hash: B256::ZERO })
+            Some(Header {
+                number: n,
+                hash: B256::with_last_byte(n as u8),
+                timestamp: ts,
+                parent_hash: B256::ZERO,
+            })
         }
 
         fn fail(&self) -> Result<(), String> {
