@@ -73,14 +73,16 @@ impl Forwarder {
             url.clone(),
             Duration::from_millis(cfg.timeout_ms),
             http.clone(),
-        );
+        )
+        .with_max_response_bytes(cfg.max_response_bytes);
         let sync_client = RpcClient::new(
             "upstream",
             "upstream-sync",
             url,
             Duration::from_millis(cfg.sync_timeout_ms),
             http,
-        );
+        )
+        .with_max_response_bytes(cfg.max_response_bytes);
         Ok(Self { client, sync_client, methods: cfg.methods.iter().cloned().collect() })
     }
 
@@ -139,6 +141,9 @@ fn upstream_error(e: ClientError) -> UpstreamError {
             UpstreamError::Unavailable(format!("HTTP status {status}"))
         }
         ClientError::Decode { detail, .. } => UpstreamError::Unavailable(detail),
+        ClientError::TooLarge { limit, .. } => {
+            UpstreamError::Unavailable(format!("answer larger than {limit} bytes"))
+        }
         ClientError::Rpc { error, .. } => UpstreamError::Unavailable(error.to_string()),
     }
 }
