@@ -451,7 +451,8 @@ fn check_log(
 /// `call(method, params)` makes one JSON-RPC call on the chain's endpoint and resolves with the
 /// raw `result` (the light backend's client, with its body limit, timeout, metrics and span).
 /// The two calls are `eth_getBlockByHash [hash, false]` and `eth_getBlockReceipts [hash]`.
-/// A `null` result for either is [`ReceiptsError::NotFound`].
+/// `call` must hand a JSON `null` result through as `Ok` (the raw text `null`), which is
+/// [`ReceiptsError::NotFound`]; `Err` is for no answer at all ([`ReceiptsError::Rpc`]).
 #[tracing::instrument(name = "verify_receipts", skip_all, fields(block = %block_hash))]
 pub async fn fetch_verified<F, Fut>(
     call: F,
