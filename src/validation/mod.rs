@@ -14,6 +14,7 @@ pub mod engine;
 pub mod indexed;
 pub mod light;
 pub mod policy;
+pub mod receipts;
 pub mod retry;
 
 pub use engine::Engine;
