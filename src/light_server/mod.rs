@@ -11,8 +11,8 @@
 //!
 //! Method surface: op-interop-filter's public methods (`interop_checkAccessList`,
 //! `interop_getBlockHashByNumber`, `admin_getFailsafeEnabled`) and their legacy `supervisor_`
-//! names, plus `interop_syncStatus`. The failsafe switch is on the admin listener (bearer token),
-//! where op-interop-filter puts it behind JWT.
+//! names, plus `interop_syncStatus` and the message form (`checkMessages`). The failsafe switch is
+//! on the admin listener (bearer token), where op-interop-filter puts it behind JWT.
 
 pub mod block_selector;
 
