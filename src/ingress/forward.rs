@@ -1,10 +1,10 @@
-//! Forwarding to the upstream execution client: the method allow-list and error mapping.
+//! Forwarding to the upstream execution client and error mapping (the method allow-list is the
+//! ingress's, reloadable on SIGHUP).
 //!
 //! The upstream's result or error comes back verbatim; a missing answer becomes -32603 with
 //! "upstream unavailable" or "upstream timeout", so a client can tell the gateway's own refusals
 //! from the EL's.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
@@ -30,10 +30,9 @@ impl From<UpstreamError> for RpcError {
     }
 }
 
-/// The upstream client and its allow-list.
+/// The upstream client.
 pub struct Forwarder {
     client: RpcClient,
-    methods: HashSet<String>,
 }
 
 impl Forwarder {
@@ -47,12 +46,7 @@ impl Forwarder {
             Duration::from_millis(cfg.timeout_ms),
             http_client(cfg.pool_size),
         );
-        Ok(Self { client, methods: cfg.methods.iter().cloned().collect() })
-    }
-
-    /// True when `method` may be forwarded.
-    pub fn allows(&self, method: &str) -> bool {
-        self.methods.contains(method)
+        Ok(Self { client })
     }
 
     /// Forwards a call; the caller has checked the allow-list.
