@@ -21,19 +21,21 @@ fn main() {
     println!("cargo:rustc-env=INTEROP_GATE_COMMIT={commit}");
     println!("cargo:rustc-env=INTEROP_GATE_RUSTC={rustc_version}");
     // Re-run when HEAD moves (a commit or a checkout), not on every source change. In a git
-    // worktree `.git` is a file: ask git where HEAD and the refs live.
-    let dirs = [
-        ("--git-dir", "HEAD"),
-        ("--git-common-dir", "refs/heads"),
-        ("--git-common-dir", "packed-refs"),
-    ];
-    for (flag, file) in dirs {
-        if let Some(dir) = output("git", &["rev-parse", flag]) {
-            let p = std::path::Path::new(&dir).join(file);
-            if p.exists() {
-                println!("cargo:rerun-if-changed={}", p.display());
-            }
+    // worktree `.git` is a file: ask git where HEAD and the branch's ref live. Only this branch's
+    // ref is watched (the refs directory changes whenever any branch does).
+    let mut watch = Vec::new();
+    if let Some(dir) = output("git", &["rev-parse", "--git-dir"]) {
+        watch.push(std::path::Path::new(&dir).join("HEAD"));
+    }
+    if let Some(common) = output("git", &["rev-parse", "--git-common-dir"]) {
+        let common = std::path::PathBuf::from(common);
+        if let Some(branch) = output("git", &["symbolic-ref", "-q", "HEAD"]) {
+            watch.push(common.join(branch));
         }
+        watch.push(common.join("packed-refs"));
+    }
+    for p in watch.iter().filter(|p| p.exists()) {
+        println!("cargo:rerun-if-changed={}", p.display());
     }
     println!("cargo:rerun-if-changed=build.rs");
 }
