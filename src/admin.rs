@@ -96,6 +96,7 @@ impl Handler for Admin {
             match call.method.as_str() {
                 "admin_status" => Ok(to_raw(&json!({
                     "version": env!("CARGO_PKG_VERSION"),
+                    "commit": crate::metrics::COMMIT,
                     "interopMode": self.mode.as_ref().map(|m| m.get().as_str()),
                     "failsafe": self.failsafe.as_ref().map(|f| f.enabled()),
                     "caches": self.flushers.iter().map(|(n, _)| *n).collect::<Vec<_>>(),

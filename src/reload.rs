@@ -266,4 +266,34 @@ mod tests {
         assert!(d.rate_limits);
         assert!(d.needs_restart.is_empty(), "{:?}", d.needs_restart);
     }
+
+    /// The file's mode applies when the file changed it, and only then: a reload for another
+    /// key never undoes an operator's admin switch. An invalid file changes nothing.
+    #[test]
+    fn mode_follows_the_file_only_when_the_file_changes_it() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let write = |text: &str| std::fs::write(f.path(), text).unwrap();
+        write("[ingress]\nmode = \"enforce\"\n");
+        let cfg = Config::load(f.path()).unwrap();
+        let cell = Arc::new(ModeCell::new(cfg.ingress.mode));
+        let handles = Handles { ingress: None, mode: Some(cell.clone()) };
+        let mut r = Reloader::new(f.path(), cfg, handles);
+
+        write("[ingress]\nmode = \"reject-all\"\n");
+        assert_eq!(r.reload().unwrap().mode, Some(InteropMode::RejectAll));
+        assert_eq!(cell.get(), InteropMode::RejectAll);
+
+        cell.set(InteropMode::Bypass); // admin_setInteropMode
+        write("[ingress]\nmode = \"reject-all\"\nmax_messages = 7\n");
+        let d = r.reload().unwrap();
+        assert_eq!(d.mode, None);
+        assert_eq!(d.needs_restart, ["ingress.max_messages"]);
+        assert_eq!(cell.get(), InteropMode::Bypass, "the admin's switch stays");
+
+        write("[ingress]\nmode = \"yolo\"\n");
+        assert!(r.reload().is_err());
+        assert_eq!(cell.get(), InteropMode::Bypass);
+        assert_eq!(r.running().ingress.mode, InteropMode::RejectAll);
+        assert_eq!(r.running().ingress.max_messages, 256, "restart-only value kept");
+    }
 }
