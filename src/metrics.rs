@@ -47,7 +47,7 @@ pub struct Metrics {
     /// HTTP requests that carried a batch, by listener.
     pub rpc_batches: IntCounterVec,
     /// Calls to external services, by target (`upstream`, `supervisor`, `chain`), endpoint name
-    /// and outcome (`ok`, `rpc_error`, `timeout`, `transport`, `http_status`, `decode`).
+    /// and outcome (`ok`, `rpc_error`, `timeout`, `transport`, `http_status`, `too_large`, `decode`).
     pub external_calls: IntCounterVec,
     /// Latency of calls to external services, by target and endpoint name.
     pub external_duration: HistogramVec,
@@ -65,6 +65,9 @@ pub struct Metrics {
     pub endpoint_healthy: IntGaugeVec,
     /// Canonical blocks the light backend saw replaced, by chain.
     pub reorgs: IntCounterVec,
+    /// Chain RPC answers refused as not about what was asked (logs of another block, a header
+    /// of another height, a receipts root that does not match), by chain, endpoint and why.
+    pub chain_answers_rejected: IntCounterVec,
     /// Transactions handled by the ingress, by outcome (`forwarded`, `refused`) and reason.
     pub ingress_txs: IntCounterVec,
     /// Validations currently in flight at the ingress.
@@ -176,6 +179,12 @@ impl Metrics {
             ),
             retries: counter(&r, "retries_total", "Re-tests after delay", &["outcome"]),
             reorgs: counter(&r, "reorgs_total", "Canonical blocks seen replaced", &["chain"]),
+            chain_answers_rejected: counter(
+                &r,
+                "chain_answers_rejected_total",
+                "Chain RPC answers refused as not about what was asked",
+                &["chain", "endpoint", "why"],
+            ),
             disagreements: counter(
                 &r,
                 "backend_disagreements_total",
@@ -272,8 +281,8 @@ pub fn metrics() -> &'static Metrics {
 /// Every label value a call site may use, so [`init_series`] can export them at 0.
 mod labels {
     /// `external_calls_total{outcome}`: `ok` and every `ClientError::kind`.
-    pub const CALL_OUTCOMES: [&str; 6] =
-        ["ok", "rpc_error", "timeout", "transport", "http_status", "decode"];
+    pub const CALL_OUTCOMES: [&str; 7] =
+        ["ok", "rpc_error", "timeout", "transport", "http_status", "too_large", "decode"];
     /// `verdicts_total{verdict, reason}`: each verdict kind with its usual reasons.
     pub const VERDICTS: [(&str, &str); 7] = [
         ("valid", "ok"),
@@ -309,12 +318,15 @@ mod labels {
         "other",
     ];
     /// `cache_lookups_total{cache, result}`.
-    pub const CACHE: [(&str, &str); 5] = [
+    pub const CACHE: [(&str, &str); 8] = [
         ("verdict", "miss"),
         ("verdict_invalid", "hit"),
+        ("verdict_soft_invalid", "hit"),
         ("verdict_valid", "hit"),
         ("block_logs", "hit"),
         ("block_logs", "miss"),
+        ("headers", "hit"),
+        ("headers", "miss"),
     ];
     /// `revalidator_invalid_total{reason}`.
     pub const REVALIDATOR_INVALID: [&str; 4] =
@@ -397,8 +409,11 @@ pub fn init_series(cfg: &Config) {
                 m.verdicts.with_label_values(&[c, verdict, reason]).inc_by(0);
             }
         }
-        for o in labels::RETRY_OUTCOMES {
-            m.retries.with_label_values(&[o]).inc_by(0);
+        if cfg.ingress.enabled {
+            // Retry-after-delay runs in the ingress only.
+            for o in labels::RETRY_OUTCOMES {
+                m.retries.with_label_values(&[o]).inc_by(0);
+            }
         }
         for k in labels::DISAGREEMENTS {
             m.disagreements.with_label_values(&[k]).inc_by(0);

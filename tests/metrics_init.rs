@@ -133,7 +133,9 @@ async fn every_known_series_and_every_alert_metric_is_exported_before_any_traffi
 
     // Endpoints (by name) with every outcome, per target.
     for (target, endpoint) in [("upstream", "upstream"), ("supervisor", "sup-a"), ("chain", "c0")] {
-        for outcome in ["ok", "rpc_error", "timeout", "transport", "http_status", "decode"] {
+        for outcome in
+            ["ok", "rpc_error", "timeout", "transport", "http_status", "too_large", "decode"]
+        {
             has(
                 "interop_gate_external_calls_total",
                 &[("target", target), ("endpoint", endpoint), ("outcome", outcome)],
