@@ -9,6 +9,7 @@ pub mod misbehave;
 pub mod supervisor;
 pub mod upstream;
 pub mod wallet;
+pub mod wallet_rpc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

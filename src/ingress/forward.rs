@@ -1,4 +1,5 @@
-//! Forwarding to the upstream execution client: the method allow-list and error mapping.
+//! Forwarding to the upstream execution client and error mapping (the method allow-list is the
+//! ingress's, reloadable on SIGHUP).
 //!
 //! The upstream's result or error comes back verbatim; a missing answer becomes -32603 with
 //! "upstream unavailable" or "upstream timeout", so a client can tell the gateway's own refusals
@@ -6,7 +7,6 @@
 //! included, so it has its own timeout; when that expires the tx was already forwarded, and the
 //! answer is EIP-7966's timeout error (code 4, the tx hash as `data`), as the EL itself would.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use alloy_primitives::B256;
@@ -54,12 +54,11 @@ impl From<UpstreamError> for RpcError {
     }
 }
 
-/// The upstream client and its allow-list.
+/// The upstream client.
 pub struct Forwarder {
     client: RpcClient,
     /// Same pool, `upstream.sync_timeout_ms`: for `eth_sendRawTransactionSync` only.
     sync_client: RpcClient,
-    methods: HashSet<String>,
 }
 
 impl Forwarder {
@@ -83,12 +82,7 @@ impl Forwarder {
             http,
         )
         .with_max_response_bytes(cfg.max_response_bytes);
-        Ok(Self { client, sync_client, methods: cfg.methods.iter().cloned().collect() })
-    }
-
-    /// True when `method` may be forwarded.
-    pub fn allows(&self, method: &str) -> bool {
-        self.methods.contains(method)
+        Ok(Self { client, sync_client })
     }
 
     /// Forwards a call; the caller has checked the allow-list.

@@ -6,13 +6,14 @@ pub mod limits;
 pub mod submit;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 
 use crate::admin::ModeCell;
 use crate::config::Config;
+use crate::rpc::codes;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{Call, RpcError};
 use crate::validation::retry::Retry;
@@ -21,13 +22,35 @@ use forward::Forwarder;
 use limits::RateLimits;
 use submit::{Submitter, SUBMIT_METHODS};
 
+/// What SIGHUP can replace while requests are in flight: the rate limiters and the method
+/// allow-list. A call takes one snapshot and uses it to the end.
+struct Live {
+    limits: RateLimits,
+    /// Allow-listed method names, each with its `'static` metrics label.
+    methods: HashMap<String, &'static str>,
+}
+
 /// The ingress listener's state.
 pub struct Ingress {
     forwarder: Arc<Forwarder>,
-    limits: RateLimits,
     submitter: Submitter,
-    /// Allow-listed method names as `'static` labels (leaked once at start-up, bounded by config).
-    labels: HashMap<String, &'static str>,
+    live: RwLock<Arc<Live>>,
+}
+
+/// The `'static` label of each method, reusing `known` labels so that reloads leak a label only
+/// for a method never allow-listed before (bounded by what operators configure).
+fn method_labels(
+    methods: &[String],
+    known: &HashMap<String, &'static str>,
+) -> HashMap<String, &'static str> {
+    methods
+        .iter()
+        .map(|m| {
+            let label =
+                known.get(m).copied().unwrap_or_else(|| &*Box::leak(m.clone().into_boxed_str()));
+            (m.clone(), label)
+        })
+        .collect()
 }
 
 impl Ingress {
@@ -39,15 +62,12 @@ impl Ingress {
         mode: Arc<ModeCell>,
         engine: Option<DynBackend>,
     ) -> Self {
-        let labels = cfg
-            .upstream
-            .methods
-            .iter()
-            .map(|m| (m.clone(), &*Box::leak(m.clone().into_boxed_str())))
-            .collect();
+        let live = Live {
+            limits: RateLimits::new(&cfg.ingress),
+            methods: method_labels(&cfg.upstream.methods, &HashMap::new()),
+        };
         Self {
             forwarder,
-            limits: RateLimits::new(&cfg.ingress),
             // Retry-after-delay belongs to the ingress alone: it owns its descriptor ("now"),
             // so it may re-stamp it; the engine answers every other caller exactly.
             submitter: Submitter::new(
@@ -55,8 +75,23 @@ impl Ingress {
                 mode,
                 engine.map(|e| Arc::new(Retry::from_config(e, &cfg.validation)) as DynBackend),
             ),
-            labels,
+            live: RwLock::new(Arc::new(live)),
         }
+    }
+
+    fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the rate limiters (buckets start full) and the method allow-list from `cfg`
+    /// (SIGHUP). Calls in flight finish with the old ones.
+    pub fn reload(&self, cfg: &Config) {
+        let known = self.live().methods.clone();
+        let live = Live {
+            limits: RateLimits::new(&cfg.ingress),
+            methods: method_labels(&cfg.upstream.methods, &known),
+        };
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
     }
 }
 
@@ -67,18 +102,25 @@ impl Handler for Ingress {
         call: Call,
     ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
         Box::pin(async move {
-            if !self.forwarder.allows(&call.method) {
-                return Err(RpcError::method_not_found(&call.method));
+            let live = self.live();
+            if !live.methods.contains_key(&call.method) {
+                return Err(RpcError::new(
+                    codes::METHOD_NOT_FOUND,
+                    format!(
+                        "method {:?} is not served by this gateway (not on its allow-list)",
+                        call.method
+                    ),
+                ));
             }
-            self.limits.check_call(ctx.client_ip, &call.method)?;
+            live.limits.check_call(ctx.client_ip, &call.method)?;
             if SUBMIT_METHODS.contains(&call.method.as_str()) {
-                return self.submitter.submit(ctx, &call, &self.limits, &self.forwarder).await;
+                return self.submitter.submit(ctx, &call, &live.limits, &self.forwarder).await;
             }
             self.forwarder.forward(&call).await
         })
     }
 
     fn method_label(&self, method: &str) -> &'static str {
-        self.labels.get(method).copied().unwrap_or("other")
+        self.live().methods.get(method).copied().unwrap_or("other")
     }
 }

@@ -220,10 +220,17 @@ impl Submitter {
         &self,
         ctx: &CallContext,
         tx: &DecodedTx,
-        e: RpcError,
+        mut e: RpcError,
         reason: &'static str,
     ) -> RpcError {
         metrics().ingress_txs.with_label_values(&["refused", reason]).inc();
+        // Every refusal's `data` names the tx and the reason (the same label as the metric and
+        // the log line), whatever else the stage that refused put there.
+        let data = e.data.get_or_insert_with(|| json!({}));
+        if let Some(d) = data.as_object_mut() {
+            d.entry("txHash").or_insert_with(|| json!(tx.hash));
+            d.entry("reason").or_insert_with(|| json!(reason));
+        }
         // The failing message's identifier (`chain:block:logIndex`), when one is known.
         let message_id = e.data.as_ref().and_then(|d| d.get("message")).map(|m| {
             format!(
@@ -265,7 +272,8 @@ pub fn rejection_error(tx: &B256, r: &Rejection, not_yet_known: bool) -> RpcErro
     } else {
         (r.code, format!("invalid interop message{which}: {}", r.reason))
     };
-    let mut data = json!({ "txHash": tx, "reason": r.label(), "backendCode": r.code });
+    let reason = if not_yet_known { "not_yet_known" } else { r.label() };
+    let mut data = json!({ "txHash": tx, "reason": reason, "backendCode": r.code });
     if let Some(m) = &r.message {
         data["message"] = message_json(m);
     }
