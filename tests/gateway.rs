@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{dead_addr, gateway, post_json};
+use common::{dead_addr, gateway, post_json, wait_status};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -203,9 +203,7 @@ async fn status_health_ready_and_metrics() {
 
     // Upstream gone: not ready.
     gw.upstream_peer.stop();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let r = reqwest::Client::new().get(gw.metrics_url("/readyz")).send().await.unwrap();
-    assert_eq!(r.status(), 503);
+    wait_status(&gw.metrics_url("/readyz"), 503).await;
 }
 
 #[tokio::test]

@@ -237,8 +237,7 @@ async fn backend_down_fails_closed_and_readyz_says_so() {
     assert!(!g.forwarded(&raw));
     let plain = sign_1559(&dev_signer(8), &TxSpec::transfer(DEST, 0)).0;
     assert!(g.send(&plain).await.1["result"].is_string(), "non-interop unaffected");
-    let r = reqwest::get(g.gw.metrics_url("/readyz")).await.unwrap();
-    assert_eq!(r.status().as_u16(), 503);
+    wait_status(&g.gw.metrics_url("/readyz"), 503).await;
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 
 use crate::config::UpstreamConfig;
 use crate::rpc::client::{http_client, ClientError, RpcClient};
+use crate::rpc::drain::DrainGate;
 use crate::rpc::types::{Call, RpcError};
 
 /// Why an upstream call gave no usable answer (the gateway's boundary to the EL).
@@ -22,6 +23,9 @@ pub enum UpstreamError {
     /// The upstream could not be reached or answered garbage.
     #[error("upstream unavailable: {0}")]
     Unavailable(String),
+    /// The gateway is shutting down and its grace period is over: nothing new is forwarded.
+    #[error("the gateway is shutting down: the request was not forwarded; retry")]
+    ShuttingDown,
 }
 
 impl From<UpstreamError> for RpcError {
@@ -34,6 +38,8 @@ impl From<UpstreamError> for RpcError {
 pub struct Forwarder {
     client: RpcClient,
     methods: HashSet<String>,
+    /// Counts forwarded calls so that shutdown waits for their answers.
+    gate: DrainGate,
 }
 
 impl Forwarder {
@@ -47,7 +53,7 @@ impl Forwarder {
             Duration::from_millis(cfg.timeout_ms),
             http_client(cfg.pool_size),
         );
-        Ok(Self { client, methods: cfg.methods.iter().cloned().collect() })
+        Ok(Self { client, methods: cfg.methods.iter().cloned().collect(), gate: DrainGate::new() })
     }
 
     /// True when `method` may be forwarded.
@@ -57,6 +63,9 @@ impl Forwarder {
 
     /// Forwards a call; the caller has checked the allow-list.
     pub async fn forward(&self, call: &Call) -> Result<Box<RawValue>, RpcError> {
+        let Some(_in_flight) = self.gate.enter() else {
+            return Err(UpstreamError::ShuttingDown.into());
+        };
         let result = match &call.params {
             Some(p) => self.client.call_raw(&call.method, &**p).await,
             None => self.client.call_raw(&call.method, &[(); 0]).await,
@@ -71,6 +80,11 @@ impl Forwarder {
             ClientError::Rpc { .. } => Ok(()),
             other => Err(upstream_error(other)),
         })
+    }
+
+    /// The gate every forwarded call passes (shutdown closes it and waits for it to empty).
+    pub fn drain_gate(&self) -> DrainGate {
+        self.gate.clone()
     }
 
     /// The per-call timeout.

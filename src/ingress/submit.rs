@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
 use super::forward::Forwarder;
-use super::limits::RateLimits;
+use super::limits::{RateLimits, ValidationSlot};
 use crate::admin::ModeCell;
 use crate::config::{IngressConfig, InteropMode};
 use crate::interop::access_list::dedup;
@@ -113,7 +113,7 @@ impl Submitter {
             );
             return Err(self.refuse(ctx, &tx, e, "unavailable"));
         };
-        let _permit = self.in_flight.try_acquire().map_err(|_| {
+        let slot = ValidationSlot::try_acquire(&self.in_flight).ok_or_else(|| {
             self.refuse(
                 ctx,
                 &tx,
@@ -124,7 +124,6 @@ impl Submitter {
                 "over_capacity",
             )
         })?;
-        metrics().validations_in_flight.inc();
         let req = CheckRequest {
             messages: messages.into(),
             min_safety: self.min_safety,
@@ -135,7 +134,7 @@ impl Submitter {
             },
         };
         let verdict = engine.check(&req).await;
-        metrics().validations_in_flight.dec();
+        drop(slot);
         match verdict {
             Verdict::Valid { .. } => self.forward(call, forwarder, "valid").await,
             Verdict::Invalid(r) => {

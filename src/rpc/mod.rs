@@ -4,6 +4,9 @@
 pub mod check_access_list;
 pub mod client;
 pub mod codes;
+pub mod depth;
+pub mod drain;
+pub mod listener;
 pub mod server;
 pub mod types;
 
