@@ -5,7 +5,8 @@
 //! `/readyz` sits on the public port too, so it must cost nothing: a background task probes the
 //! dependencies every `server.readiness_interval_ms` (as rollup-boost's probes do) and the
 //! handler only reads the last result. However often `/readyz` is hit, the backends see one probe
-//! per interval.
+//! per interval. Probing starts with the first `/readyz` request: a service nobody health-checks
+//! sends no probes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +65,18 @@ impl Health {
 pub fn readiness(interval: Duration) -> (Readiness, Prober) {
     let (tx, rx) = watch::channel(None);
     let timeout = interval.min(Duration::from_secs(2));
-    (Readiness { rx, first_wait: timeout * 2 }, Prober { tx, interval, timeout })
+    let demand = Arc::new(Demand::default());
+    (
+        Readiness { rx, first_wait: timeout * 2, demand: demand.clone() },
+        Prober { tx, interval, timeout, demand },
+    )
+}
+
+/// Set by the first `/readyz` request; the prober waits for it.
+#[derive(Default)]
+struct Demand {
+    seen: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
 }
 
 /// Runs the background probe.
@@ -72,14 +84,19 @@ pub struct Prober {
     tx: watch::Sender<Option<Snapshot>>,
     interval: Duration,
     timeout: Duration,
+    demand: Arc<Demand>,
 }
 
 impl Prober {
-    /// Starts probing `health`: once at once, then every interval (each probe bounded by the
-    /// interval, at most 2 s), until `shutdown`. Readiness therefore follows a dependency going
+    /// Starts probing `health` on the first `/readyz` request, then every interval (each probe
+    /// bounded by the interval, at most 2 s), until `shutdown`. Readiness therefore follows a dependency going
     /// down or coming back within about one interval.
     pub fn spawn(self, health: Health, shutdown: CancellationToken) {
         tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.demand.notify.notified() => {}
+            }
             let mut tick = tokio::time::interval(self.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -105,12 +122,17 @@ pub struct Readiness {
     rx: watch::Receiver<Option<Snapshot>>,
     /// How long a request right after start-up waits for the first probe.
     first_wait: Duration,
+    demand: Arc<Demand>,
 }
 
 impl Readiness {
     /// The last snapshot; right after start-up, waits (bounded) for the first probe instead of
     /// answering "not ready" for a service that may be fine.
     pub async fn current(&self) -> Snapshot {
+        if !self.demand.seen.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            // `notify_one` keeps a permit if the prober is not waiting yet.
+            self.demand.notify.notify_one();
+        }
         let mut rx = self.rx.clone();
         let waited = tokio::time::timeout(self.first_wait, rx.wait_for(Option::is_some)).await;
         match waited {
