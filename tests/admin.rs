@@ -40,7 +40,8 @@ async fn admin_requires_the_token_and_sets_modes() {
         let r = c.post(&url).header("authorization", auth).json(&status).send().await.unwrap();
         assert_eq!(r.status(), 200, "{auth}");
     }
-    let r = c.post(&url).header("authorization", "Bearer T0KEN").json(&status).send().await.unwrap();
+    let r =
+        c.post(&url).header("authorization", "Bearer T0KEN").json(&status).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let v =
         call(json!({"jsonrpc":"2.0","id":2,"method":"admin_setInteropMode","params":["bypass"]}))

@@ -39,11 +39,11 @@ fn old_style_forwarded_for_depth_without_ranges_is_refused_naming_the_key() {
     let msg = e.to_string();
     assert!(msg.contains("server.trusted_proxy_depth"), "{msg}");
     assert!(msg.contains("server.trusted_proxies"), "{msg}");
-    let e = Config::from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n", "x.toml")
-        .unwrap_err();
+    let e =
+        Config::from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n", "x.toml").unwrap_err();
     assert!(e.to_string().contains("server.trusted_proxy_depth"), "{e}");
-    let e = Config::from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", "x.toml")
-        .unwrap_err();
+    let e =
+        Config::from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", "x.toml").unwrap_err();
     assert!(e.to_string().contains("trusted_proxies"), "{e}");
 }
 
