@@ -15,6 +15,7 @@ use crate::admin::ModeCell;
 use crate::config::Config;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{Call, RpcError};
+use crate::validation::retry::Retry;
 use crate::validation::DynBackend;
 use forward::Forwarder;
 use limits::RateLimits;
@@ -47,7 +48,13 @@ impl Ingress {
         Self {
             forwarder,
             limits: RateLimits::new(&cfg.ingress),
-            submitter: Submitter::new(&cfg.ingress, mode, engine),
+            // Retry-after-delay belongs to the ingress alone: it owns its descriptor ("now"),
+            // so it may re-stamp it; the engine answers every other caller exactly.
+            submitter: Submitter::new(
+                &cfg.ingress,
+                mode,
+                engine.map(|e| Arc::new(Retry::from_config(e, &cfg.validation)) as DynBackend),
+            ),
             labels,
         }
     }
