@@ -300,13 +300,22 @@ async fn hostile_inputs_get_errors_and_the_server_keeps_serving() {
             ),
             -32602,
         ),
-        // A deep batch: its one element is not a request.
+        // Deep JSON, as a batch or in params: refused before parsing (server.max_json_depth).
         (format!("{}1{}", "[".repeat(5000), "]".repeat(5000)), -32600),
         (
             format!(
                 r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":{}1{}}}"#,
                 "[".repeat(3000),
                 "]".repeat(3000)
+            ),
+            -32600,
+        ),
+        // Within the depth bound, a nested param is still the pipeline's to refuse.
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":{}1{}}}"#,
+                "[".repeat(50),
+                "]".repeat(50)
             ),
             -32602,
         ),
