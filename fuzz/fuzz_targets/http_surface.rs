@@ -47,6 +47,9 @@ static ENV: LazyLock<Env> = LazyLock::new(|| {
         cfg.light.reorg_watch_ms = 0;
         cfg.light_server.enabled = true;
         cfg.server.max_connections = 4096;
+        // An incomplete body waits for its timeout: keep it well under the 10 s answer bound.
+        cfg.server.header_read_timeout_ms = 2_000;
+        cfg.server.body_read_timeout_ms = 2_000;
         cfg.metrics.listen = String::new();
         cfg.admin.listen = String::new();
         cfg.validate().expect("valid config");
