@@ -424,3 +424,45 @@ pub async fn serve(
     let limits = ConnLimits::from_config(&ServerConfig::default(), grace);
     serve_with("other", listener, router, shutdown, limits).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let ranges: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let h = xff("6.6.6.6, 1.2.3.4");
+        // A direct client: the header is its own invention.
+        assert_eq!(client_ip(ip("9.9.9.9"), &h, &ranges, 1), ip("9.9.9.9"));
+        // From our balancer: the rightmost hop is the client; what it wrote on the left is not.
+        assert_eq!(client_ip(ip("10.1.1.1"), &h, &ranges, 1), ip("1.2.3.4"));
+        assert_eq!(client_ip(ip("10.1.1.1"), &h, &ranges, 2), ip("1.2.3.4"), "untrusted hop stops");
+        // Depth 0 or no ranges: the peer, whatever the header says.
+        assert_eq!(client_ip(ip("10.1.1.1"), &h, &ranges, 0), ip("10.1.1.1"));
+        assert_eq!(client_ip(ip("10.1.1.1"), &h, &[], 3), ip("10.1.1.1"));
+    }
+
+    #[test]
+    fn trusted_hops_are_skipped_up_to_the_depth() {
+        let ranges: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let h = xff("6.6.6.6, 1.2.3.4, 10.0.0.2");
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &ranges, 2), ip("1.2.3.4"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &ranges, 1), ip("10.0.0.2"), "depth bounds it");
+        // Garbage stops the walk at the last good address; no header: the peer.
+        assert_eq!(client_ip(ip("10.0.0.1"), &xff("1.2.3.4, junk"), &ranges, 2), ip("10.0.0.1"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &HeaderMap::new(), &ranges, 2), ip("10.0.0.1"));
+        // An IPv4 peer seen on a dual-stack socket matches IPv4 ranges.
+        assert_eq!(client_ip(ip("::ffff:10.0.0.1"), &xff("1.2.3.4"), &ranges, 1), ip("1.2.3.4"));
+    }
+}
