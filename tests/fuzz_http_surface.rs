@@ -7,7 +7,9 @@
 //!
 //! Invariants: no panic anywhere in the process (a panic hook aborts, so a panic in a server task
 //! fails the run instead of being swallowed by tokio), an answer within 10 s, a well-formed HTTP
-//! response, parseable JSON under a JSON content type, and the service still answering a plain
+//! response, syntactically valid JSON under a JSON content type (checked with `IgnoredAny`: an id
+//! such as `1e9997` is valid JSON echoed byte for byte, though out of f64 range), and the service
+//! still answering a plain
 //! call at the end. Runs 2 s by default; `FUZZ_SECS=600` for a long run, `FUZZ_SEED` to replay.
 
 mod common;
@@ -203,7 +205,7 @@ async fn one(ingress: SocketAddr, light: SocketAddr, data: &[u8]) {
             && !head.contains("transfer-encoding")
         {
             assert!(
-                serde_json::from_str::<serde_json::Value>(body).is_ok(),
+                serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok(),
                 "JSON content type, body not JSON: {body:?} for {:?}",
                 String::from_utf8_lossy(data)
             );
@@ -249,6 +251,9 @@ async fn fuzz_http_surface_of_ingress_and_light_endpoint() {
         };
         one(ingress, light, &input).await;
         execs += 1;
+        if execs % 10_000 == 0 {
+            println!("fuzz_http_surface: {execs} executions after {:?}", start.elapsed());
+        }
     }
     let (status, v) =
         g.gw.post(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})).await;

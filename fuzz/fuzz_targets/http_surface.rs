@@ -102,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
         let json = head.to_ascii_lowercase().contains("content-type: application/json");
         if json && !body.is_empty() && !head.to_ascii_lowercase().contains("transfer-encoding") {
             assert!(
-                serde_json::from_str::<serde_json::Value>(body).is_ok(),
+                serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok(),
                 "JSON content type with a body that is not JSON: {body:?}"
             );
         }
