@@ -185,7 +185,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         };
         let router = rpc_router_with(
             "light_server",
-            Arc::new(LightServer::new(light, failsafe)),
+            Arc::new(LightServer::new(light, failsafe, cfg.light_server.max_messages)),
             limits,
             rpc_options.clone(),
         );

@@ -197,16 +197,23 @@ async fn mine_mixed_block(node: &Anvil, emitter: &str) -> B256 {
     block["hash"].as_str().unwrap().parse().unwrap()
 }
 
-#[tokio::test]
-async fn live_anvil_blocks_verify_and_match_eth_get_logs() {
+/// A prague anvil with the emitter deployed and one mixed block mined (its hash); `None` (with a
+/// notice) when anvil is not installed.
+async fn node_with_mixed_block() -> Option<(Anvil, B256)> {
     let Some(path) = anvil_path() else {
         eprintln!("SKIPPED: anvil not installed (npm ci --prefix e2e --no-audit --no-fund)");
-        return;
+        return None;
     };
     let node = Anvil::start(&path, &["--hardfork", "prague"]).await;
     let acc = node.accounts().await;
     let emitter = node.deploy_emitter(&acc[0]).await;
     let mixed = mine_mixed_block(&node, &emitter).await;
+    Some((node, mixed))
+}
+
+#[tokio::test]
+async fn live_anvil_blocks_verify_and_match_eth_get_logs() {
+    let Some((node, mixed)) = node_with_mixed_block().await else { return };
     // 3 txs with 2 logs each, then 1 more; block 0 and the deploy block have none.
     assert_eq!(node.verify_all_blocks().await, 8);
 
@@ -319,14 +326,7 @@ async fn verify_receipts_catches_a_chain_rpc_that_lies_consistently() {
     use interop_gate::interop::{ExecutingDescriptor, Message, SafetyLevel};
     use interop_gate::validation::light::LightBackend;
     use interop_gate::validation::{Backend, CheckRequest, Verdict};
-    let Some(path) = anvil_path() else {
-        eprintln!("SKIPPED: anvil not installed (npm ci --prefix e2e --no-audit --no-fund)");
-        return;
-    };
-    let node = Anvil::start(&path, &["--hardfork", "prague"]).await;
-    let acc = node.accounts().await;
-    let emitter = node.deploy_emitter(&acc[0]).await;
-    let hash = mine_mixed_block(&node, &emitter).await;
+    let Some((node, hash)) = node_with_mixed_block().await else { return };
     let block = node.call("eth_getBlockByHash", json!([hash, false])).await;
     let (number, timestamp) = (quantity(&block["number"]), quantity(&block["timestamp"]));
     let log = &parse_logs(&node.call("eth_getLogs", json!([{ "blockHash": hash }])).await)[0];
