@@ -72,6 +72,12 @@ pub struct Metrics {
     pub ingress_txs: IntCounterVec,
     /// Validations currently in flight at the ingress.
     pub validations_in_flight: IntGauge,
+    /// Open client connections, by listener.
+    pub connections_open: IntGaugeVec,
+    /// Connections refused because the listener was at its connection cap, by listener.
+    pub connections_refused: IntCounterVec,
+    /// Connections cut by a timeout, by listener and reason (`header_timeout`, `idle_timeout`).
+    pub connections_cut: IntCounterVec,
     /// Current interop mode at the ingress (1 for the active mode label).
     pub interop_mode: IntGaugeVec,
     /// Revalidator gauges (`pool_txs`, `tracked_txs`, `presumed_blocks`, `failsafe`), by what.
@@ -204,6 +210,24 @@ impl Metrics {
                 &["outcome", "reason"],
             ),
             validations_in_flight,
+            connections_open: gauge_vec(
+                &r,
+                "connections_open",
+                "Open client connections",
+                &["listener"],
+            ),
+            connections_refused: counter(
+                &r,
+                "connections_refused_total",
+                "Connections refused at the connection cap",
+                &["listener"],
+            ),
+            connections_cut: counter(
+                &r,
+                "connections_cut_total",
+                "Connections cut by a header or idle timeout",
+                &["listener", "reason"],
+            ),
             interop_mode: gauge_vec(
                 &r,
                 "interop_mode",

@@ -14,6 +14,7 @@ use alloy_primitives::Address;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::{IngressConfig, RateLimit};
+use crate::metrics::metrics;
 use crate::rpc::codes;
 use crate::rpc::types::RpcError;
 
@@ -101,6 +102,28 @@ impl RateLimits {
     }
 }
 
+/// One validation slot: a permit of the in-flight bound and its unit of the
+/// `validations_in_flight` gauge, both given back on drop, so a request abandoned mid-validation
+/// (client gone, future dropped) releases them too.
+pub struct ValidationSlot<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl<'a> ValidationSlot<'a> {
+    /// A slot, or `None` when `bound` has no permit left.
+    pub fn try_acquire(bound: &'a tokio::sync::Semaphore) -> Option<Self> {
+        let permit = bound.try_acquire().ok()?;
+        metrics().validations_in_flight.inc();
+        Some(Self { _permit: permit })
+    }
+}
+
+impl Drop for ValidationSlot<'_> {
+    fn drop(&mut self) {
+        metrics().validations_in_flight.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +153,15 @@ mod tests {
         }
         l.ip.as_ref().unwrap().buckets.run_pending_tasks();
         assert!(l.ip.as_ref().unwrap().buckets.entry_count() <= 10);
+    }
+
+    #[test]
+    fn validation_slot_releases_permit_on_drop() {
+        let bound = tokio::sync::Semaphore::new(1);
+        let slot = ValidationSlot::try_acquire(&bound).expect("one permit");
+        assert!(ValidationSlot::try_acquire(&bound).is_none(), "bound holds");
+        drop(slot);
+        assert!(ValidationSlot::try_acquire(&bound).is_some(), "released on drop");
     }
 
     #[test]

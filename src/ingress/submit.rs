@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
 use super::forward::Forwarder;
-use super::limits::RateLimits;
+use super::limits::{RateLimits, ValidationSlot};
 use crate::admin::ModeCell;
 use crate::config::{ConditionalInterop, IngressConfig, InteropMode};
 use crate::interop::access_list::dedup;
@@ -116,7 +116,7 @@ impl Submitter {
             );
             return Err(self.refuse(ctx, &tx, e, "unavailable"));
         };
-        let _permit = self.in_flight.try_acquire().map_err(|_| {
+        let slot = ValidationSlot::try_acquire(&self.in_flight).ok_or_else(|| {
             self.refuse(
                 ctx,
                 &tx,
@@ -127,7 +127,6 @@ impl Submitter {
                 "over_capacity",
             )
         })?;
-        metrics().validations_in_flight.inc();
         let req = CheckRequest {
             messages: messages.into(),
             min_safety: self.min_safety,
@@ -138,7 +137,7 @@ impl Submitter {
             },
         };
         let verdict = engine.check(&req).await;
-        metrics().validations_in_flight.dec();
+        drop(slot);
         match verdict {
             Verdict::Valid { .. } => self.forward(call, tx.hash, forwarder, "valid").await,
             Verdict::Invalid(r) => {
