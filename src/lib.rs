@@ -6,6 +6,7 @@
 //! - [`rpc`]: JSON-RPC plumbing shared by every listener (server, client, codes).
 //! - [`ingress`]: the public front door (forwarding, the submission pipeline).
 //! - [`revalidator`]: the mempool revalidator (pool polling, presumed blocks, EL-facing API).
+//! - [`shared_state`]: the Redis replicas share rate limits and invalid verdicts through.
 //! - [`config`], [`metrics`], [`health`], [`telemetry`], [`clock`]: around the roles.
 //! - [`app`]: start-up and shutdown of the enabled roles.
 //! - [`dev`]: the embedded devnet and the in-process peers tests share.
@@ -22,5 +23,6 @@ pub mod light_server;
 pub mod metrics;
 pub mod revalidator;
 pub mod rpc;
+pub mod shared_state;
 pub mod telemetry;
 pub mod validation;

@@ -15,6 +15,7 @@ use crate::admin::ModeCell;
 use crate::config::Config;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{Call, RpcError};
+use crate::shared_state::SharedState;
 use crate::validation::DynBackend;
 use forward::Forwarder;
 use limits::RateLimits;
@@ -27,16 +28,20 @@ pub struct Ingress {
     submitter: Submitter,
     /// Allow-listed method names as `'static` labels (leaked once at start-up, bounded by config).
     labels: HashMap<String, &'static str>,
+    /// The header carrying an API key (validated at config load).
+    api_key_header: Option<http::HeaderName>,
 }
 
 impl Ingress {
     /// Builds the ingress from config, a shared forwarder, the interop mode and the engine
-    /// (`None` when no backend is configured: interop transactions are then refused).
+    /// (`None` when no backend is configured: interop transactions are then refused), and the
+    /// shared state store when `[redis]` is configured (limits are then shared by replicas).
     pub fn new(
         cfg: &Config,
         forwarder: Arc<Forwarder>,
         mode: Arc<ModeCell>,
         engine: Option<DynBackend>,
+        shared: Option<Arc<SharedState>>,
     ) -> Self {
         let labels = cfg
             .upstream
@@ -46,9 +51,11 @@ impl Ingress {
             .collect();
         Self {
             forwarder,
-            limits: RateLimits::new(&cfg.ingress),
+            limits: RateLimits::new(&cfg.ingress, shared),
             submitter: Submitter::new(&cfg.ingress, mode, engine),
             labels,
+            api_key_header: http::HeaderName::from_bytes(cfg.ingress.api_key_header.as_bytes())
+                .ok(),
         }
     }
 }
@@ -63,7 +70,7 @@ impl Handler for Ingress {
             if !self.forwarder.allows(&call.method) {
                 return Err(RpcError::method_not_found(&call.method));
             }
-            self.limits.check_call(ctx.client_ip, &call.method)?;
+            self.limits.check_call(ctx.client_ip, ctx.api_key.as_deref(), &call.method).await?;
             if SUBMIT_METHODS.contains(&call.method.as_str()) {
                 return self.submitter.submit(ctx, &call, &self.limits, &self.forwarder).await;
             }
@@ -73,5 +80,9 @@ impl Handler for Ingress {
 
     fn method_label(&self, method: &str) -> &'static str {
         self.labels.get(method).copied().unwrap_or("other")
+    }
+
+    fn api_key_header(&self) -> Option<&http::HeaderName> {
+        self.api_key_header.as_ref()
     }
 }

@@ -1,5 +1,5 @@
 //! The submission pipeline every `eth_sendRawTransaction*` call goes through:
-//! decode → chain id → sender rate limit → (interop only) mode → size caps → parse → de-dup →
+//! decode → chain id → sender rate limit → (interop only) interop sender rate limit → mode → size caps → parse → de-dup →
 //! in-flight bound → validate → forward. Cheap checks come before any remote call; an invalid
 //! transaction is never forwarded; a non-interop transaction costs no backend call.
 
@@ -90,10 +90,15 @@ impl Submitter {
         }
         limits
             .check_sender(tx.sender)
+            .await
             .map_err(|e| self.refuse(ctx, &tx, e, "sender_rate_limited"))?;
         if !tx.is_interop() {
             return self.forward(call, forwarder, "non_interop").await;
         }
+        limits
+            .check_interop_sender(tx.sender)
+            .await
+            .map_err(|e| self.refuse(ctx, &tx, e, "interop_sender_rate_limited"))?;
         match self.mode.get() {
             InteropMode::Bypass => return self.forward(call, forwarder, "bypass").await,
             InteropMode::RejectAll => {

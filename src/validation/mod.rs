@@ -14,6 +14,7 @@ pub mod indexed;
 pub mod light;
 pub mod policy;
 pub mod retry;
+pub mod shared;
 
 pub use engine::Engine;
 
