@@ -7,6 +7,11 @@
 //! directly, the gateway in `bypass` mode (the same stack as a bare pass-through) and the gateway
 //! enforcing; ratios are printed against the bypass baseline.
 //!
+//! A last part (`shared`, needs `redis-server` on PATH) compares, in the same run, the local
+//! rate limiter against limits shared through a real Redis (one replica, then three replicas
+//! behind a client-side round robin), and counts the backend calls shared invalid verdicts save
+//! when distinct invalid txs are each sprayed over three replicas.
+//!
 //! Run: `cargo bench --bench load` (options: `--secs N`, `--conns N`, `--only NAME`).
 
 use std::process::Stdio;
@@ -84,6 +89,11 @@ impl Peers {
 
     /// The gateway's config for `mode`: both backends, policy "both".
     fn gateway_config(&self, mode: &str) -> String {
+        self.gateway_config_with(mode, "", "")
+    }
+
+    /// [`Self::gateway_config`] with extra `[ingress]` keys and extra sections at the end.
+    fn gateway_config_with(&self, mode: &str, ingress: &str, tail: &str) -> String {
         format!(
             r#"
 [server]
@@ -96,6 +106,7 @@ pool_size = 256
 chain_id = {CHAIN_ID}
 mode = "{mode}"
 max_in_flight = 4096
+{ingress}
 [validation]
 policy = "both"
 [supervisor]
@@ -110,6 +121,7 @@ listen = ""
 [log]
 format = "json"
 level = "warn"
+{tail}
 "#,
             upstream = self.upstream_url(),
             sup = self.supervisor_peer.url(),
@@ -243,6 +255,12 @@ fn quantile(sorted: &[u32], q: f64) -> Duration {
 
 /// Drives `url` with `conns` workers for `secs`, each POSTing bodies in turn.
 async fn drive(url: &str, bodies: Arc<Vec<Bytes>>, conns: usize, secs: u64) -> Stats {
+    drive_all(&[url.to_owned()], bodies, conns, secs).await
+}
+
+/// Drives several replicas: body `i` goes to `urls[i % urls.len()]` (a round-robin balancer).
+async fn drive_all(urls: &[String], bodies: Arc<Vec<Bytes>>, conns: usize, secs: u64) -> Stats {
+    let urls = Arc::new(urls.to_vec());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(conns)
         .tcp_nodelay(true)
@@ -256,16 +274,17 @@ async fn drive(url: &str, bodies: Arc<Vec<Bytes>>, conns: usize, secs: u64) -> S
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..conns {
-        let (client, url, bodies, stop, next) =
-            (client.clone(), url.to_owned(), bodies.clone(), stop.clone(), next.clone());
+        let (client, urls, bodies, stop, next) =
+            (client.clone(), urls.clone(), bodies.clone(), stop.clone(), next.clone());
         let (ok, refused, failed) = (ok.clone(), refused.clone(), failed.clone());
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(1 << 16);
             while !stop.load(Ordering::Relaxed) {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize % bodies.len();
+                let n = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let (i, url) = (n % bodies.len(), &urls[n % urls.len()]);
                 let t = Instant::now();
                 let resp = client
-                    .post(&url)
+                    .post(url)
                     .header("content-type", "application/json")
                     .body(bodies[i].clone())
                     .send()
@@ -402,6 +421,92 @@ async fn run_scenario(peers: &Peers, sc: &Scenario, o: &Opts) {
     );
 }
 
+/// Limits high enough never to refuse, so every bucket is evaluated on every call.
+const WIDE_LIMITS: &str = r#"ip_rate = { per_second = 1000000, burst = 1000000 }
+sender_rate = { per_second = 1000000, burst = 1000000 }
+interop_sender_rate = { per_second = 1000000, burst = 1000000 }"#;
+
+/// Starts `n` gateways with the same config.
+async fn replicas(config: &str, n: usize) -> (Vec<Child>, Vec<String>) {
+    let mut children = Vec::new();
+    for _ in 0..n {
+        children.push(Child::start(config.to_owned()).await);
+    }
+    let urls = children.iter().map(|c| c.url.clone()).collect();
+    (children, urls)
+}
+
+/// Local limiter vs limits shared through Redis (same workloads, same run), then the backend
+/// calls shared invalid verdicts save.
+async fn run_shared(peers: &Peers, scenarios: &[Scenario], o: &Opts) {
+    use interop_gate::dev::redis_server::RedisServer;
+    let redis = match RedisServer::start().await {
+        Ok(r) => r,
+        Err(e) => {
+            println!("\nshared: skipped ({e})");
+            return;
+        }
+    };
+    let tail = |share: bool| format!("[redis]\nurl = \"{}\"\nshare_verdicts = {share}\n", redis.url());
+    for sc in scenarios.iter().filter(|s| s.name == "non-interop" || s.name == "mix") {
+        println!("\nshared limits, {} — {} (limits never refuse: every bucket is checked)", sc.name, sc.about);
+        let mut base = None;
+        for (label, shared, n) in
+            [("local limiter x1", false, 1), ("redis limits x1", true, 1), ("redis limits x3", true, 3)]
+        {
+            let redis_section = if shared { tail(true) } else { String::new() };
+            let cfg = peers.gateway_config_with("enforce", WIDE_LIMITS, &redis_section);
+            let (children, urls) = replicas(&cfg, n).await;
+            if sc.warm_up {
+                drive_all(&urls, sc.bodies.clone(), o.conns, 1).await;
+            }
+            let st = drive_all(&urls, sc.bodies.clone(), o.conns, o.secs).await;
+            row(label, &st, None, Some(children[0].peak_rss_mib()), None);
+            match base {
+                None => base = Some(st),
+                Some(ref b) => println!(
+                    "  => {label}: throughput {:.2}x of local, p50 {:+.3} ms, p99 {:+.3} ms over local",
+                    st.rps / b.rps.max(1.0),
+                    (st.p50.as_secs_f64() - b.p50.as_secs_f64()) * 1e3,
+                    (st.p99.as_secs_f64() - b.p99.as_secs_f64()) * 1e3
+                ),
+            }
+        }
+    }
+
+    // 1,000 distinct invalid txs, each sent to all three replicas (the copies 1,000 requests
+    // apart, each to another replica), cycled for the run.
+    const DISTINCT: u64 = 1_000;
+    let signer = dev_signer(7_000);
+    let txs: Vec<Bytes> = (0..DISTINCT)
+        .map(|i| {
+            let mut bad = peers.message(50_000 + i);
+            bad.checksum.0[31] ^= 1;
+            body(&sign_1559(&signer, &TxSpec::interop(CHAIN_ID, i, &[bad])).0, i as usize)
+        })
+        .collect();
+    let bodies = Arc::new([txs.clone(), txs.clone(), txs].concat());
+    println!("\nshared verdicts — {DISTINCT} distinct invalid txs, each sprayed over 3 replicas, cycled");
+    let mut calls_local: f64 = 0.0;
+    for (label, share) in [("3 replicas, local", false), ("3 replicas, shared", true)] {
+        let cfg = peers.gateway_config_with("enforce", "", &tail(share));
+        let (_children, urls) = replicas(&cfg, 3).await;
+        let before = peers.backend_calls();
+        let st = drive_all(&urls, bodies.clone(), o.conns, o.secs).await;
+        let per_tx = peers.backend_calls().saturating_sub(before) as f64 / DISTINCT as f64;
+        row(label, &st, None, None, None);
+        println!("  => backend calls per distinct invalid tx: {per_tx:.2}");
+        if share {
+            println!(
+                "  => shared verdicts saved {:.0}% of backend calls",
+                (1.0 - per_tx / calls_local.max(f64::MIN_POSITIVE)) * 100.0
+            );
+        } else {
+            calls_local = per_tx;
+        }
+    }
+}
+
 fn main() {
     let o = opts();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
@@ -413,11 +518,15 @@ fn main() {
             o.secs,
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
-        for sc in scenarios(&peers) {
+        let all = scenarios(&peers);
+        for sc in &all {
             if o.only.as_deref().is_some_and(|n| !sc.name.contains(n)) {
                 continue;
             }
-            run_scenario(&peers, &sc, &o).await;
+            run_scenario(&peers, sc, &o).await;
+        }
+        if o.only.as_deref().is_none_or(|n| "shared".contains(n)) {
+            run_shared(&peers, &all, &o).await;
         }
     });
 }

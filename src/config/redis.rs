@@ -93,3 +93,29 @@ impl RedisConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    #[test]
+    fn redis_section_is_checked_and_names_the_key() {
+        let ok = "[redis]\nurl = \"redis://127.0.0.1:6379/0\"\non_error = \"refuse\"\n";
+        let cfg = Config::from_toml(ok, "x.toml").unwrap();
+        assert_eq!(cfg.redis.on_error, super::OnRedisError::Refuse);
+        for (text, key) in [
+            ("[redis]\nurl = \"http://x:1\"\n", "redis.url"),
+            ("[redis]\ntimeout_ms = 0\n", "redis.timeout_ms"),
+            ("[redis]\npool_size = 0\n", "redis.pool_size"),
+            ("[redis]\nkey_prefix = \"\"\n", "redis.key_prefix"),
+            ("[redis]\non_error = \"ignore\"\n", "ignore"),
+            ("[ingress.api_keys]\n\"short\" = \"t\"\n", "ingress.api_keys"),
+            ("[ingress.api_keys]\n\"long-enough-key-0001\" = \"none\"\n", "ingress.api_keys"),
+            ("[ingress]\napi_key_header = \"x api\"\n", "ingress.api_key_header"),
+        ] {
+            let e = Config::from_toml(text, "x.toml").unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+            assert!(!e.contains("long-enough-key-0001"), "keys are secrets: {e}");
+        }
+    }
+}

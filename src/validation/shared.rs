@@ -174,7 +174,7 @@ impl Backend for SharedVerdicts {
             }
             let v = self.inner.check(req).await;
             if let Verdict::Invalid(r) = &v {
-                if !v.is_failsafe() {
+                if !v.is_failsafe() && !self.ttl.is_zero() {
                     let judged = Judged::of(&req.messages, &req.descriptor, self.expiry_window);
                     if let Ok(bytes) = serde_json::to_vec(&Stored::new(r, &judged)) {
                         // Awaited (bounded by redis.timeout_ms) so the next replica sees it; a
