@@ -447,13 +447,19 @@ async fn run_shared(peers: &Peers, scenarios: &[Scenario], o: &Opts) {
             return;
         }
     };
-    let tail = |share: bool| format!("[redis]\nurl = \"{}\"\nshare_verdicts = {share}\n", redis.url());
+    let tail =
+        |share: bool| format!("[redis]\nurl = \"{}\"\nshare_verdicts = {share}\n", redis.url());
     for sc in scenarios.iter().filter(|s| s.name == "non-interop" || s.name == "mix") {
-        println!("\nshared limits, {} — {} (limits never refuse: every bucket is checked)", sc.name, sc.about);
+        println!(
+            "\nshared limits, {} — {} (limits never refuse: every bucket is checked)",
+            sc.name, sc.about
+        );
         let mut base = None;
-        for (label, shared, n) in
-            [("local limiter x1", false, 1), ("redis limits x1", true, 1), ("redis limits x3", true, 3)]
-        {
+        for (label, shared, n) in [
+            ("local limiter x1", false, 1),
+            ("redis limits x1", true, 1),
+            ("redis limits x3", true, 3),
+        ] {
             let redis_section = if shared { tail(true) } else { String::new() };
             let cfg = peers.gateway_config_with("enforce", WIDE_LIMITS, &redis_section);
             let (children, urls) = replicas(&cfg, n).await;
@@ -486,7 +492,9 @@ async fn run_shared(peers: &Peers, scenarios: &[Scenario], o: &Opts) {
         })
         .collect();
     let bodies = Arc::new([txs.clone(), txs.clone(), txs].concat());
-    println!("\nshared verdicts — {DISTINCT} distinct invalid txs, each sprayed over 3 replicas, cycled");
+    println!(
+        "\nshared verdicts — {DISTINCT} distinct invalid txs, each sprayed over 3 replicas, cycled"
+    );
     let mut calls_local: f64 = 0.0;
     for (label, share) in [("3 replicas, local", false), ("3 replicas, shared", true)] {
         let cfg = peers.gateway_config_with("enforce", "", &tail(share));

@@ -100,7 +100,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         admin.flushers.push(("verdicts", Arc::new(move || flush.flush_caches())));
     }
     let dyn_engine = engine.clone().map(|e| e as DynBackend);
-    let shared = crate::shared_state::SharedState::from_config(&cfg.redis).map_err(StartError::Build)?;
+    let shared =
+        crate::shared_state::SharedState::from_config(&cfg.redis).map_err(StartError::Build)?;
     // The one light backend: the engine's, or (light server only) one of its own.
     let light: Option<Arc<LightBackend>> = match engine.as_ref().and_then(|e| e.light().cloned()) {
         Some(l) => Some(l),

@@ -51,7 +51,9 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| {
-                format!("cannot run redis-server ({e}); install it: apt-get install -y redis-server")
+                format!(
+                    "cannot run redis-server ({e}); install it: apt-get install -y redis-server"
+                )
             })?;
         self.child = Some(child);
         let client = redis::Client::open(self.url()).map_err(|e| e.to_string())?;

@@ -235,7 +235,10 @@ impl RateLimits {
                     Ok(r) => r,
                     Err(_) => {
                         let path = s.on_error();
-                        metrics().redis_fallbacks.with_label_values(&["limits", path.as_str()]).inc();
+                        metrics()
+                            .redis_fallbacks
+                            .with_label_values(&["limits", path.as_str()])
+                            .inc();
                         match path {
                             OnRedisError::Local => self.local.take(&buckets),
                             OnRedisError::Allow => None,

@@ -176,7 +176,8 @@ async fn handle_body(
         }
     };
     // Read once per HTTP request; bounded so a huge header cannot cost a big hash.
-    let api_key = ep.handler.api_key_header().and_then(|h| headers.get(h)).and_then(|v| v.to_str().ok());
+    let api_key =
+        ep.handler.api_key_header().and_then(|h| headers.get(h)).and_then(|v| v.to_str().ok());
     let api_key = api_key.filter(|k| !k.is_empty() && k.len() <= 256).map(Arc::from);
     let text = raw.get();
     if text.starts_with('[') {

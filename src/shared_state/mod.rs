@@ -91,7 +91,10 @@ impl SharedState {
             let s = state.clone();
             rt.spawn(async move {
                 if s.ping().await.is_ok() {
-                    tracing::info!(on_error = s.on_error.as_str(), "redis reachable: limits and verdicts are shared");
+                    tracing::info!(
+                        on_error = s.on_error.as_str(),
+                        "redis reachable: limits and verdicts are shared"
+                    );
                 }
             });
         }
@@ -115,9 +118,12 @@ impl SharedState {
 
     /// One PING (start-up probe, tests).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.run("ping", |mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
-            .await
-            .map(|_| ())
+        self.run(
+            "ping",
+            |mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await },
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `GET key` (binary value).
@@ -157,7 +163,9 @@ impl SharedState {
         let start = Instant::now();
         let span = tracing::debug_span!("redis", op);
         let r = tokio::time::timeout(self.timeout, f(conn)).instrument(span).await;
-        m.external_duration.with_label_values(&["redis", op]).observe(start.elapsed().as_secs_f64());
+        m.external_duration
+            .with_label_values(&["redis", op])
+            .observe(start.elapsed().as_secs_f64());
         let (outcome, r) = match r {
             Ok(Ok(v)) => ("ok", Ok(v)),
             Ok(Err(e)) => ("error", Err(StoreError::Redis(e))),
@@ -185,7 +193,12 @@ impl SharedState {
         now >= at
             && self
                 .probe_at_ms
-                .compare_exchange(at, now + self.retry.as_millis() as u64, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(
+                    at,
+                    now + self.retry.as_millis() as u64,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
     }
 

@@ -55,7 +55,8 @@ impl SharedState {
             let burst = if b.limit.burst == 0 { b.limit.per_second } else { b.limit.burst };
             inv.key(&b.key).arg(1_000_000.0 / rate).arg(burst.max(1));
         }
-        let n: i64 = self.run("rate_limit", |mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        let n: i64 =
+            self.run("rate_limit", |mut c| async move { inv.invoke_async(&mut c).await }).await?;
         match usize::try_from(n) {
             Ok(0) => Ok(None),
             Ok(i) if i <= buckets.len() => Ok(Some(i - 1)),

@@ -71,7 +71,8 @@ impl Stored {
         Self {
             c: r.code,
             r: r.reason.clone(),
-            m: r.message.map(|m| (m.chain_id, m.block_number, m.timestamp, m.log_index, m.checksum)),
+            m: r.message
+                .map(|m| (m.chain_id, m.block_number, m.timestamp, m.log_index, m.checksum)),
             f: j.from,
             t: j.to,
             h: j.time_rules_held,
@@ -84,12 +85,8 @@ impl Stored {
 
     fn rejection(&self) -> Rejection {
         let mut r = Rejection::new(self.c, self.r.clone());
-        r.message = self.m.map(|(chain_id, block_number, timestamp, log_index, checksum)| Message {
-            chain_id,
-            block_number,
-            timestamp,
-            log_index,
-            checksum,
+        r.message = self.m.map(|(chain_id, block_number, timestamp, log_index, checksum)| {
+            Message { chain_id, block_number, timestamp, log_index, checksum }
         });
         r
     }
@@ -106,7 +103,12 @@ pub struct SharedVerdicts {
 impl SharedVerdicts {
     /// Wraps `inner`; verdicts are kept `ttl` in Redis; `expiry_window` is the message expiry
     /// (s) used to tell whether a verdict could come from a time rule.
-    pub fn new(inner: DynBackend, store: Arc<SharedState>, ttl: Duration, expiry_window: u64) -> Self {
+    pub fn new(
+        inner: DynBackend,
+        store: Arc<SharedState>,
+        ttl: Duration,
+        expiry_window: u64,
+    ) -> Self {
         Self { inner, store, ttl, expiry_window }
     }
 
@@ -133,7 +135,8 @@ impl SharedVerdicts {
     }
 
     async fn lookup(&self, key: &str, req: &CheckRequest) -> Option<Verdict> {
-        let cache = |result: &str| metrics().cache.with_label_values(&["shared_verdicts", result]).inc();
+        let cache =
+            |result: &str| metrics().cache.with_label_values(&["shared_verdicts", result]).inc();
         match self.store.get("verdict_get", key).await {
             Ok(Some(bytes)) => match serde_json::from_slice::<Stored>(&bytes) {
                 Ok(s) if reusable(&s.judged(), &req.descriptor) => {
