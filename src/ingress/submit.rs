@@ -1,6 +1,6 @@
 //! The submission pipeline every `eth_sendRawTransaction*` call goes through:
-//! decode → chain id → sender rate limit → (interop only) interop sender rate limit → mode → size caps → parse → de-dup →
-//! in-flight bound → validate → forward. Cheap checks come before any remote call; an invalid
+//! decode → chain id → sender rate limit → (interop only) interop sender rate limit → mode →
+//! size caps → parse → de-dup → in-flight bound → validate → forward. Cheap checks come before any remote call; an invalid
 //! transaction is never forwarded; a non-interop transaction costs no backend call.
 
 use std::sync::Arc;
