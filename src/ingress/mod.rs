@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{Call, RpcError};
 use crate::shared_state::SharedState;
+use crate::validation::retry::Retry;
 use crate::validation::DynBackend;
 use forward::Forwarder;
 use limits::RateLimits;
@@ -52,7 +53,13 @@ impl Ingress {
         Self {
             forwarder,
             limits: RateLimits::new(&cfg.ingress, shared),
-            submitter: Submitter::new(&cfg.ingress, mode, engine),
+            // Retry-after-delay belongs to the ingress alone: it owns its descriptor ("now"),
+            // so it may re-stamp it; the engine answers every other caller exactly.
+            submitter: Submitter::new(
+                &cfg.ingress,
+                mode,
+                engine.map(|e| Arc::new(Retry::from_config(e, &cfg.validation)) as DynBackend),
+            ),
             labels,
             api_key_header: http::HeaderName::from_bytes(cfg.ingress.api_key_header.as_bytes())
                 .ok(),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 pub mod cache;
+pub mod codec;
 pub mod engine;
 pub mod indexed;
 pub mod light;
@@ -31,6 +32,93 @@ pub struct CheckRequest {
     pub min_safety: SafetyLevel,
     /// Executing timestamp, timeout and chain.
     pub descriptor: ExecutingDescriptor,
+}
+
+impl CheckRequest {
+    /// The executing window `[timestamp, timestamp + timeout]` the verdict must cover
+    /// (`u64::MAX` as the end on overflow, which no message survives).
+    pub fn window(&self) -> Window {
+        Window { from: self.descriptor.timestamp, to: self.descriptor.end().unwrap_or(u64::MAX) }
+    }
+
+    /// True when no time rule can fail anywhere in this request's window: every message was
+    /// initiated strictly before the window starts (the same-timestamp setting cannot matter)
+    /// and expires no earlier than the window ends. A verdict on such a request comes from the
+    /// messages themselves (their logs, chains, activation), not from the clock.
+    pub fn time_rules_hold(&self, expiry_window: u64) -> bool {
+        let w = self.window();
+        self.messages
+            .iter()
+            .all(|m| m.timestamp < w.from && m.timestamp.saturating_add(expiry_window) >= w.to)
+    }
+}
+
+/// An executing window, both ends inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// First executing timestamp.
+    pub from: u64,
+    /// Last executing timestamp.
+    pub to: u64,
+}
+
+impl Window {
+    /// True when `self` lies inside `other`.
+    pub fn within(&self, other: &Window) -> bool {
+        self.from >= other.from && self.to <= other.to
+    }
+}
+
+/// When a verdict judged for one window still answers a request for another, for the same
+/// messages, safety and executing chain (and the same chain state: reorgs drop valid verdicts,
+/// invalid ones live a bounded TTL). This is the one rule every store of verdicts follows (the
+/// engine's cache, the revalidator's store, shared verdicts).
+///
+/// - Valid over `judged` means valid at every instant of it. Every rule that depends on time is
+///   monotone: "initiated before execution" holds from some instant on, "not expired" up to some
+///   instant. So a valid verdict also holds for any window that starts no earlier than `judged`
+///   and ends no later than the oldest message's expiry (checked here, from the messages).
+/// - Invalid over `judged` means invalid at some instant of it, so it holds for every window
+///   that contains `judged`. When no time rule could fail in `judged`
+///   ([`CheckRequest::time_rules_hold`]), the fault is in the messages themselves and holds for
+///   any window.
+pub fn reusable(judged: &Judged, asked: &CheckRequest, expiry_window: u64) -> bool {
+    let w = asked.window();
+    if judged.valid {
+        let oldest = asked.messages.iter().map(|m| m.timestamp).min().unwrap_or(u64::MAX);
+        w.from >= judged.window.from && w.to <= oldest.saturating_add(expiry_window)
+    } else {
+        judged.timeless || judged.window.within(&w)
+    }
+}
+
+/// What a remembered verdict was judged for (see [`reusable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Judged {
+    /// The window of the request it answered.
+    pub window: Window,
+    /// Valid (true) or definitively invalid (false).
+    pub valid: bool,
+    /// For an invalid verdict: no time rule could have caused it.
+    pub timeless: bool,
+}
+
+impl Judged {
+    /// What `v` (the answer to `req`) was judged for; `None` for verdicts never reused
+    /// (not yet known, no answer, failsafe).
+    pub fn of(req: &CheckRequest, v: &Verdict, expiry_window: u64) -> Option<Self> {
+        match v {
+            Verdict::Valid { .. } => {
+                Some(Self { window: req.window(), valid: true, timeless: false })
+            }
+            Verdict::Invalid(_) if !v.is_failsafe() => Some(Self {
+                window: req.window(),
+                valid: false,
+                timeless: req.time_rules_hold(expiry_window),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Why a check did not pass: the supervisor-style code, a sentence, and which message failed.

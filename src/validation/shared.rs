@@ -3,10 +3,11 @@
 //! replica costs one backend call per TTL cluster-wide.
 //!
 //! On check: `GET` the request's key; a stored verdict that still holds for the asked
-//! descriptor ([`reusable`]) is the answer. A miss, a verdict that does not hold, or any Redis
+//! descriptor (by [`super::reusable`], the one rule every verdict store follows) is the answer. A miss, a verdict that does not hold, or any Redis
 //! error calls the inner backend (Redis can make us skip work, never change a verdict's
 //! direction). After the inner backend answers a definitive invalid verdict (not failsafe, which
-//! is a state of the backend, not of the transaction), it is `SET` with the invalid-verdict TTL
+//! is a state of the backend, not of the transaction; not one worth a re-test, which may change
+//! within a second and stays in the local cache only), it is `SET` with the invalid-verdict TTL
 //! together with the window it was judged for. Valid verdicts stay local: they are short-lived
 //! and reorg-sensitive.
 
@@ -17,42 +18,12 @@ use alloy_primitives::{keccak256, B256, U256};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, CheckRequest, DynBackend, Rejection, Verdict};
-use crate::interop::{ExecutingDescriptor, Message};
+use super::retry::worth_retest;
+use super::{reusable, Backend, CheckRequest, DynBackend, Judged, Rejection, Verdict, Window};
+use crate::clock::unix_now;
+use crate::interop::Message;
 use crate::metrics::metrics;
 use crate::shared_state::SharedState;
-
-/// The window an invalid verdict was judged for, and whether every time rule held then.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Judged {
-    /// Descriptor timestamp of the judged request.
-    pub from: u64,
-    /// Descriptor end (`timestamp + timeout`) of the judged request.
-    pub to: u64,
-    /// Every message was initiated strictly before `from` and does not expire before `to`:
-    /// the verdict cannot come from a time rule, so it holds for any window.
-    pub time_rules_held: bool,
-}
-
-impl Judged {
-    /// What is recorded about `descriptor` for `messages`, given the message expiry window.
-    pub fn of(messages: &[Message], descriptor: &ExecutingDescriptor, expiry_window: u64) -> Self {
-        let from = descriptor.timestamp;
-        let to = descriptor.end().unwrap_or(u64::MAX);
-        let time_rules_held = messages
-            .iter()
-            .all(|m| m.timestamp < from && m.timestamp.saturating_add(expiry_window) >= to);
-        Self { from, to, time_rules_held }
-    }
-}
-
-/// Whether an invalid verdict judged as `judged` holds for a request asking `asked`: when no time
-/// rule could have caused it, or when the asked window contains the judged one (invalid at some
-/// instant of W means invalid somewhere in any superset of W).
-pub fn reusable(judged: &Judged, asked: &ExecutingDescriptor) -> bool {
-    let asked_to = asked.end().unwrap_or(u64::MAX);
-    judged.time_rules_held || (asked.timestamp <= judged.from && asked_to >= judged.to)
-}
 
 /// The stored form: short field names, the failing message in full.
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,14 +44,14 @@ impl Stored {
             r: r.reason.clone(),
             m: r.message
                 .map(|m| (m.chain_id, m.block_number, m.timestamp, m.log_index, m.checksum)),
-            f: j.from,
-            t: j.to,
-            h: j.time_rules_held,
+            f: j.window.from,
+            t: j.window.to,
+            h: j.timeless,
         }
     }
 
     fn judged(&self) -> Judged {
-        Judged { from: self.f, to: self.t, time_rules_held: self.h }
+        Judged { window: Window { from: self.f, to: self.t }, valid: false, timeless: self.h }
     }
 
     fn rejection(&self) -> Rejection {
@@ -139,7 +110,7 @@ impl SharedVerdicts {
             |result: &str| metrics().cache.with_label_values(&["shared_verdicts", result]).inc();
         match self.store.get("verdict_get", key).await {
             Ok(Some(bytes)) => match serde_json::from_slice::<Stored>(&bytes) {
-                Ok(s) if reusable(&s.judged(), &req.descriptor) => {
+                Ok(s) if reusable(&s.judged(), req, self.expiry_window) => {
                     cache("hit");
                     Some(Verdict::Invalid(s.rejection()))
                 }
@@ -176,9 +147,10 @@ impl Backend for SharedVerdicts {
                 return v;
             }
             let v = self.inner.check(req).await;
-            if let Verdict::Invalid(r) = &v {
-                if !v.is_failsafe() && !self.ttl.is_zero() {
-                    let judged = Judged::of(&req.messages, &req.descriptor, self.expiry_window);
+            if let (Verdict::Invalid(r), Some(judged)) =
+                (&v, Judged::of(req, &v, self.expiry_window))
+            {
+                if !self.ttl.is_zero() && !worth_retest(&v, req, unix_now()) {
                     if let Ok(bytes) = serde_json::to_vec(&Stored::new(r, &judged)) {
                         // Awaited (bounded by redis.timeout_ms) so the next replica sees it; a
                         // failure only costs that replica a backend call.
@@ -198,6 +170,7 @@ impl Backend for SharedVerdicts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interop::{ExecutingDescriptor, SafetyLevel};
 
     fn msg(ts: u64) -> Message {
         Message {
@@ -209,52 +182,41 @@ mod tests {
         }
     }
 
-    fn desc(ts: u64, timeout: u64) -> ExecutingDescriptor {
-        ExecutingDescriptor { timestamp: ts, timeout: Some(timeout), chain_id: None }
+    fn req(msgs: &[Message], ts: u64, timeout: u64) -> CheckRequest {
+        CheckRequest {
+            messages: msgs.into(),
+            min_safety: SafetyLevel::CrossUnsafe,
+            descriptor: ExecutingDescriptor {
+                timestamp: ts,
+                timeout: Some(timeout),
+                chain_id: None,
+            },
+        }
     }
 
     const WEEK: u64 = 604_800;
 
+    /// What is stored and read back obeys the shared reuse rule: the judged window and whether a
+    /// time rule could have caused the verdict survive the round trip.
     #[test]
-    fn a_verdict_free_of_time_rules_holds_for_any_window() {
-        let j = Judged::of(&[msg(1_000)], &desc(2_000, 100), WEEK);
-        assert!(j.time_rules_held);
-        assert!(reusable(&j, &desc(2_050, 10)), "narrower window");
-        assert!(reusable(&j, &desc(9_000, 86_400)), "disjoint later window");
-    }
-
-    #[test]
-    fn a_time_dependent_verdict_holds_only_for_windows_containing_the_judged_one() {
-        // Initiated at the executing timestamp: the same-timestamp rule may be why it failed.
-        let j = Judged::of(&[msg(2_000)], &desc(2_000, 100), WEEK);
-        assert!(!j.time_rules_held);
-        assert!(reusable(&j, &desc(2_000, 100)), "same window");
-        assert!(reusable(&j, &desc(1_990, 200)), "superset");
-        assert!(!reusable(&j, &desc(2_001, 100)), "starts later");
-        assert!(!reusable(&j, &desc(2_000, 99)), "ends earlier");
-        // Expiring inside the window: a later window is not covered either.
-        let j = Judged::of(&[msg(1_000)], &desc(2_000, WEEK), WEEK);
-        assert!(!j.time_rules_held);
-        assert!(!reusable(&j, &desc(2_000, 10)), "narrower window might be valid");
-        assert!(reusable(&j, &desc(2_000, WEEK + 5)));
-    }
-
-    #[test]
-    fn every_message_must_satisfy_the_time_rules() {
-        let j = Judged::of(&[msg(1_000), msg(2_000)], &desc(2_000, 0), WEEK);
-        assert!(!j.time_rules_held);
-        let j = Judged::of(&[msg(1_000), msg(1_999)], &desc(2_000, 0), WEEK);
-        assert!(j.time_rules_held);
-    }
-
-    #[test]
-    fn stored_form_round_trips_the_rejection() {
+    fn stored_form_keeps_the_rejection_and_the_judged_window() {
         let r = Rejection::new(-320600, "no such log").for_message(msg(7));
-        let j = Judged { from: 1, to: 2, time_rules_held: false };
-        let bytes = serde_json::to_vec(&Stored::new(&r, &j)).unwrap();
+        let asked = req(&[msg(2_000)], 2_000, 100); // same-timestamp: time-dependent
+        let v = Verdict::Invalid(r.clone());
+        let judged = Judged::of(&asked, &v, WEEK).unwrap();
+        assert!(!judged.timeless);
+        let bytes = serde_json::to_vec(&Stored::new(&r, &judged)).unwrap();
+        assert!(bytes.len() < 200, "{}", String::from_utf8_lossy(&bytes));
         let s: Stored = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(s.rejection(), r);
-        assert_eq!(s.judged(), j);
-        assert!(bytes.len() < 200, "{}", String::from_utf8_lossy(&bytes));
+        assert_eq!(s.judged(), judged);
+        assert!(reusable(&s.judged(), &req(&[msg(2_000)], 1_990, 200), WEEK), "superset");
+        assert!(!reusable(&s.judged(), &req(&[msg(2_000)], 2_001, 100), WEEK), "starts later");
+
+        let timeless = Judged::of(&req(&[msg(1_000)], 2_000, 100), &v, WEEK).unwrap();
+        let s: Stored =
+            serde_json::from_slice(&serde_json::to_vec(&Stored::new(&r, &timeless)).unwrap())
+                .unwrap();
+        assert!(reusable(&s.judged(), &req(&[msg(1_000)], 9_000, 10), WEEK), "any window");
     }
 }
