@@ -436,6 +436,63 @@ async fn replicas(config: &str, n: usize) -> (Vec<Child>, Vec<String>) {
     (children, urls)
 }
 
+/// The cost of one shared rate-limit decision (IP + method buckets, one script call) measured
+/// in-process, without HTTP: sequential, then `conns` concurrent callers on the multiplexed
+/// connections.
+async fn decision_latency(redis: &interop_gate::dev::redis_server::RedisServer, conns: usize) {
+    use interop_gate::config::{RateLimit, RedisConfig};
+    use interop_gate::shared_state::rate::SharedBucket;
+    use interop_gate::shared_state::SharedState;
+    let cfg = RedisConfig { url: Some(redis.url()), timeout_ms: 2_000, ..Default::default() };
+    let Ok(Some(state)) = SharedState::from_config(&cfg) else { return };
+    fn buckets(state: &SharedState, i: usize) -> Vec<SharedBucket> {
+        let limit = RateLimit { per_second: 1_000_000, burst: 1_000_000 };
+        vec![
+            SharedBucket { key: state.key(&format!("bench:ip:{}", i % 1000)), limit },
+            SharedBucket { key: state.key("bench:m:eth_sendRawTransaction"), limit },
+        ]
+    }
+    let _ = state.take(&buckets(&state, 0)).await;
+    let mut lat = Vec::with_capacity(5_000);
+    for i in 0..5_000 {
+        let t = Instant::now();
+        let _ = state.take(&buckets(&state, i)).await;
+        lat.push(t.elapsed().as_micros() as u32);
+    }
+    lat.sort_unstable();
+    println!(
+        "\nshared limit decision (Redis script, 2 buckets), in-process: sequential p50 {:.3} ms p99 {:.3} ms",
+        quantile(&lat, 0.5).as_secs_f64() * 1e3,
+        quantile(&lat, 0.99).as_secs_f64() * 1e3
+    );
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..conns)
+        .map(|w| {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(1_000);
+                for i in 0..1_000 {
+                    let t = Instant::now();
+                    let _ = state.take(&buckets(&state, w * 1_000 + i)).await;
+                    lat.push(t.elapsed().as_micros() as u32);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    all.sort_unstable();
+    println!(
+        "  {conns} concurrent callers: {:.0} decisions/s, p50 {:.3} ms p99 {:.3} ms",
+        all.len() as f64 / started.elapsed().as_secs_f64(),
+        quantile(&all, 0.5).as_secs_f64() * 1e3,
+        quantile(&all, 0.99).as_secs_f64() * 1e3
+    );
+}
+
 /// Local limiter vs limits shared through Redis (same workloads, same run), then the backend
 /// calls shared invalid verdicts save.
 async fn run_shared(peers: &Peers, scenarios: &[Scenario], o: &Opts) {
@@ -447,8 +504,12 @@ async fn run_shared(peers: &Peers, scenarios: &[Scenario], o: &Opts) {
             return;
         }
     };
-    let tail =
-        |share: bool| format!("[redis]\nurl = \"{}\"\nshare_verdicts = {share}\n", redis.url());
+    decision_latency(&redis, o.conns).await;
+    // A generous Redis timeout: on a loaded machine a 50 ms bound would make replicas fall back
+    // to local limits (on_error) and the run would measure the fallback, not the sharing.
+    let tail = |share: bool| {
+        format!("[redis]\nurl = \"{}\"\ntimeout_ms = 2000\nshare_verdicts = {share}\n", redis.url())
+    };
     for sc in scenarios.iter().filter(|s| s.name == "non-interop" || s.name == "mix") {
         println!(
             "\nshared limits, {} — {} (limits never refuse: every bucket is checked)",
@@ -480,20 +541,24 @@ async fn run_shared(peers: &Peers, scenarios: &[Scenario], o: &Opts) {
         }
     }
 
-    // 1,000 distinct invalid txs, each sent to all three replicas (the copies 1,000 requests
-    // apart, each to another replica), cycled for the run.
-    const DISTINCT: u64 = 1_000;
+    // Distinct invalid txs in blocks of `group`: each block is sent three times in a row, each
+    // copy of a tx to another replica and `group` requests after the previous copy (4x the
+    // connections in flight, so the first replica's verdict is stored before the next asks).
+    let group = (o.conns * 4).max(32);
+    let distinct = group * 8;
     let signer = dev_signer(7_000);
-    let txs: Vec<Bytes> = (0..DISTINCT)
+    let txs: Vec<Bytes> = (0..distinct)
         .map(|i| {
-            let mut bad = peers.message(50_000 + i);
+            let mut bad = peers.message(50_000 + i as u64);
             bad.checksum.0[31] ^= 1;
-            body(&sign_1559(&signer, &TxSpec::interop(CHAIN_ID, i, &[bad])).0, i as usize)
+            body(&sign_1559(&signer, &TxSpec::interop(CHAIN_ID, i as u64, &[bad])).0, i)
         })
         .collect();
-    let bodies = Arc::new([txs.clone(), txs.clone(), txs].concat());
+    let bodies: Vec<Bytes> =
+        txs.chunks(group).flat_map(|block| [block, block, block].concat()).collect();
+    let bodies = Arc::new(bodies);
     println!(
-        "\nshared verdicts — {DISTINCT} distinct invalid txs, each sprayed over 3 replicas, cycled"
+        "\nshared verdicts — {distinct} distinct invalid txs, each sprayed over 3 replicas (copies {group} requests apart)"
     );
     let mut calls_local: f64 = 0.0;
     for (label, share) in [("3 replicas, local", false), ("3 replicas, shared", true)] {
@@ -501,16 +566,24 @@ async fn run_shared(peers: &Peers, scenarios: &[Scenario], o: &Opts) {
         let (_children, urls) = replicas(&cfg, 3).await;
         let before = peers.backend_calls();
         let st = drive_all(&urls, bodies.clone(), o.conns, o.secs).await;
-        let per_tx = peers.backend_calls().saturating_sub(before) as f64 / DISTINCT as f64;
-        row(label, &st, None, None, None);
-        println!("  => backend calls per distinct invalid tx: {per_tx:.2}");
+        let sent = (st.ok + st.refused + st.failed).max(1) as f64;
+        let per_req = peers.backend_calls().saturating_sub(before) as f64 / sent;
+        row(label, &st, Some(per_req), None, None);
         if share {
+            if let Ok(mut c) = redis.connection().await {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg("interop-gate:v:*")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap_or_default();
+                println!("  => invalid verdicts stored in Redis: {}", keys.len());
+            }
             println!(
-                "  => shared verdicts saved {:.0}% of backend calls",
-                (1.0 - per_tx / calls_local.max(f64::MIN_POSITIVE)) * 100.0
+                "  => shared verdicts saved {:.0}% of backend calls ({per_req:.2} vs {calls_local:.2} per request)",
+                (1.0 - per_req / calls_local.max(f64::MIN_POSITIVE)) * 100.0
             );
         } else {
-            calls_local = per_tx;
+            calls_local = per_req;
         }
     }
 }
