@@ -46,8 +46,11 @@ async fn send(gw: &Gateway, raw: &Bytes) -> (u16, Value) {
 }
 
 async fn rpc(url: &str, method: &str, params: Value) -> Value {
+    // One client for the whole test binary: building one per call costs more than the call.
+    static CLIENT: std::sync::LazyLock<reqwest::Client> =
+        std::sync::LazyLock::new(reqwest::Client::new);
     let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
-    post_json(&reqwest::Client::new(), url, &body).await.1
+    post_json(&CLIENT, url, &body).await.1
 }
 
 /// `/readyz` reaches `want` within a few seconds (readiness may be refreshed in the
@@ -506,4 +509,208 @@ async fn revalidation_batches_follow_the_supervisor_strategy() {
     assert_eq!(status["result"]["status"], "unknown", "quorum not reached: {status}");
     assert_eq!(feed_len(&reval).await, 0);
     shutdown.cancel();
+}
+
+/// A tiny deterministic generator (xorshift64*): the corpus is the same on every run.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// One face's answer, normalized: `valid`, `not_yet_known`, `no_answer` or the invalid code.
+fn normalized(v: &Value, ingress: bool) -> String {
+    match v.get("error") {
+        None if ingress && v["result"].is_string() => "valid".into(),
+        None if !ingress && v.get("result") == Some(&Value::Null) => "valid".into(),
+        None => format!("unexpected answer {v}"),
+        Some(e) => match e["code"].as_i64() {
+            Some(-321401) | Some(-320400) => "not_yet_known".into(),
+            Some(-32011) if ingress => "no_answer".into(),
+            Some(-32603) if !ingress => "no_answer".into(),
+            Some(c) => c.to_string(),
+            None => format!("unexpected error {e}"),
+        },
+    }
+}
+
+#[tokio::test]
+async fn the_three_faces_agree_on_a_seeded_corpus() {
+    const TIMEOUT: u64 = 7_200;
+    const WEEK: u64 = 604_800;
+    let t0 = now();
+    let chain = SimChain::new(SOURCE, t0 - 8 * 86_400, 2);
+    let chain_peer = spawn_peer("chain", chain.clone(), "127.0.0.1:0").await.unwrap();
+    // Initiating timestamps around every boundary a verdict has: expiry at the executing
+    // timestamp, expiry at the end of the timeout, ordinary recent blocks, blocks "now" and
+    // just after (same timestamp, not yet executable), and the last blocks, above `safe`.
+    let mut stamps: Vec<u64> = Vec::new();
+    for k in 0..12 {
+        stamps.push(t0 - WEEK - 3 + k);
+    }
+    for k in 0..12 {
+        stamps.push(t0 - WEEK + TIMEOUT - 3 + k);
+    }
+    for k in 0..6 {
+        stamps.push(t0 - 3_600 + 60 * k);
+    }
+    for k in 0..6 {
+        stamps.push(t0 + k);
+    }
+    for k in 0..6 {
+        stamps.push(t0 - 12 + 2 * k);
+    }
+    // Messages by group: [expiry and timeout boundaries, recent, now and after, last blocks].
+    let mut groups: [Vec<Message>; 4] = Default::default();
+    for (i, ts) in stamps.iter().enumerate() {
+        let b = chain.push_block_at(*ts, pings(1 + i % 3, i as u8));
+        let group = match i {
+            0..24 => 0,
+            24..30 => 1,
+            30..36 => 2,
+            _ => 3,
+        };
+        groups[group].extend((0..b.logs.len()).map(|j| chain.message(b.number, j).unwrap()));
+    }
+    let head = chain.head().number;
+    let el = Arc::new(MockElPool::new(Head::default(), DEST));
+    let el_peer = spawn_peer("el", el.clone(), "127.0.0.1:0").await.unwrap();
+
+    let mut rng = Seeded(0x5eed_1234_abcd_0001);
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for safety in ["cross-unsafe", "safe"] {
+        let (chain_url, el_url) = (chain_peer.url(), el_peer.url());
+        let gw = gateway(move |cfg| {
+            cfg.ingress.chain_id = DEST;
+            cfg.ingress.min_safety = safety.parse().unwrap();
+            cfg.ingress.timeout_secs = TIMEOUT;
+            cfg.ingress.sender_rate.per_second = 0;
+            cfg.ingress.ip_rate.per_second = 0;
+            cfg.light.chains = vec![light_chain(SOURCE, &[chain_url])];
+            cfg.light.reorg_watch_ms = 0;
+            cfg.validation.policy = PolicyMode::Light;
+            // The ingress's re-test re-stamps its own descriptor; the comparison is about one
+            // descriptor, so it is off here (the drop-in faces never re-test).
+            cfg.validation.max_retries = 0;
+            cfg.light_server.enabled = true;
+            cfg.revalidator.enabled = true;
+            cfg.revalidator.el_url = el_url;
+            cfg.revalidator.chain_id = DEST;
+        })
+        .await;
+        let light_url = format!("http://{}/", gw.running.light_server_addr.unwrap());
+        let reval_url = format!("http://{}/", gw.running.revalidator_addr.unwrap());
+        for item in 0..100u64 {
+            // Half the lists hold one message; the rest 2 to 8.
+            let n = if rng.below(2) == 0 { 1 } else { 2 + rng.below(7) as usize };
+            let msgs: Vec<Message> = (0..n)
+                .map(|_| {
+                    // Mostly recent messages, so that multi-message lists can be valid too.
+                    let g = match rng.below(10) {
+                        0..2 => 0,
+                        2..7 => 1,
+                        7..8 => 2,
+                        _ => 3,
+                    };
+                    let pool = &groups[g];
+                    let mut m = pool[rng.below(pool.len() as u64) as usize];
+                    match rng.below(24) {
+                        0 => m.checksum.0[9] ^= 0x40,
+                        1 => m.log_index += 1,
+                        2 => m.block_number += 1,
+                        3 => m.timestamp += 1,
+                        4 => m.chain_id = U256::from(999),
+                        5 => m.block_number = head + 1 + rng.below(3),
+                        _ => {}
+                    }
+                    m
+                })
+                .collect();
+            let (raw, _) = interop_tx(1 + item % 40, item, &msgs);
+            // The ingress stamps "now": retry until a call starts and ends in the same second,
+            // so the drop-in faces can be asked about exactly that descriptor.
+            let (t, at_ingress) = loop {
+                let before = now();
+                let (_, v) = send(&gw, &raw).await;
+                if now() == before {
+                    break (before, v);
+                }
+            };
+            let d = json!({"timestamp": format!("{t:#x}"), "timeout": format!("{TIMEOUT:#x}"), "chainID": DEST.to_string()});
+            let params = json!([encode_entries(&msgs), safety, d]);
+            let at_light = rpc(&light_url, "interop_checkAccessList", params.clone()).await;
+            let at_reval = rpc(&reval_url, "interop_checkAccessList", params).await;
+            let faces = [
+                normalized(&at_ingress, true),
+                normalized(&at_light, false),
+                normalized(&at_reval, false),
+            ];
+            assert!(
+                faces[0] == faces[1] && faces[1] == faces[2],
+                "{safety} item {item} at {t}: ingress {} / light {} / revalidator {} \n{at_ingress}\n{at_light}\n{at_reval}",
+                faces[0],
+                faces[1],
+                faces[2]
+            );
+            *kinds.entry(faces[0].clone()).or_default() += 1;
+        }
+    }
+    // The corpus exercises every outcome, not just one.
+    for k in ["valid", "not_yet_known", "-320600", "-320501"] {
+        assert!(kinds.get(k).copied().unwrap_or(0) >= 5, "too few {k}: {kinds:?}");
+    }
+    println!("three faces agreed on 200 lists: {kinds:?}");
+}
+
+#[tokio::test]
+async fn oversize_or_garbage_from_the_el_and_the_upstream_is_no_answer() {
+    // The revalidator's EL answers a pool bigger than its bound, then garbage: each pass is
+    // skipped with the reason kept, and nothing is ever published.
+    let (el_peer, el) = misbehave::spawn(Behaviour::Huge(8 * 1024 * 1024)).await.unwrap();
+    let sup = Arc::new(MockSupervisor::new());
+    let sup_peer = spawn_peer("sup", sup.clone(), "127.0.0.1:0").await.unwrap();
+    let mut engine_cfg = Config::default();
+    engine_cfg.supervisor.endpoints = vec![endpoint("sup", sup_peer.url())];
+    engine_cfg.validation.policy = PolicyMode::Indexed;
+    let engine: DynBackend = Arc::new(Engine::from_config(&engine_cfg).unwrap());
+    let cfg = interop_gate::config::RevalidatorConfig {
+        enabled: true,
+        listen: "127.0.0.1:0".into(),
+        el_url: el_peer.url(),
+        el_max_response_bytes: 1024 * 1024,
+        ..Default::default()
+    };
+    let shutdown = CancellationToken::new();
+    let reval = start_revalidator(&cfg, engine, shutdown.clone(), false).await.unwrap();
+    for b in
+        [Behaviour::Huge(8 * 1024 * 1024), Behaviour::Raw(200, "{}".into()), Behaviour::WrongId]
+    {
+        el.set(b.clone());
+        let e = reval.core.run_pass(PassKind::Full).await.unwrap_err();
+        assert!(!e.to_string().is_empty(), "{b:?}");
+    }
+    let status = rpc(&reval.url(), "interop_revalidationStatus", json!([])).await;
+    assert!(status["result"]["lastError"].is_string(), "{status}");
+    assert_eq!(feed_len(&reval).await, 0);
+    assert_eq!(sup.checks(), 0);
+    shutdown.cancel();
+
+    // The ingress's upstream answers more than `upstream.max_response_bytes`: -32603, bounded.
+    let (up_peer, _up) = misbehave::spawn(Behaviour::Huge(8 * 1024 * 1024)).await.unwrap();
+    let gw = gateway(|cfg| {
+        cfg.upstream.url = up_peer.url();
+        cfg.upstream.max_response_bytes = 64 * 1024;
+    })
+    .await;
+    let (_, v) = gw.post(&json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]})).await;
+    assert_eq!(code(&v), -32603, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("larger than"), "{v}");
 }

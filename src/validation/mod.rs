@@ -14,6 +14,7 @@ pub mod engine;
 pub mod indexed;
 pub mod light;
 pub mod policy;
+pub mod receipts;
 pub mod retry;
 pub mod shared;
 
@@ -220,3 +221,65 @@ pub trait Backend: Send + Sync + 'static {
 
 /// A shared backend.
 pub type DynBackend = Arc<dyn Backend>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::{B256, U256};
+
+    const WEEK: u64 = 604_800;
+
+    fn req(init: u64, ts: u64, timeout: u64) -> CheckRequest {
+        CheckRequest {
+            messages: vec![Message {
+                chain_id: U256::from(901),
+                block_number: 1,
+                timestamp: init,
+                log_index: 0,
+                checksum: B256::repeat_byte(3),
+            }]
+            .into(),
+            min_safety: SafetyLevel::CrossUnsafe,
+            descriptor: ExecutingDescriptor {
+                timestamp: ts,
+                timeout: Some(timeout),
+                chain_id: None,
+            },
+        }
+    }
+
+    fn invalid() -> Verdict {
+        Verdict::Invalid(Rejection::new(codes::SUP_CONFLICTING_DATA, "x"))
+    }
+
+    #[test]
+    fn a_valid_verdict_holds_later_until_the_oldest_message_expires() {
+        let judged = Judged::of(&req(100, 200, 10), &Verdict::Valid { until: 210 }, WEEK).unwrap();
+        assert!(reusable(&judged, &req(100, 200, 0), WEEK), "narrower");
+        assert!(reusable(&judged, &req(100, 500, 86_400), WEEK), "later, far from expiry");
+        assert!(reusable(&judged, &req(100, 100 + WEEK, 0), WEEK), "ends at the expiry instant");
+        assert!(!reusable(&judged, &req(100, 100 + WEEK, 1), WEEK), "ends after expiry");
+        assert!(!reusable(&judged, &req(100, 199, 0), WEEK), "starts earlier");
+    }
+
+    #[test]
+    fn an_invalid_verdict_holds_for_containing_windows_or_everywhere_when_timeless() {
+        // Judged where the message expires inside the window: a time rule may be the cause.
+        let timed = Judged::of(&req(100, 100 + WEEK - 5, 10), &invalid(), WEEK).unwrap();
+        assert!(!timed.timeless);
+        assert!(reusable(&timed, &req(100, 100 + WEEK - 6, 20), WEEK), "contains it");
+        assert!(!reusable(&timed, &req(100, 100 + WEEK - 5, 0), WEEK), "timeout 0 is not covered");
+        assert!(!reusable(&timed, &req(100, 100 + WEEK - 4, 10), WEEK), "shifted");
+        // Judged with every time rule satisfied: the fault is in the message itself.
+        let timeless = Judged::of(&req(100, 200, 10), &invalid(), WEEK).unwrap();
+        assert!(timeless.timeless);
+        assert!(reusable(&timeless, &req(100, 150, 0), WEEK));
+        assert!(reusable(&timeless, &req(100, 100 + WEEK, 5), WEEK));
+        // Same timestamp: the same-timestamp setting could be the cause, so not timeless.
+        assert!(!Judged::of(&req(200, 200, 0), &invalid(), WEEK).unwrap().timeless);
+        // Failsafe, not yet known and no answer are never remembered.
+        let fs = Verdict::Invalid(Rejection::new(codes::SUP_FAILSAFE, "fs"));
+        assert!(Judged::of(&req(100, 200, 0), &fs, WEEK).is_none());
+        assert!(Judged::of(&req(100, 200, 0), &Verdict::Unavailable("x".into()), WEEK).is_none());
+    }
+}
