@@ -13,8 +13,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use gateway::{
-    AdminConfig, IngressConfig, InteropMode, LogConfig, LogFormat, MetricsConfig, RateLimit,
-    ServerConfig, UpstreamConfig,
+    AdminConfig, ConditionalInterop, IngressConfig, InteropMode, LogConfig, LogFormat,
+    MetricsConfig, RateLimit, ServerConfig, UpstreamConfig,
 };
 pub use light_server::LightServerConfig;
 pub use redis::{OnRedisError, RedisConfig};

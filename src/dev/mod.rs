@@ -71,6 +71,7 @@ pub fn light_chain(chain_id: u64, urls: &[String]) -> crate::config::ChainRpcCon
             .collect(),
         agreement: false,
         verify_receipts: false,
+        interop_time: None,
     }
 }
 

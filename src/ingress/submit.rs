@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use super::forward::Forwarder;
 use super::limits::RateLimits;
 use crate::admin::ModeCell;
-use crate::config::{IngressConfig, InteropMode};
+use crate::config::{ConditionalInterop, IngressConfig, InteropMode};
 use crate::interop::access_list::dedup;
 use crate::interop::tx::{decode_tx, DecodedTx};
 use crate::interop::{ExecutingDescriptor, Message, SafetyLevel};
@@ -35,6 +35,7 @@ pub struct Submitter {
     timeout_secs: u64,
     max_inbox_entries: usize,
     max_messages: usize,
+    conditional_interop: ConditionalInterop,
     mode: Arc<ModeCell>,
     engine: Option<DynBackend>,
     in_flight: Semaphore,
@@ -50,6 +51,7 @@ impl Submitter {
             timeout_secs: cfg.timeout_secs,
             max_inbox_entries: cfg.max_inbox_entries,
             max_messages: cfg.max_messages,
+            conditional_interop: cfg.conditional_interop,
             mode,
             engine,
             in_flight: Semaphore::new(cfg.max_in_flight),
@@ -83,14 +85,14 @@ impl Submitter {
             .await
             .map_err(|e| self.refuse(ctx, &tx, e, "sender_rate_limited"))?;
         if !tx.is_interop() {
-            return self.forward(call, forwarder, "non_interop").await;
+            return self.forward(call, tx.hash, forwarder, "non_interop").await;
         }
         limits
             .check_interop_sender(tx.sender)
             .await
             .map_err(|e| self.refuse(ctx, &tx, e, "interop_sender_rate_limited"))?;
         match self.mode.get() {
-            InteropMode::Bypass => return self.forward(call, forwarder, "bypass").await,
+            InteropMode::Bypass => return self.forward(call, tx.hash, forwarder, "bypass").await,
             InteropMode::RejectAll => {
                 let e = RpcError::new(
                     codes::SUP_FAILSAFE,
@@ -99,6 +101,17 @@ impl Submitter {
                 return Err(self.refuse(ctx, &tx, e, "reject_all"));
             }
             InteropMode::Enforce => {}
+        }
+        if call.method == "eth_sendRawTransactionConditional"
+            && self.conditional_interop == ConditionalInterop::Refuse
+        {
+            let e = RpcError::new(
+                codes::METHOD_NOT_FOUND,
+                "interop transactions are not accepted with eth_sendRawTransactionConditional \
+                 here; send them with eth_sendRawTransaction",
+            )
+            .with_data(json!({ "txHash": tx.hash }));
+            return Err(self.refuse(ctx, &tx, e, "conditional_refused"));
         }
         let messages = self.messages(&tx).map_err(|e| self.refuse(ctx, &tx, e, "malformed"))?;
         let Some(engine) = &self.engine else {
@@ -132,7 +145,7 @@ impl Submitter {
         let verdict = engine.check(&req).await;
         metrics().validations_in_flight.dec();
         match verdict {
-            Verdict::Valid { .. } => self.forward(call, forwarder, "valid").await,
+            Verdict::Valid { .. } => self.forward(call, tx.hash, forwarder, "valid").await,
             Verdict::Invalid(r) => {
                 Err(self.refuse(ctx, &tx, rejection_error(&tx.hash, &r, false), r.label()))
             }
@@ -197,10 +210,11 @@ impl Submitter {
     async fn forward(
         &self,
         call: &Call,
+        tx: B256,
         forwarder: &Forwarder,
         reason: &'static str,
     ) -> Result<Box<RawValue>, RpcError> {
-        let r = forwarder.forward(call).await;
+        let r = forwarder.forward_tx(call, tx).await;
         let outcome = if r.is_ok() { "forwarded" } else { "upstream_error" };
         metrics().ingress_txs.with_label_values(&[outcome, reason]).inc();
         r
