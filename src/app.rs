@@ -20,6 +20,7 @@ use crate::light_server::{Failsafe, LightServer};
 use crate::rpc::listener::{serve_with, ConnLimits};
 use crate::rpc::server::{rpc_router_with, Limits, RpcOptions};
 use crate::validation::light::LightBackend;
+use crate::validation::shared::SharedVerdicts;
 use crate::validation::{DynBackend, Engine};
 
 /// Why the service could not start.
@@ -111,6 +112,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         admin.flushers.push(("verdicts", Arc::new(move || flush.flush_caches())));
     }
     let dyn_engine = engine.clone().map(|e| e as DynBackend);
+    let shared =
+        crate::shared_state::SharedState::from_config(&cfg.redis).map_err(StartError::Build)?;
     // The one light backend: the engine's, or (light server only) one of its own.
     let light: Option<Arc<LightBackend>> = match engine.as_ref().and_then(|e| e.light().cloned()) {
         Some(l) => Some(l),
@@ -138,7 +141,19 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
                 "no validation backend configured: interop transactions will be refused"
             );
         }
-        let ingress = Arc::new(Ingress::new(&cfg, forwarder.clone(), mode, dyn_engine.clone()));
+        // Only the ingress reuses other replicas' invalid verdicts: the revalidator keeps judging
+        // with its own (different) supervisor.
+        let ingress_engine = match (&shared, &dyn_engine) {
+            (Some(s), Some(e)) if cfg.redis.share_verdicts => Some(Arc::new(SharedVerdicts::new(
+                e.clone(),
+                s.clone(),
+                Duration::from_secs(cfg.validation.invalid_cache_ttl_secs),
+                cfg.validation.expiry_window_secs,
+            )) as DynBackend),
+            _ => dyn_engine.clone(),
+        };
+        let ingress =
+            Arc::new(Ingress::new(&cfg, forwarder.clone(), mode, ingress_engine, shared.clone()));
         reload.ingress = Some(ingress.clone());
         let limits = Limits {
             max_body_bytes: cfg.server.max_body_bytes,

@@ -92,6 +92,11 @@ pub struct Metrics {
     pub revalidator_checks: IntCounterVec,
     /// Pool txs the revalidator skipped, by why (`undecodable`, `over_limit`).
     pub revalidator_skipped: IntCounterVec,
+    /// Whether the shared Redis answered the last call (1) or not (0); 0 without `[redis]`.
+    pub redis_up: IntGauge,
+    /// Decisions taken without Redis because it failed, by what (`limits`, `verdicts`) and the
+    /// path taken (`local`, `allow`, `refuse`, `backend`).
+    pub redis_fallbacks: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -136,6 +141,9 @@ impl Metrics {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
             plain.register(Box::new(pc)).expect("process collector registered once");
         }
+        let redis_up = IntGauge::new("redis_up", "Whether the shared Redis answered the last call")
+            .expect("valid metric");
+        r.register(Box::new(redis_up.clone())).expect("metric registered once");
         Self {
             plain,
             build_info,
@@ -275,6 +283,13 @@ impl Metrics {
                 "revalidator_skipped_txs_total",
                 "Pool txs skipped by the revalidator",
                 &["why"],
+            ),
+            redis_up,
+            redis_fallbacks: counter(
+                &r,
+                "redis_fallbacks_total",
+                "Decisions taken without the shared Redis, by what and path taken",
+                &["what", "path"],
             ),
             registry: r,
         }

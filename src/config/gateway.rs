@@ -229,10 +229,18 @@ pub struct IngressConfig {
     pub ip_rate: RateLimit,
     /// Per sender address, submissions only.
     pub sender_rate: RateLimit,
+    /// Per sender address, interop submissions only (on top of `sender_rate`).
+    pub interop_sender_rate: RateLimit,
     /// Per method across all clients (`{ method = { per_second, burst } }`).
     pub method_rates: std::collections::BTreeMap<String, RateLimit>,
     /// Largest number of distinct IPs/senders tracked by the rate limiters.
     pub rate_limit_keys: usize,
+    /// The request header that carries an API key.
+    pub api_key_header: String,
+    /// API-key tiers: name -> per-key limit that replaces the per-IP limit (0 = unlimited).
+    pub api_tiers: std::collections::BTreeMap<String, RateLimit>,
+    /// API keys: key -> tier name. Unknown keys get the anonymous (per-IP) limits.
+    pub api_keys: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for IngressConfig {
@@ -249,8 +257,12 @@ impl Default for IngressConfig {
             max_in_flight: 1_024,
             ip_rate: RateLimit { per_second: 0, burst: 0 },
             sender_rate: RateLimit { per_second: 0, burst: 0 },
+            interop_sender_rate: RateLimit { per_second: 0, burst: 0 },
             method_rates: Default::default(),
             rate_limit_keys: 100_000,
+            api_key_header: "x-api-key".into(),
+            api_tiers: Default::default(),
+            api_keys: Default::default(),
         }
     }
 }
@@ -261,6 +273,23 @@ impl IngressConfig {
         check_positive("ingress.max_messages", self.max_messages as u64)?;
         check_positive("ingress.max_in_flight", self.max_in_flight as u64)?;
         check_positive("ingress.rate_limit_keys", self.rate_limit_keys as u64)?;
+        if http::HeaderName::from_bytes(self.api_key_header.as_bytes()).is_err() {
+            return Err(ConfigError::invalid("ingress.api_key_header", "not a valid header name"));
+        }
+        for (key, tier) in &self.api_keys {
+            if key.len() < 16 {
+                return Err(ConfigError::invalid(
+                    "ingress.api_keys",
+                    "every key must be at least 16 characters",
+                ));
+            }
+            if !self.api_tiers.contains_key(tier) {
+                return Err(ConfigError::invalid(
+                    "ingress.api_keys",
+                    format!("tier {tier:?} is not defined in [ingress.api_tiers]"),
+                ));
+            }
+        }
         if self.min_safety == SafetyLevel::Invalid {
             return Err(ConfigError::invalid(
                 "ingress.min_safety",

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::rpc::codes;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{Call, RpcError};
+use crate::shared_state::SharedState;
 use crate::validation::retry::Retry;
 use crate::validation::DynBackend;
 use forward::Forwarder;
@@ -35,6 +36,10 @@ pub struct Ingress {
     forwarder: Arc<Forwarder>,
     submitter: Submitter,
     live: RwLock<Arc<Live>>,
+    /// The shared state store when `[redis]` is configured (limits are then shared by replicas).
+    shared: Option<Arc<SharedState>>,
+    /// The header carrying an API key (validated at config load).
+    api_key_header: Option<http::HeaderName>,
 }
 
 /// The `'static` label of each method, reusing `known` labels so that reloads leak a label only
@@ -54,16 +59,18 @@ fn method_labels(
 }
 
 impl Ingress {
-    /// Builds the ingress from config, a shared forwarder, the interop mode and the engine
-    /// (`None` when no backend is configured: interop transactions are then refused).
+    /// Builds the ingress from config, a shared forwarder, the interop mode, the engine (`None`
+    /// when no backend is configured: interop transactions are then refused), and the shared
+    /// state store when `[redis]` is configured (limits are then shared by replicas).
     pub fn new(
         cfg: &Config,
         forwarder: Arc<Forwarder>,
         mode: Arc<ModeCell>,
         engine: Option<DynBackend>,
+        shared: Option<Arc<SharedState>>,
     ) -> Self {
         let live = Live {
-            limits: RateLimits::new(&cfg.ingress),
+            limits: RateLimits::new(&cfg.ingress, shared.clone()),
             methods: method_labels(&cfg.upstream.methods, &HashMap::new()),
         };
         Self {
@@ -76,6 +83,9 @@ impl Ingress {
                 engine.map(|e| Arc::new(Retry::from_config(e, &cfg.validation)) as DynBackend),
             ),
             live: RwLock::new(Arc::new(live)),
+            shared,
+            api_key_header: http::HeaderName::from_bytes(cfg.ingress.api_key_header.as_bytes())
+                .ok(),
         }
     }
 
@@ -83,12 +93,12 @@ impl Ingress {
         self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Replaces the rate limiters (buckets start full) and the method allow-list from `cfg`
-    /// (SIGHUP). Calls in flight finish with the old ones.
+    /// Replaces the rate limiters (local buckets start full; shared ones live in Redis) and the
+    /// method allow-list from `cfg` (SIGHUP). Calls in flight finish with the old ones.
     pub fn reload(&self, cfg: &Config) {
         let known = self.live().methods.clone();
         let live = Live {
-            limits: RateLimits::new(&cfg.ingress),
+            limits: RateLimits::new(&cfg.ingress, self.shared.clone()),
             methods: method_labels(&cfg.upstream.methods, &known),
         };
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
@@ -112,7 +122,7 @@ impl Handler for Ingress {
                     ),
                 ));
             }
-            live.limits.check_call(ctx.client_ip, &call.method)?;
+            live.limits.check_call(ctx.client_ip, ctx.api_key.as_deref(), &call.method).await?;
             if SUBMIT_METHODS.contains(&call.method.as_str()) {
                 return self.submitter.submit(ctx, &call, &live.limits, &self.forwarder).await;
             }
@@ -122,5 +132,9 @@ impl Handler for Ingress {
 
     fn method_label(&self, method: &str) -> &'static str {
         self.live().methods.get(method).copied().unwrap_or("other")
+    }
+
+    fn api_key_header(&self) -> Option<&http::HeaderName> {
+        self.api_key_header.as_ref()
     }
 }

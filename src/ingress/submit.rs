@@ -1,6 +1,6 @@
 //! The submission pipeline every `eth_sendRawTransaction*` call goes through:
-//! decode → chain id → sender rate limit → (interop only) mode → size caps → parse → de-dup →
-//! in-flight bound → validate → forward. Cheap checks come before any remote call; an invalid
+//! decode → chain id → sender rate limit → (interop only) interop sender rate limit → mode →
+//! size caps → parse → de-dup → in-flight bound → validate → forward. Cheap checks come before any remote call; an invalid
 //! transaction is never forwarded; a non-interop transaction costs no backend call.
 
 use std::sync::Arc;
@@ -82,10 +82,15 @@ impl Submitter {
         }
         limits
             .check_sender(tx.sender)
+            .await
             .map_err(|e| self.refuse(ctx, &tx, e, "sender_rate_limited"))?;
         if !tx.is_interop() {
             return self.forward(call, tx.hash, forwarder, "non_interop").await;
         }
+        limits
+            .check_interop_sender(tx.sender)
+            .await
+            .map_err(|e| self.refuse(ctx, &tx, e, "interop_sender_rate_limited"))?;
         match self.mode.get() {
             InteropMode::Bypass => return self.forward(call, tx.hash, forwarder, "bypass").await,
             InteropMode::RejectAll => {

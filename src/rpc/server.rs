@@ -41,6 +41,8 @@ pub struct CallContext {
     pub request_id: Arc<str>,
     /// True when the call is an element of a batch.
     pub in_batch: bool,
+    /// The API key header's value, when the handler names one and the client sent it.
+    pub api_key: Option<Arc<str>>,
 }
 
 /// A listener's methods.
@@ -55,6 +57,11 @@ pub trait Handler: Send + Sync + 'static {
     /// A bounded metrics label for `method`: the method itself when this listener knows it,
     /// else `other`.
     fn method_label(&self, method: &str) -> &'static str;
+
+    /// The header whose value is passed as [`CallContext::api_key`] (none by default).
+    fn api_key_header(&self) -> Option<&axum::http::HeaderName> {
+        None
+    }
 }
 
 /// The `'static` metrics label for `method`: itself when it is one of `known`, else `other`, so
@@ -264,6 +271,10 @@ async fn handle_body(
             return single_error(RpcError::parse_error(e));
         }
     };
+    // Read once per HTTP request; bounded so a huge header cannot cost a big hash.
+    let api_key =
+        ep.handler.api_key_header().and_then(|h| headers.get(h)).and_then(|v| v.to_str().ok());
+    let api_key = api_key.filter(|k| !k.is_empty() && k.len() <= 256).map(Arc::from);
     let text = raw.get();
     if text.starts_with('[') {
         let elems: Vec<&RawValue> = match serde_json::from_str(text) {
@@ -286,7 +297,7 @@ async fn handle_body(
                 ),
             ));
         }
-        let ctx = CallContext { client_ip, request_id, in_batch: true };
+        let ctx = CallContext { client_ip, request_id, in_batch: true, api_key };
         let answers =
             futures::future::join_all(elems.into_iter().map(|e| handle_one(ep, &ctx, e))).await;
         let answers: Vec<String> = answers.into_iter().flatten().map(|(s, _)| s).collect();
@@ -299,7 +310,7 @@ async fn handle_body(
         out.push(']');
         json_response(StatusCode::OK, out)
     } else {
-        let ctx = CallContext { client_ip, request_id, in_batch: false };
+        let ctx = CallContext { client_ip, request_id, in_batch: false, api_key };
         match handle_one(ep, &ctx, &raw).await {
             Some((body, status)) => {
                 let status = if ep.limits.error_status { status } else { StatusCode::OK };
