@@ -400,6 +400,9 @@ fn light_chain_labels(c: &crate::config::ChainRpcConfig) -> Option<(String, Vec<
 /// event, so everything knowable is exported from the start. Called once by `app::start`.
 pub fn init_series(cfg: &Config) {
     let m = metrics();
+    // Redis fallbacks (0 for ever without `[redis] url`), so the alert sees the first one.
+    m.redis_fallbacks.with_label_values(&["limits", cfg.redis.on_error.as_str()]).inc_by(0);
+    m.redis_fallbacks.with_label_values(&["verdicts", "backend"]).inc_by(0);
     let needs_engine = cfg.ingress.enabled || cfg.revalidator.enabled;
     let mut targets: Vec<(&'static str, String)> = Vec::new();
     if cfg.ingress.enabled {
