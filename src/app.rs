@@ -107,6 +107,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         None
     };
     if let Some(e) = &engine {
+        reload.engine = Some(e.clone());
         health.backend = Some(e.clone() as DynBackend);
         let flush = e.clone();
         admin.flushers.push(("verdicts", Arc::new(move || flush.flush_caches())));
@@ -155,6 +156,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         let ingress =
             Arc::new(Ingress::new(&cfg, forwarder.clone(), mode, ingress_engine, shared.clone()));
         reload.ingress = Some(ingress.clone());
+        reload.forwarder = Some(forwarder.clone());
         let limits = Limits {
             max_body_bytes: cfg.server.max_body_bytes,
             max_batch: cfg.server.max_batch,

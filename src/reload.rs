@@ -2,9 +2,11 @@
 //!
 //! Applied live: `log.level`, `ingress.mode` (only when the file's value changed, so a reload
 //! never undoes an operator's `admin_setInteropMode`), the ingress rate limits
-//! (`ingress.ip_rate`, `sender_rate`, `method_rates`, `rate_limit_keys`; buckets start full) and
-//! the method allow-list (`upstream.methods`). Everything else (listeners, backends, URLs,
-//! timeouts, caches, roles) is built once at start-up: a change there is reported in one log line
+//! (`ingress.ip_rate`, `sender_rate`, `method_rates`, `rate_limit_keys`; buckets start full), the
+//! method allow-list (`upstream.methods`) and the peer call timeouts (`upstream.timeout_ms`,
+//! `upstream.sync_timeout_ms`, `supervisor.timeout_ms`, `light.timeout_ms`; calls already running
+//! keep the timeout they started with). Everything else (listeners, backends, URLs, the
+//! revalidator's own timeouts, caches, roles) is built once at start-up: a change there is reported in one log line
 //! naming the keys, and the running value stays until a restart. A file that does not load or
 //! validate changes nothing; the error is logged and the service keeps its running config.
 
@@ -18,7 +20,7 @@ use crate::ingress::Ingress;
 
 /// Config keys (dotted, as in `config.toml`) that a reload applies live. A changed key that is
 /// neither one of these nor below one needs a restart.
-pub const LIVE_KEYS: [&str; 7] = [
+pub const LIVE_KEYS: [&str; 11] = [
     "log.level",
     "ingress.mode",
     "ingress.ip_rate",
@@ -26,6 +28,10 @@ pub const LIVE_KEYS: [&str; 7] = [
     "ingress.method_rates",
     "ingress.rate_limit_keys",
     "upstream.methods",
+    "upstream.timeout_ms",
+    "upstream.sync_timeout_ms",
+    "supervisor.timeout_ms",
+    "light.timeout_ms",
 ];
 
 /// What changed between the running config and the file, sorted by how it can be applied.
@@ -37,6 +43,8 @@ pub struct Diff {
     pub mode: Option<InteropMode>,
     /// Any rate-limit key changed.
     pub rate_limits: bool,
+    /// Any peer call timeout changed.
+    pub timeouts: bool,
     /// Methods added to the allow-list.
     pub methods_added: Vec<String>,
     /// Methods removed from the allow-list.
@@ -60,6 +68,10 @@ impl Diff {
             || o.sender_rate != n.sender_rate
             || o.method_rates != n.method_rates
             || o.rate_limit_keys != n.rate_limit_keys;
+        d.timeouts = old.upstream.timeout_ms != new.upstream.timeout_ms
+            || old.upstream.sync_timeout_ms != new.upstream.sync_timeout_ms
+            || old.supervisor.timeout_ms != new.supervisor.timeout_ms
+            || old.light.timeout_ms != new.light.timeout_ms;
         let (om, nm) = (&old.upstream.methods, &new.upstream.methods);
         d.methods_added = nm.iter().filter(|m| !om.contains(m)).cloned().collect();
         d.methods_removed = om.iter().filter(|m| !nm.contains(m)).cloned().collect();
@@ -79,6 +91,7 @@ impl Diff {
         self.log_level.is_none()
             && self.mode.is_none()
             && !self.rate_limits
+            && !self.timeouts
             && self.methods_added.is_empty()
             && self.methods_removed.is_empty()
             && self.needs_restart.is_empty()
@@ -98,6 +111,9 @@ impl Diff {
         }
         if !self.methods_added.is_empty() || !self.methods_removed.is_empty() {
             k.push("upstream.methods");
+        }
+        if self.timeouts {
+            k.push("timeouts");
         }
         k
     }
@@ -135,6 +151,10 @@ fn merge(old: &Config, new: &Config) -> Config {
     c.ingress.method_rates = new.ingress.method_rates.clone();
     c.ingress.rate_limit_keys = new.ingress.rate_limit_keys;
     c.upstream.methods = new.upstream.methods.clone();
+    c.upstream.timeout_ms = new.upstream.timeout_ms;
+    c.upstream.sync_timeout_ms = new.upstream.sync_timeout_ms;
+    c.supervisor.timeout_ms = new.supervisor.timeout_ms;
+    c.light.timeout_ms = new.light.timeout_ms;
     c
 }
 
@@ -145,6 +165,10 @@ pub struct Handles {
     pub ingress: Option<Arc<Ingress>>,
     /// The ingress mode, when the ingress runs.
     pub mode: Option<Arc<ModeCell>>,
+    /// The upstream client (its timeouts), when the ingress runs.
+    pub forwarder: Option<Arc<crate::ingress::forward::Forwarder>>,
+    /// The validation engine (its backends' timeouts), when one runs.
+    pub engine: Option<Arc<crate::validation::Engine>>,
 }
 
 /// Why a reload changed nothing.
@@ -221,6 +245,15 @@ impl Reloader {
                 ingress.reload(&new);
             }
         }
+        if diff.timeouts {
+            let ms = std::time::Duration::from_millis;
+            if let Some(f) = &self.handles.forwarder {
+                f.set_timeouts(ms(new.upstream.timeout_ms), ms(new.upstream.sync_timeout_ms));
+            }
+            if let Some(e) = &self.handles.engine {
+                e.set_timeouts(ms(new.supervisor.timeout_ms), ms(new.light.timeout_ms));
+            }
+        }
         self.running = merge(&self.running, &new);
         Ok(diff)
     }
@@ -243,16 +276,19 @@ mod tests {
         new.upstream.methods.push("eth_newMethod".into());
         new.server.max_batch = 7;
         new.supervisor.timeout_ms = 9;
+        new.server.shutdown_grace_ms = 3;
         let d = Diff::between(&old, &new);
         assert_eq!(d.log_level.as_deref(), Some("debug"));
         assert_eq!(d.mode, Some(InteropMode::RejectAll));
         assert!(d.rate_limits);
         assert_eq!(d.methods_added, ["eth_newMethod"]);
         assert_eq!(d.methods_removed, ["eth_call"]);
-        assert_eq!(d.needs_restart, ["server.max_batch", "supervisor.timeout_ms"]);
+        assert!(d.timeouts, "peer timeouts apply live");
+        assert_eq!(d.needs_restart, ["server.max_batch", "server.shutdown_grace_ms"]);
         let merged = merge(&old, &new);
         assert_eq!(merged.server.max_batch, old.server.max_batch, "restart-only keys kept");
         assert_eq!(merged.upstream.methods, new.upstream.methods);
+        assert_eq!(merged.supervisor.timeout_ms, 9);
         assert!(Diff::between(&merged, &new).applied_keys().is_empty());
         assert_eq!(Diff::between(&merged, &new).needs_restart.len(), 2, "still pending");
     }
@@ -276,7 +312,7 @@ mod tests {
         write("[ingress]\nmode = \"enforce\"\n");
         let cfg = Config::load(f.path()).unwrap();
         let cell = Arc::new(ModeCell::new(cfg.ingress.mode));
-        let handles = Handles { ingress: None, mode: Some(cell.clone()) };
+        let handles = Handles { mode: Some(cell.clone()), ..Default::default() };
         let mut r = Reloader::new(f.path(), cfg, handles);
 
         write("[ingress]\nmode = \"reject-all\"\n");

@@ -407,11 +407,11 @@ async fn sighup_reloads_limits_and_allow_list_and_keeps_the_old_config_on_errors
     let edited = base.replace(
         "[metrics]",
         "methods = [\"eth_chainId\"]\n[ingress]\nip_rate = { per_second = 1, burst = 1 }\n[metrics]",
-    ) + "[light]\ntimeout_ms = 1234\n";
-    std::fs::write(f.path(), edited).unwrap();
+    ) + "[light]\nblock_cache_capacity = 1234\n";
+    std::fs::write(f.path(), &edited).unwrap();
     signal(&child, "-HUP");
     let restart = logs.wait_for("restart-only", |l| l.contains("only apply at restart"));
-    assert_eq!(json_field(&restart, "keys"), "light.timeout_ms", "{restart}");
+    assert_eq!(json_field(&restart, "keys"), "light.block_cache_capacity", "{restart}");
     let done = logs.wait_for("reloaded", |l| json_field(l, "message") == "config reloaded");
     let applied = json_field(&done, "applied").as_str().unwrap_or_default().to_owned();
     assert!(applied.contains("upstream.methods") && applied.contains("rate limits"), "{done}");
@@ -424,6 +424,22 @@ async fn sighup_reloads_limits_and_allow_list_and_keeps_the_old_config_on_errors
     assert_eq!(upstream.received().len(), before, "refused without touching the upstream");
     assert!(call("eth_chainId").await["result"].is_string());
     assert_eq!(call("eth_chainId").await["error"]["code"], -32016, "the new limit applies");
+
+    // The log level applies live: at `warn` the reload's own info line is not written; back at
+    // `info` (with a rate change, to tell the two reloads apart) it is.
+    let edited2 = edited.replace("level = \"info\"", "level = \"warn\"");
+    std::fs::write(f.path(), &edited2).unwrap();
+    signal(&child, "-HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let edited3 = edited.replace("per_second = 1, burst = 1", "per_second = 2, burst = 2");
+    std::fs::write(f.path(), &edited3).unwrap();
+    signal(&child, "-HUP");
+    let back = logs.wait_for("reloaded at info", |l| json_field(l, "message") == "config reloaded");
+    let applied = json_field(&back, "applied").as_str().unwrap_or_default().to_owned();
+    assert!(
+        applied.contains("log.level") && applied.contains("rate limits"),
+        "the info line of the reload to `warn` must not have been written: {back}"
+    );
 
     // An invalid file: logged, the running config (new allow-list) is kept.
     std::fs::write(f.path(), "[server]\nmax_bodyy = 1\n").unwrap();

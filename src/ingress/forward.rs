@@ -142,6 +142,13 @@ impl Forwarder {
     pub fn timeout(&self) -> Duration {
         self.client.timeout()
     }
+
+    /// Applies new `upstream.timeout_ms` / `sync_timeout_ms` to the calls that start from now
+    /// on (config reload).
+    pub fn set_timeouts(&self, call: Duration, sync: Duration) {
+        self.client.set_timeout(call);
+        self.sync_client.set_timeout(sync);
+    }
 }
 
 fn upstream_error(e: ClientError) -> UpstreamError {

@@ -128,7 +128,8 @@ pub struct RpcClient {
     name: String,
     url: reqwest::Url,
     http: reqwest::Client,
-    timeout: Duration,
+    /// Per-call timeout in ms; a config reload (SIGHUP) may change it while calls run.
+    timeout_ms: AtomicU64,
     max_response_bytes: usize,
     next_id: AtomicU64,
 }
@@ -169,7 +170,7 @@ impl RpcClient {
             name: name.into(),
             url,
             http,
-            timeout,
+            timeout_ms: AtomicU64::new(timeout.as_millis() as u64),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             next_id: AtomicU64::new(1),
         }
@@ -190,7 +191,12 @@ impl RpcClient {
 
     /// The per-call timeout.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Changes the per-call timeout for the calls that start from now on (config reload).
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.timeout_ms.store(timeout.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Calls `method` and decodes its result.
@@ -347,11 +353,12 @@ impl RpcClient {
             }
             Ok(body.freeze())
         };
-        match tokio::time::timeout(self.timeout, fut).await {
+        let timeout = self.timeout();
+        match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::Timeout {
                 endpoint: self.name.clone(),
-                timeout_ms: self.timeout.as_millis() as u64,
+                timeout_ms: timeout.as_millis() as u64,
             }),
         }
     }

@@ -36,6 +36,7 @@ pub enum EngineError {
 pub struct Engine {
     cached: Arc<Cached>,
     light: Option<Arc<LightBackend>>,
+    indexed: Option<Arc<IndexedBackend>>,
 }
 
 fn record(verdicts: &[Verdict]) {
@@ -61,7 +62,7 @@ impl Engine {
         };
         let cached =
             Cached::new(Arc::new(policy), cfg.cache_capacity, ttls, cfg.expiry_window_secs);
-        Ok(Self { cached: Arc::new(cached), light: None })
+        Ok(Self { cached: Arc::new(cached), light: None, indexed: None })
     }
 
     /// Builds both backends from `[supervisor]` and `[light]`, then the layers.
@@ -69,7 +70,7 @@ impl Engine {
         let indexed = IndexedBackend::from_config(&cfg.supervisor)?.map(Arc::new);
         let light = LightBackend::from_config(&cfg.light, &cfg.validation)?.map(Arc::new);
         let mut engine = Self::new(
-            indexed.map(|b| b as DynBackend),
+            indexed.clone().map(|b| b as DynBackend),
             light.clone().map(|b| b as DynBackend),
             &cfg.validation,
         )?;
@@ -91,12 +92,24 @@ impl Engine {
             });
         }
         engine.light = light;
+        engine.indexed = indexed;
         Ok(engine)
     }
 
     /// The light backend, when configured (the light server serves it).
     pub fn light(&self) -> Option<&Arc<LightBackend>> {
         self.light.as_ref()
+    }
+
+    /// Applies new `supervisor.timeout_ms` and `light.timeout_ms` to the calls that start from
+    /// now on (config reload).
+    pub fn set_timeouts(&self, supervisor: Duration, light: Duration) {
+        if let Some(i) = &self.indexed {
+            i.set_timeout(supervisor);
+        }
+        if let Some(l) = &self.light {
+            l.set_timeout(light);
+        }
     }
 
     /// Empties the verdict caches (the light backend's block caches have their own flusher).

@@ -105,6 +105,13 @@ impl IndexedBackend {
         }))
     }
 
+    /// Applies a new `supervisor.timeout_ms` to the calls that start from now on (reload).
+    pub fn set_timeout(&self, timeout: Duration) {
+        for e in &self.endpoints {
+            e.client.set_timeout(timeout);
+        }
+    }
+
     /// Asks one endpoint about every request in one HTTP request (a plain call for one, a
     /// JSON-RPC batch for more) and reads each answer strictly. The endpoint is healthy when it
     /// gave at least one JSON-RPC answer.

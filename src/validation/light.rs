@@ -498,6 +498,15 @@ impl LightBackend {
         }
     }
 
+    /// Applies a new `light.timeout_ms` to the chain calls that start from now on (reload).
+    pub fn set_timeout(&self, timeout: Duration) {
+        for c in self.chains.values() {
+            for e in &c.endpoints {
+                e.set_timeout(timeout);
+            }
+        }
+    }
+
     /// Reorgs noticed from now on.
     pub fn subscribe_reorgs(&self) -> broadcast::Receiver<ReorgEvent> {
         self.reorgs.subscribe()
