@@ -422,6 +422,11 @@ pub fn init_series(cfg: &Config) {
     };
     for (label, names) in &chains {
         m.reorgs.with_label_values(&[label]).inc_by(0);
+        for name in names {
+            for why in crate::validation::light::REJECTED_ANSWER_REASONS {
+                m.chain_answers_rejected.with_label_values(&[label, name, why]).inc_by(0);
+            }
+        }
         targets.extend(names.iter().map(|n| ("chain", n.clone())));
     }
     for (target, name) in &targets {

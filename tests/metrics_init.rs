@@ -150,6 +150,12 @@ async fn every_known_series_and_every_alert_metric_is_exported_before_any_traffi
     assert_eq!(series(&text, "interop_gate_endpoint_healthy", &[("endpoint", "sup-a")]), Some(1.0));
     // Chains, verdict kinds, disagreements, retries.
     zero("interop_gate_reorgs_total", &[("chain", &SOURCE.to_string())]);
+    for why in interop_gate::validation::light::REJECTED_ANSWER_REASONS {
+        zero(
+            "interop_gate_chain_answers_rejected_total",
+            &[("chain", &SOURCE.to_string()), ("why", why)],
+        );
+    }
     for component in ["engine", "indexed", "light"] {
         for (verdict, reason) in
             [("valid", "ok"), ("invalid", "conflicting_data"), ("not_yet_known", "future_data")]

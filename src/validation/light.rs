@@ -69,6 +69,16 @@ struct RpcLog {
     removed: bool,
 }
 
+/// Every `why` the light backend counts in `chain_answers_rejected_total` without receipts
+/// (metrics create them at 0 at start-up).
+pub const REJECTED_ANSWER_REASONS: [&str; 5] = [
+    "log_of_other_block",
+    "log_of_other_height",
+    "removed_log",
+    "log_index_order",
+    "header_of_other_height",
+];
+
 /// Why a chain RPC's answer is not about the block that was asked for (`None`: it is).
 fn logs_mismatch(logs: &[RpcLog], hash: B256, number: u64) -> Option<&'static str> {
     let mut last: Option<u64> = None;
