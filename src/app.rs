@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
 use axum::Router;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -133,14 +132,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
             error_status: true,
         };
         let health_routes = health::routes(Arc::new(health.clone()));
-        let router = rpc_router("ingress", ingress, limits)
-            .route(
-                "/",
-                get(|| async {
-                    "interop-gate: JSON-RPC ingress filter. POST JSON-RPC 2.0 here.\n"
-                }),
-            )
-            .merge(health_routes);
+        let router = ingress.router(&cfg, limits, shutdown.clone()).merge(health_routes);
         let listener = bind("server.listen", &cfg.server.listen).await?;
         rpc_addr = listener.local_addr().ok();
         log_listening("ingress", rpc_addr);

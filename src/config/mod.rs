@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use gateway::{
     AdminConfig, IngressConfig, InteropMode, LogConfig, LogFormat, MetricsConfig, RateLimit,
-    ServerConfig, UpstreamConfig,
+    ServerConfig, UpstreamConfig, WebSocketConfig,
 };
 pub use light_server::LightServerConfig;
 pub use revalidator::RevalidatorConfig;
@@ -32,6 +32,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// The ingress filter role.
     pub ingress: IngressConfig,
+    /// JSON-RPC over WebSocket on the ingress listener.
+    pub websocket: WebSocketConfig,
     /// The validation engine shared by every role.
     pub validation: ValidationConfig,
     /// The indexed backend: op-supervisor compatible endpoints.
@@ -147,6 +149,7 @@ impl Config {
         self.server.validate()?;
         self.upstream.validate()?;
         self.ingress.validate()?;
+        self.websocket.validate()?;
         self.validation.validate()?;
         self.supervisor.validate()?;
         self.light.validate()?;

@@ -8,6 +8,7 @@ pub mod el_pool;
 pub mod supervisor;
 pub mod upstream;
 pub mod wallet;
+pub mod ws_upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
