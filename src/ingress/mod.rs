@@ -53,6 +53,8 @@ impl Ingress {
             .iter()
             .map(|m| (m.clone(), &*Box::leak(m.clone().into_boxed_str())))
             .collect();
+        // Registered up front so every series is exported (at zero) from start-up.
+        ws_metrics::ws_metrics();
         Self {
             forwarder,
             limits: RateLimits::new(&cfg.ingress),

@@ -104,6 +104,9 @@ pub fn ws_metrics() -> &'static WsMetrics {
         for o in ["ok", "failed"] {
             m.upstream_connects.with_label_values(&[o]);
         }
+        for (o, r) in [("forwarded", "valid"), ("forwarded", "non_interop")] {
+            m.bundles.with_label_values(&[o, r]);
+        }
         m
     });
     &M
