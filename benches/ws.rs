@@ -193,7 +193,16 @@ fn main() {
         let block = chain.push_block_at(now - 3_600, logs);
         let n = 2_000usize;
         let plain: Vec<String> = (0..n)
-            .map(|i| body(&sign_1559(&dev_signer(1 + i as u64 % 50), &TxSpec::transfer(CHAIN_ID, i as u64)).0, i))
+            .map(|i| {
+                body(
+                    &sign_1559(
+                        &dev_signer(1 + i as u64 % 50),
+                        &TxSpec::transfer(CHAIN_ID, i as u64),
+                    )
+                    .0,
+                    i,
+                )
+            })
             .collect();
         let interop: Vec<String> = (0..n)
             .map(|i| {

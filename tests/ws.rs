@@ -340,3 +340,36 @@ async fn upstream_websocket_down_gives_clear_errors_then_reconnects() {
     assert!(answered.is_some(), "a later call reconnected");
     assert_eq!(g.up.accepted(), 3, "two first connections and one reconnection");
 }
+
+#[tokio::test]
+async fn calls_in_flight_per_connection_are_bounded() {
+    let g = ws_gateway(|c| c.websocket.max_in_flight = 2).await;
+    g.up.mock.set_delay(Duration::from_millis(300));
+    let mut ws = g.connect().await;
+    for i in 0..3 {
+        send(&mut ws, &call(json!(i), "eth_blockNumber", json!([]))).await;
+    }
+    // The third is refused at once, before the two slow ones are answered.
+    let first = recv(&mut ws).await;
+    assert_eq!(first["error"]["code"], -32024, "{first}");
+    assert_eq!(first["id"], 2, "answered under its own id");
+    let mut ids: Vec<i64> = Vec::new();
+    for _ in 0..2 {
+        ids.push(recv(&mut ws).await["id"].as_i64().unwrap());
+    }
+    ids.sort();
+    assert_eq!(ids, vec![0, 1]);
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_closed() {
+    let g = ws_gateway(|c| c.websocket.ping_interval_ms = 100).await;
+    let mut ws = g.connect().await;
+    send(&mut ws, &call(json!(1), "eth_subscribe", json!(["newHeads"]))).await;
+    recv(&mut ws).await;
+    assert_eq!(g.up.connections(), 1);
+    // The client stops reading, so it never answers a ping: it is cut, its upstream link too.
+    eventually("the silent client and its upstream link are closed", || g.up.connections() == 0)
+        .await;
+    drop(ws);
+}

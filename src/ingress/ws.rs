@@ -355,13 +355,28 @@ fn on_text(
     let batch = elems.len() > 1 || text.trim_start().starts_with('[');
     let n = u32::try_from(elems.len()).unwrap_or(u32::MAX);
     let Ok(permit) = conn.in_flight.clone().try_acquire_many_owned(n) else {
-        return reply_err(RpcError::new(
+        // Refused at once, each request answered under its own id.
+        let e = RpcError::new(
             codes::OVER_CAPACITY,
             format!(
                 "too many calls in flight on this connection (the limit is {}); wait for answers",
                 ws.cfg.max_in_flight
             ),
-        ));
+        );
+        let answers: Vec<String> = elems
+            .iter()
+            .map(|raw| parse_request(raw))
+            .filter(|p| p.answer)
+            .map(|p| {
+                count(LISTENER, "-", e.code);
+                encode(&p.reply_id, Err(&e)).0
+            })
+            .collect();
+        if !answers.is_empty() {
+            let text = if batch { format!("[{}]", answers.join(",")) } else { answers.concat() };
+            conn.send(text, "response");
+        }
+        return;
     };
     let (ws, conn, session, ctx) = (ws.clone(), conn.clone(), session.clone(), ctx.clone());
     calls.spawn(async move {
