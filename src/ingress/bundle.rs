@@ -115,9 +115,8 @@ impl Bundles {
         }
         let engine = submitter.engine().map_err(|e| refuse(first, e, "unavailable"))?;
         let slots = u32::try_from(reqs.len()).unwrap_or(u32::MAX);
-        let _permit = submitter.reserve(slots).map_err(|e| {
+        let _permit = submitter.reserve(slots).inspect_err(|_| {
             count("refused", "over_capacity");
-            e
         })?;
         let verdicts = engine.check_batch(&reqs).await;
         drop(_permit);
