@@ -88,7 +88,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     let needs_engine = cfg.ingress.enabled || cfg.revalidator.enabled;
     let has_backend = !cfg.supervisor.endpoints.is_empty() || !cfg.light.chains.is_empty();
     let engine = if needs_engine && has_backend {
-        Some(Arc::new(Engine::from_config(&cfg).map_err(StartError::Build)?))
+        Some(Arc::new(Engine::from_config(&cfg).map_err(|e| StartError::Build(e.to_string()))?))
     } else {
         None
     };

@@ -22,7 +22,7 @@ pub struct Metrics {
     /// HTTP requests that carried a batch, by listener.
     pub rpc_batches: IntCounterVec,
     /// Calls to external services, by target (`upstream`, `supervisor`, `chain`), endpoint name
-    /// and outcome (`ok`, `rpc_error`, `timeout`, `transport`, `http_status`, `decode`).
+    /// and outcome (`ok`, `rpc_error`, `timeout`, `transport`, `http_status`, `too_large`, `decode`).
     pub external_calls: IntCounterVec,
     /// Latency of calls to external services, by target and endpoint name.
     pub external_duration: HistogramVec,
@@ -40,6 +40,9 @@ pub struct Metrics {
     pub endpoint_healthy: IntGaugeVec,
     /// Canonical blocks the light backend saw replaced, by chain.
     pub reorgs: IntCounterVec,
+    /// Chain RPC answers refused as not about what was asked (logs of another block, a header
+    /// of another height, a receipts root that does not match), by chain, endpoint and why.
+    pub chain_answers_rejected: IntCounterVec,
     /// Transactions handled by the ingress, by outcome (`forwarded`, `refused`) and reason.
     pub ingress_txs: IntCounterVec,
     /// Validations currently in flight at the ingress.
@@ -134,6 +137,12 @@ impl Metrics {
             ),
             retries: counter(&r, "retries_total", "Re-tests after delay", &["outcome"]),
             reorgs: counter(&r, "reorgs_total", "Canonical blocks seen replaced", &["chain"]),
+            chain_answers_rejected: counter(
+                &r,
+                "chain_answers_rejected_total",
+                "Chain RPC answers refused as not about what was asked",
+                &["chain", "endpoint", "why"],
+            ),
             disagreements: counter(
                 &r,
                 "backend_disagreements_total",

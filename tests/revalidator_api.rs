@@ -60,7 +60,7 @@ async fn invalid_txs_appear_exactly_once_through_the_cursor() {
     let e = &page["entries"][0];
     assert_eq!(e["code"], -320600);
     assert!(e["detectedAt"].as_u64().unwrap() > 1_600_000_000);
-    assert_eq!(e["data"]["chainId"], "0x385");
+    assert_eq!(e["data"]["chainId"], "901");
     let (more, _) = h.drain_feed(cursor.clone()).await;
     assert_eq!(more.len(), 3);
     assert!(more.iter().all(|h| !seen.contains(h)));
@@ -203,8 +203,8 @@ async fn drop_in_check_is_answered_from_results_for_known_entries_and_forwarded_
         .await
         .unwrap_err();
     assert_eq!(err["code"], -320600);
-    assert_eq!(err["data"]["logIndex"], 3);
-    assert_eq!(err["data"]["blockNumber"], 3);
+    assert_eq!(err["data"]["message"]["logIndex"], 3);
+    assert_eq!(err["data"]["message"]["blockNumber"], 3);
     assert_eq!(h.backend.single_calls(), 0);
 
     // Not covered by what was checked: forwarded, one backend call each.

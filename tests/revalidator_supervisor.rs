@@ -1,17 +1,20 @@
 //! End to end over HTTP on every side: the mock EL's pool, the revalidator, and a supervisor
 //! peer that counts HTTP requests. One pass sends exactly one HTTP request per presumed block
-//! it checks. (The supervisor client here is test scaffolding; see `revalidator_support`.)
+//! it checks, through the real engine (cache, policy, the indexed backend).
 
 mod revalidator_support;
 
 use std::sync::Arc;
 
+use interop_gate::config::{Config, PolicyMode};
 use interop_gate::dev::el_pool::{generate_pool, MockElPool};
+use interop_gate::dev::endpoint;
 use interop_gate::dev::spawn_peer;
 use interop_gate::dev::supervisor::MockSupervisor;
 use interop_gate::revalidator::pool::Head;
 use interop_gate::revalidator::{start, PassKind};
-use revalidator_support::{config, msg, HttpBatchBackend, HEAD};
+use interop_gate::validation::{DynBackend, Engine};
+use revalidator_support::{config, msg, HEAD};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -31,7 +34,12 @@ async fn supervisor_http_requests_per_pass_equal_presumed_blocks_checked() {
     let mut cfg = config(&el_peer);
     cfg.max_checks_per_request = 100_000;
     let shutdown = CancellationToken::new();
-    let backend = Arc::new(HttpBatchBackend::new(&sup_peer.url()));
+    let mut engine_cfg = Config::default();
+    engine_cfg.supervisor.endpoints = vec![endpoint("sup", sup_peer.url())];
+    engine_cfg.validation.policy = PolicyMode::Indexed;
+    // Every pass must reach the supervisor (valid verdicts are not reused across passes here).
+    engine_cfg.validation.valid_cache_ttl_secs = 0;
+    let backend: DynBackend = Arc::new(Engine::from_config(&engine_cfg).unwrap());
     let reval = start(&cfg, backend, shutdown.clone(), false).await.unwrap();
 
     let mut total_blocks = 0;

@@ -422,7 +422,7 @@ async fn policies_combine_and_fail_closed() {
     let mut cfg = Config::default();
     cfg.light.chains = vec![light_chain(SOURCE, &[peer.url()])];
     let e = Engine::from_config(&cfg).err().expect("both needs the indexed backend");
-    assert!(e.contains("supervisor"), "{e}");
+    assert!(e.to_string().contains("supervisor"), "{e}");
 }
 
 #[tokio::test]

@@ -52,6 +52,8 @@ pub struct UpstreamConfig {
     pub timeout_ms: u64,
     /// Idle keep-alive connections kept to the upstream.
     pub pool_size: usize,
+    /// Largest answer body read from the upstream, bytes; a larger one is -32603.
+    pub max_response_bytes: usize,
     /// Methods forwarded; everything else is refused with -32601 without touching the upstream.
     pub methods: Vec<String>,
     /// The upstream's WebSocket URL (`ws://` or `wss://`) that WebSocket clients' non-submission
@@ -66,6 +68,7 @@ impl Default for UpstreamConfig {
             url: "http://127.0.0.1:9545".into(),
             timeout_ms: 5_000,
             pool_size: 64,
+            max_response_bytes: 32 * 1024 * 1024,
             methods: [
                 "eth_sendRawTransaction",
                 "eth_sendRawTransactionConditional",
@@ -102,6 +105,7 @@ impl UpstreamConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         check_url("upstream.url", &self.url)?;
         check_positive("upstream.timeout_ms", self.timeout_ms)?;
+        check_positive("upstream.max_response_bytes", self.max_response_bytes as u64)?;
         if !self.ws_url.is_empty() {
             match url::Url::parse(&self.ws_url) {
                 Ok(u) if matches!(u.scheme(), "ws" | "wss") => {}

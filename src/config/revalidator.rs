@@ -18,6 +18,9 @@ pub struct RevalidatorConfig {
     /// Timeout of each call to the EL (`txpool_content`, `eth_getBlockByNumber`), ms. A big pool
     /// makes `txpool_content` slow, hence more than a check's timeout.
     pub el_timeout_ms: u64,
+    /// Largest EL answer read, bytes; a larger `txpool_content` is no answer (the pass is
+    /// skipped, verdicts stand). Sized so a full pool of `max_pool_txs` fits.
+    pub el_max_response_bytes: usize,
     /// Time between passes, ms: how stale a near block's verdict may get (one block time by
     /// default, so a tx is re-checked once per block it waits).
     pub interval_ms: u64,
@@ -42,8 +45,10 @@ pub struct RevalidatorConfig {
     /// Largest number of checks sent in one backend request; a presumed block with more is
     /// split, so a supervisor's batch limit is never exceeded.
     pub max_checks_per_request: usize,
-    /// How long a tx may stay without a definitive verdict (not yet known or unanswered) before
-    /// it is published as invalid, seconds, counted from when it was first seen or last valid.
+    /// How long a tx may stay "not yet known" (a backend says its messages do not exist yet)
+    /// before it is published as invalid, seconds, counted from when it was first seen or last
+    /// valid. No answer at all (backends down, garbage, timeouts) never publishes a tx: an EL
+    /// must not drop valid txs because a peer is broken.
     pub max_unknown_secs: u64,
     /// Largest number of interop txs tracked; beyond it new ones wait until others leave.
     pub max_tracked: usize,
@@ -71,6 +76,9 @@ impl Default for RevalidatorConfig {
             listen: "0.0.0.0:8561".into(),
             el_url: "http://127.0.0.1:9545".into(),
             el_timeout_ms: 5_000,
+            // txpool_content is ~490 bytes of JSON per plain tx (measured); interop txs carry
+            // access lists. 1 KiB per tx of the 200k `max_pool_txs` cap, rounded up.
+            el_max_response_bytes: 256 * 1024 * 1024,
             interval_ms: 2_000,
             full_interval_ms: 30_000,
             near_blocks: 4,
@@ -103,6 +111,7 @@ impl RevalidatorConfig {
         check_url("revalidator.el_url", &self.el_url)?;
         for (key, v) in [
             ("revalidator.el_timeout_ms", self.el_timeout_ms),
+            ("revalidator.el_max_response_bytes", self.el_max_response_bytes as u64),
             ("revalidator.interval_ms", self.interval_ms),
             ("revalidator.full_interval_ms", self.full_interval_ms),
             ("revalidator.block_time_secs", self.block_time_secs),

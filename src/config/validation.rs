@@ -129,6 +129,8 @@ pub struct SupervisorConfig {
     pub timeout_ms: u64,
     /// How long an endpoint stays marked unhealthy after a transport error or 5xx, ms.
     pub unhealthy_ms: u64,
+    /// Largest answer body read from an endpoint, bytes; a larger one is no answer.
+    pub max_response_bytes: usize,
 }
 
 impl Default for SupervisorConfig {
@@ -140,6 +142,9 @@ impl Default for SupervisorConfig {
             quorum: 2,
             timeout_ms: 2_000,
             unhealthy_ms: 10_000,
+            // An answer is `null` or one error per check: 1000 checks of a revalidator batch
+            // with long error messages stay well under 1 MiB.
+            max_response_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -164,6 +169,7 @@ impl SupervisorConfig {
             ));
         }
         check_positive("supervisor.timeout_ms", self.timeout_ms)?;
+        check_positive("supervisor.max_response_bytes", self.max_response_bytes as u64)?;
         Ok(())
     }
 }
@@ -179,6 +185,12 @@ pub struct ChainRpcConfig {
     /// When true, all endpoints are asked and must agree on block hash and logs.
     #[serde(default)]
     pub agreement: bool,
+    /// When true, a block's logs come from `eth_getBlockReceipts`, checked against the header's
+    /// `receiptsRoot`, and the header's hash is recomputed from its fields: a chain RPC that lies
+    /// about logs is caught (no peer does this). Costs one receipts call per block instead of
+    /// one `eth_getLogs`, and needs an RPC that serves `eth_getBlockReceipts`.
+    #[serde(default)]
+    pub verify_receipts: bool,
 }
 
 /// `[light]`: the light backend (recomputes messages from `eth_getLogs`).
@@ -196,6 +208,8 @@ pub struct LightConfig {
     /// Every this many ms, read each chain's head and walk back over new or replaced blocks, so
     /// a reorg drops cached valid verdicts even when nobody checks them. 0 disables the watch.
     pub reorg_watch_ms: u64,
+    /// Largest answer body read from a chain RPC, bytes; a larger one is no answer.
+    pub max_response_bytes: usize,
 }
 
 impl Default for LightConfig {
@@ -206,6 +220,9 @@ impl Default for LightConfig {
             block_cache_capacity: 10_000,
             head_ttl_ms: 1_000,
             reorg_watch_ms: 1_000,
+            // eth_getLogs of one block: a 30M-gas block holds at most ~80k minimal logs (~16 MiB
+            // of JSON); twice that leaves room for big data fields.
+            max_response_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -237,6 +254,7 @@ impl LightConfig {
         }
         check_positive("light.timeout_ms", self.timeout_ms)?;
         check_positive("light.block_cache_capacity", self.block_cache_capacity)?;
+        check_positive("light.max_response_bytes", self.max_response_bytes as u64)?;
         Ok(())
     }
 }

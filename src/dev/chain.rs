@@ -56,6 +56,9 @@ struct State {
     safe_depth: u64,
     finalized_depth: u64,
     salt: u64,
+    /// When set, `eth_getLogs({blockHash})` answers with this block's logs instead (an RPC
+    /// that ignores the `blockHash` filter, as some providers do).
+    logs_of: Option<u64>,
 }
 
 /// The simulated chain.
@@ -100,6 +103,13 @@ impl SimChain {
         let mut s = lock(&self.state);
         s.safe_depth = safe;
         s.finalized_depth = finalized;
+    }
+
+    /// Makes `eth_getLogs({blockHash})` answer with block `number`'s logs whatever hash is
+    /// asked (`None`: honest again). The logs keep their true block fields, as a real RPC that
+    /// ignores the filter sends them.
+    pub fn set_logs_lie(&self, number: Option<u64>) {
+        lock(&self.state).logs_of = number;
     }
 
     /// Delays every answer.
@@ -271,7 +281,11 @@ impl SimChain {
         if let Some(h) = filter.get("blockHash") {
             let h: B256 = serde_json::from_value(h.clone()).map_err(RpcError::invalid_params)?;
             let s = lock(&self.state);
-            let Some(b) = s.blocks.iter().find(|b| b.hash == h).cloned() else {
+            let found = match s.logs_of {
+                Some(n) => s.blocks.iter().find(|b| b.number == n),
+                None => s.blocks.iter().find(|b| b.hash == h),
+            };
+            let Some(b) = found.cloned() else {
                 return Err(RpcError::new(-32000, "unknown block"));
             };
             drop(s);

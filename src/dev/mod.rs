@@ -5,6 +5,7 @@
 pub mod chain;
 pub mod devnet;
 pub mod el_pool;
+pub mod misbehave;
 pub mod supervisor;
 pub mod upstream;
 pub mod wallet;
@@ -69,6 +70,7 @@ pub fn light_chain(chain_id: u64, urls: &[String]) -> crate::config::ChainRpcCon
             .map(|(i, u)| endpoint(&format!("c{i}"), u.clone()))
             .collect(),
         agreement: false,
+        verify_receipts: false,
     }
 }
 

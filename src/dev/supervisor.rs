@@ -17,11 +17,10 @@ use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 
 use crate::interop::Message;
-use crate::rpc::check_access_list::{answer, decode, is_check_access_list};
 use crate::rpc::codes;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{Call, RpcError};
-use crate::validation::indexed::classify_error;
+use crate::validation::codec::{answer, decode, is_check_access_list};
 use crate::validation::{Rejection, Verdict};
 
 /// The peer.
@@ -94,19 +93,27 @@ impl MockSupervisor {
         self.checks.load(Ordering::SeqCst)
     }
 
-    fn verdict(&self, messages: &[Message], until: u64) -> Verdict {
-        if self.failsafe.load(Ordering::SeqCst) {
-            return Verdict::Invalid(Rejection::new(codes::SUP_FAILSAFE, "failsafe enabled"));
-        }
+    /// The answer: a programmed code goes on the wire as it is (whatever it means), the rest
+    /// through the shared server encoding.
+    fn answer(&self, messages: &[Message], until: u64) -> Result<Box<RawValue>, RpcError> {
         let forced = self.forced.load(Ordering::SeqCst);
-        if forced != 0 {
-            return classify_error(&RpcError::new(forced, "forced error"));
+        if forced != 0 && !self.failsafe.load(Ordering::SeqCst) {
+            return Err(RpcError::new(forced, "forced error"));
         }
         let errors = self.errors.lock().map(|k| k.clone()).unwrap_or_default();
         if let Some((m, code)) =
             messages.iter().find_map(|m| errors.get(&m.checksum).map(|c| (m, *c)))
         {
-            return classify_error(&RpcError::new(code, format!("programmed error for {m}")));
+            if !self.failsafe.load(Ordering::SeqCst) {
+                return Err(RpcError::new(code, format!("programmed error for {m}")));
+            }
+        }
+        answer(&self.verdict(messages, until))
+    }
+
+    fn verdict(&self, messages: &[Message], until: u64) -> Verdict {
+        if self.failsafe.load(Ordering::SeqCst) {
+            return Verdict::Invalid(Rejection::new(codes::SUP_FAILSAFE, "failsafe enabled"));
         }
         if self.accept_all.load(Ordering::SeqCst) {
             return Verdict::Valid { until };
@@ -146,7 +153,7 @@ impl Handler for MockSupervisor {
             }
             let d = decode(&call)?;
             let until = d.request.descriptor.end().unwrap_or(u64::MAX);
-            answer(&self.verdict(&d.request.messages, until))
+            self.answer(&d.request.messages, until)
         })
     }
 

@@ -4,6 +4,11 @@
 //! and the first invalid transaction in bundle order refuses the whole bundle with its index in
 //! `data`. A bundle that passes is forwarded verbatim (every field the gateway does not read is
 //! kept); a bundle without interop transactions costs no backend call.
+//!
+//! Unlike a single submission, a bundle gets no retry-after-delay: it targets a block, and
+//! waiting seconds for a re-test would miss it, so a message not known yet refuses the bundle at
+//! once (-321401, retry). The batch goes to the engine itself (the ingress's retry layer checks
+//! one request at a time).
 
 use serde::Deserialize;
 use serde_json::json;
@@ -14,9 +19,10 @@ use super::limits::RateLimits;
 use super::submit::{decode_raw, verdict_outcome, Gate, Submitter};
 use super::ws_metrics::ws_metrics;
 use crate::interop::tx::DecodedTx;
+use crate::rpc::codes;
 use crate::rpc::server::CallContext;
 use crate::rpc::types::{Call, RpcError};
-use crate::validation::Verdict;
+use crate::validation::{DynBackend, Verdict};
 
 /// The bundle method.
 pub const BUNDLE_METHOD: &str = "eth_sendBundle";
@@ -30,6 +36,8 @@ struct BundleParams {
 /// Bundle checks in front of the shared submission pipeline.
 pub struct Bundles {
     max_txs: usize,
+    /// The validation engine (`None` when no backend is configured: interop bundles are refused).
+    engine: Option<DynBackend>,
 }
 
 /// Marks `e` as being about the bundle's transaction `index`: the index goes in `data` (next to
@@ -50,9 +58,9 @@ fn count(outcome: &str, reason: &str) {
 }
 
 impl Bundles {
-    /// At most `max_txs` transactions per bundle.
-    pub fn new(max_txs: usize) -> Self {
-        Self { max_txs }
+    /// At most `max_txs` transactions per bundle, validated by `engine`.
+    pub fn new(max_txs: usize, engine: Option<DynBackend>) -> Self {
+        Self { max_txs, engine }
     }
 
     /// Checks a bundle and forwards it verbatim when every transaction passes.
@@ -113,7 +121,13 @@ impl Bundles {
             let messages = submitter.messages(&txs[i]).map_err(|e| refuse(i, e, "malformed"))?;
             reqs.push(submitter.request(messages));
         }
-        let engine = submitter.engine().map_err(|e| refuse(first, e, "unavailable"))?;
+        let Some(engine) = self.engine.as_ref() else {
+            // No backend configured: the refusal a single submission gets.
+            let e = submitter.engine().err().unwrap_or_else(|| {
+                RpcError::new(codes::NO_BACKEND, "interop validation is unavailable; retry later")
+            });
+            return Err(refuse(first, e, "unavailable"));
+        };
         let slots = u32::try_from(reqs.len()).unwrap_or(u32::MAX);
         let _permit = submitter.reserve(slots).inspect_err(|_| {
             count("refused", "over_capacity");

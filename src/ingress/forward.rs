@@ -46,7 +46,8 @@ impl Forwarder {
             url,
             Duration::from_millis(cfg.timeout_ms),
             http_client(cfg.pool_size),
-        );
+        )
+        .with_max_response_bytes(cfg.max_response_bytes);
         Ok(Self { client, methods: cfg.methods.iter().cloned().collect() })
     }
 
@@ -87,6 +88,9 @@ fn upstream_error(e: ClientError) -> UpstreamError {
             UpstreamError::Unavailable(format!("HTTP status {status}"))
         }
         ClientError::Decode { detail, .. } => UpstreamError::Unavailable(detail),
+        ClientError::TooLarge { limit, .. } => {
+            UpstreamError::Unavailable(format!("answer larger than {limit} bytes"))
+        }
         ClientError::Rpc { error, .. } => UpstreamError::Unavailable(error.to_string()),
     }
 }

@@ -22,6 +22,7 @@ use crate::admin::ModeCell;
 use crate::config::Config;
 use crate::rpc::server::{rpc_router, CallContext, Handler, Limits};
 use crate::rpc::types::{Call, RpcError};
+use crate::validation::retry::Retry;
 use crate::validation::DynBackend;
 use bundle::{Bundles, BUNDLE_METHOD};
 use forward::Forwarder;
@@ -58,8 +59,17 @@ impl Ingress {
         Self {
             forwarder,
             limits: RateLimits::new(&cfg.ingress),
-            submitter: Submitter::new(&cfg.ingress, mode, engine),
-            bundles: Bundles::new(cfg.ingress.max_bundle_txs),
+            // Retry-after-delay belongs to the ingress alone: it owns its descriptor ("now"),
+            // so it may re-stamp it; the engine answers every other caller exactly.
+            submitter: Submitter::new(
+                &cfg.ingress,
+                mode,
+                engine
+                    .clone()
+                    .map(|e| Arc::new(Retry::from_config(e, &cfg.validation)) as DynBackend),
+            ),
+            // Bundles check the engine itself, in one batch (see `bundle`).
+            bundles: Bundles::new(cfg.ingress.max_bundle_txs, engine),
             labels,
         }
     }

@@ -21,6 +21,7 @@ use crate::metrics::metrics;
 use crate::rpc::codes;
 use crate::rpc::server::CallContext;
 use crate::rpc::types::{Call, RpcError};
+use crate::validation::codec::message_json;
 use crate::validation::{CheckRequest, DynBackend, Rejection, Verdict};
 
 /// The methods that submit a transaction; all take the raw transaction as the first param.
@@ -37,17 +38,6 @@ pub struct Submitter {
     mode: Arc<ModeCell>,
     engine: Option<DynBackend>,
     in_flight: Semaphore,
-}
-
-/// JSON details of a message, for error `data` and logs.
-pub fn message_json(m: &Message) -> serde_json::Value {
-    json!({
-        "chainId": m.chain_id.to_string(),
-        "blockNumber": m.block_number,
-        "logIndex": m.log_index,
-        "timestamp": m.timestamp,
-        "checksum": m.checksum,
-    })
 }
 
 impl Submitter {

@@ -21,11 +21,11 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::FailsafeSwitch;
 use crate::config::LightServerConfig;
 use crate::interop::types::parse_chain_id;
-use crate::rpc::check_access_list::{answer, decode, is_check_access_list};
 use crate::rpc::codes;
 use crate::rpc::server::method_label_of;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{to_raw, Call, RpcError};
+use crate::validation::codec::{answer, decode, is_check_access_list};
 use crate::validation::light::LightBackend;
 use crate::validation::{Backend, Rejection, Verdict};
 

@@ -14,12 +14,11 @@ use alloy_primitives::B256;
 use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 
-use super::error::check_answer;
 use super::service::Revalidator;
-use crate::rpc::check_access_list::{decode, is_check_access_list};
 use crate::rpc::server::method_label_of;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{to_raw, Call, RpcError};
+use crate::validation::codec::{answer, decode, is_check_access_list};
 
 /// The handler; cheap to clone.
 #[derive(Clone)]
@@ -67,7 +66,7 @@ impl Handler for Api {
                     let decoded = decode(&call)?;
                     let verdict =
                         self.core.check_access_list(&decoded.request, decoded.entries.len()).await;
-                    check_answer(&verdict)
+                    answer(&verdict)
                 }
                 "admin_getFailsafeEnabled" => Ok(to_raw(&self.core.failsafe())),
                 "interop_invalidTransactions" => {

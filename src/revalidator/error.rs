@@ -32,28 +32,3 @@ pub enum StartError {
         source: std::io::Error,
     },
 }
-
-/// The `data` that names a failing message, so an operator can find it on the source chain.
-pub fn message_data(m: &crate::interop::Message) -> serde_json::Value {
-    serde_json::json!({
-        "chainId": format!("{:#x}", m.chain_id),
-        "blockNumber": m.block_number,
-        "logIndex": m.log_index,
-        "timestamp": m.timestamp,
-    })
-}
-
-/// The `checkAccessList` answer for a verdict: the shared server encoding (so every listener
-/// answers alike), plus `data` naming the failing message when the verdict names one.
-pub fn check_answer(
-    verdict: &crate::validation::Verdict,
-) -> Result<Box<serde_json::value::RawValue>, crate::rpc::RpcError> {
-    use crate::validation::Verdict;
-    crate::rpc::check_access_list::answer(verdict).map_err(|e| match verdict {
-        Verdict::Invalid(r) | Verdict::NotYetKnown(r) => match &r.message {
-            Some(m) => e.with_data(message_data(m)),
-            None => e,
-        },
-        _ => e,
-    })
-}

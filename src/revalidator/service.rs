@@ -87,8 +87,12 @@ impl Revalidator {
     /// A revalidator watching `cfg.el_url` and checking with `backend`. Nothing runs until
     /// passes are driven ([`Revalidator::run_due_pass`] or [`super::start`]).
     pub fn new(cfg: RevalidatorConfig, backend: DynBackend) -> Result<Arc<Self>, PoolError> {
-        let pool =
-            ElPool::new(&cfg.el_url, Duration::from_millis(cfg.el_timeout_ms), cfg.max_pool_txs)?;
+        let pool = ElPool::new(
+            &cfg.el_url,
+            Duration::from_millis(cfg.el_timeout_ms),
+            cfg.max_pool_txs,
+            cfg.el_max_response_bytes,
+        )?;
         let limits = TrackerLimits {
             max_tracked: cfg.max_tracked,
             max_inbox_entries: cfg.max_inbox_entries,

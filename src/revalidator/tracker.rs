@@ -3,11 +3,12 @@
 //! by a plain mutex and never held across an await.
 //!
 //! Verdict rules: valid -> valid until the verdict's end; definitive invalid -> published once,
-//! never retried; not-yet-known / unanswered -> re-checked next pass and published only when the
-//! tx has gone `max_unknown` without a definitive answer (counted from when it was first seen or
-//! last found valid, so a brief backend outage does not flush long-valid txs at once). A
-//! failsafe answer is not about the tx: it raises the flag and the tx is retried, without
-//! running its deadline down (ELs evict on the flag themselves).
+//! never retried; not-yet-known -> re-checked next pass and published only when the backends
+//! have kept saying "not yet known" for `max_unknown` (counted from when the tx was first seen
+//! or last found valid). No answer (backends down, slow, garbage) and failsafe are not about the
+//! tx: it keeps its last verdict, is retried next pass, its status says `unknown` with the
+//! reason, and nothing is ever published on them: an EL must never drop a valid tx because a
+//! peer is broken (ELs evict on the failsafe flag themselves).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,13 +17,12 @@ use std::time::{Duration, Instant};
 use alloy_primitives::{B256, U256};
 use serde_json::json;
 
-use super::error::message_data;
 use super::feed::{Feed, FeedEntry};
 use super::pool::PoolTx;
 use crate::interop::access_list::{dedup, parse_entries};
 use crate::interop::{ExecutingDescriptor, Message, SafetyLevel};
 use crate::rpc::codes;
-use crate::validation::{Rejection, Verdict};
+use crate::validation::{Rejection, Verdict, Window};
 
 /// What is known about one tracked tx.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,9 +47,9 @@ pub enum TxStatus {
     Invalid {
         /// Why.
         rejection: Rejection,
-        /// The descriptor timestamp and safety of the backend verdict, when the backend gave it
-        /// (a malformed list or an expired deadline has none and is never answered from here).
-        checked: Option<(u64, SafetyLevel)>,
+        /// The window and safety of the backend verdict, when the backend gave it (a malformed
+        /// list or an expired deadline has none and is never answered from here).
+        checked: Option<(Window, SafetyLevel)>,
         /// Feed sequence number.
         seq: u64,
     },
@@ -78,6 +78,8 @@ pub struct TrackedTx {
     pub next_check_unix: Option<u64>,
     /// Re-check on the next pass whatever its presumed block.
     pub retry: bool,
+    /// Why the latest check got no verdict (no answer, or failsafe); `None` after an answer.
+    pub no_answer: Option<String>,
 }
 
 /// What a pool sync changed.
@@ -188,6 +190,7 @@ impl Tracker {
                 last_checked_unix: None,
                 next_check_unix: None,
                 retry: false,
+                no_answer: None,
             };
             let parsed = if inbox.len() > self.limits.max_inbox_entries {
                 Err(Rejection::new(
@@ -232,7 +235,7 @@ impl Tracker {
             code: r.code,
             reason: r.reason.clone(),
             detected_at: now_unix,
-            data: r.message.as_ref().map(message_data),
+            data: r.message.as_ref().map(crate::validation::codec::message_json),
         })
     }
 
@@ -255,6 +258,7 @@ impl Tracker {
         }
         t.last_checked_unix = Some(now_unix);
         t.retry = false;
+        t.no_answer = None;
         match verdict {
             Verdict::Valid { until } => {
                 t.status = TxStatus::Valid { from: descriptor.timestamp, until, safety };
@@ -262,48 +266,52 @@ impl Tracker {
                 false
             }
             Verdict::Invalid(r) if r.code != codes::SUP_FAILSAFE => {
+                let window =
+                    Window { from: descriptor.timestamp, to: descriptor.end().unwrap_or(u64::MAX) };
                 let seq = self.publish(hash, &r, now_unix);
                 if let Some(t) = self.txs.get_mut(&hash) {
-                    t.status = TxStatus::Invalid {
-                        rejection: r,
-                        checked: Some((descriptor.timestamp, safety)),
-                        seq,
-                    };
+                    t.status =
+                        TxStatus::Invalid { rejection: r, checked: Some((window, safety)), seq };
                 }
                 true
             }
-            last => {
+            last @ Verdict::NotYetKnown(_) => {
                 t.status = TxStatus::Pending { last };
+                t.retry = true;
+                false
+            }
+            // No answer or failsafe: nothing learned about the tx; it keeps its last verdict.
+            Verdict::Invalid(r) => {
+                t.no_answer = Some(format!("failsafe: {}", r.reason));
+                t.retry = true;
+                false
+            }
+            Verdict::Unavailable(why) => {
+                t.no_answer = Some(why);
                 t.retry = true;
                 false
             }
         }
     }
 
-    /// Publishes the txs whose deadline for a definitive answer has passed; returns how many.
+    /// Publishes the txs the backends kept calling "not yet known" past the deadline; returns
+    /// how many. A tx whose latest check got no answer is never published here.
     pub fn expire(&mut self, now: Instant, now_unix: u64) -> usize {
         let max = self.limits.max_unknown;
         let due: Vec<(B256, Rejection)> = self
             .txs
             .iter()
+            .filter(|(_, t)| t.no_answer.is_none())
             .filter(|(_, t)| now.saturating_duration_since(t.unknown_since) >= max)
-            .filter_map(|(h, t)| {
-                let secs = max.as_secs();
-                let r = match &t.status {
-                    TxStatus::Unchecked => {
-                        Rejection::new(codes::INTERNAL_ERROR, format!("no verdict within {secs} s"))
-                    }
-                    TxStatus::Pending { last: Verdict::NotYetKnown(r) } => Rejection {
-                        reason: format!("not known within {secs} s: {}", r.reason),
+            .filter_map(|(h, t)| match &t.status {
+                TxStatus::Pending { last: Verdict::NotYetKnown(r) } => Some((
+                    *h,
+                    Rejection {
+                        reason: format!("not known within {} s: {}", max.as_secs(), r.reason),
                         ..r.clone()
                     },
-                    TxStatus::Pending { last: Verdict::Unavailable(why) } => Rejection::new(
-                        codes::INTERNAL_ERROR,
-                        format!("no verdict within {secs} s: {why}"),
-                    ),
-                    _ => return None,
-                };
-                Some((*h, r))
+                )),
+                _ => None,
             })
             .collect();
         for (hash, rejection) in &due {
@@ -322,8 +330,9 @@ impl Tracker {
     /// A valid verdict for `[from, until]` covers an asked window ending by `until` even when
     /// it starts before `from` (ELs ask with "now", we check presumed future blocks): the only
     /// rule that can fail earlier is init < exec, which is checked here from the messages
-    /// themselves. An invalid verdict is reused only for a window starting at or after the one
-    /// checked, and never during failsafe.
+    /// themselves. An invalid verdict holds somewhere in the window it was judged for, so it is
+    /// reused only for an asked window that contains that one (and a safety at least as strong),
+    /// never during failsafe.
     pub fn lookup(
         &self,
         messages: &[Message],
@@ -344,8 +353,9 @@ impl Tracker {
                 {
                     return Some(Ok(()));
                 }
-                TxStatus::Invalid { rejection, checked: Some((from, checked)), .. }
-                    if safety >= *checked && d.timestamp >= *from =>
+                TxStatus::Invalid { rejection, checked: Some((judged, checked)), .. }
+                    if safety >= *checked
+                        && judged.within(&Window { from: d.timestamp, to: end }) =>
                 {
                     return Some(Err(rejection.clone()));
                 }
@@ -360,7 +370,7 @@ impl Tracker {
         let Some(t) = self.txs.get(hash) else {
             return json!({ "hash": hash, "tracked": false });
         };
-        let (status, last, valid_until) = match &t.status {
+        let (mut status, last, valid_until) = match &t.status {
             TxStatus::Unchecked => ("unchecked", serde_json::Value::Null, None),
             TxStatus::Valid { until, .. } => ("valid", json!({ "kind": "valid" }), Some(*until)),
             TxStatus::Pending { last } => ("pending", verdict_view(last), None),
@@ -370,9 +380,14 @@ impl Tracker {
                 None,
             ),
         };
+        if t.no_answer.is_some() {
+            // The latest check got no verdict: say so, with why, beside the last verdict.
+            status = "unknown";
+        }
         json!({
             "hash": hash,
             "tracked": true,
+            "reason": t.no_answer,
             "status": status,
             "messages": t.messages.len(),
             "presumedBlock": t.presumed_block,
@@ -501,7 +516,8 @@ mod tests {
             "never during failsafe"
         );
         t.set_failsafe(false);
-        // Invalid: published once, reused for later windows only, never re-recorded.
+        // Invalid: published once, reused only for windows containing the judged one (it is
+        // invalid somewhere in [206, 208]), never re-recorded.
         let r = Rejection::new(codes::SUP_CONFLICTING_DATA, "checksum mismatch").for_message(m[0]);
         assert!(t.record(
             h,
@@ -519,7 +535,10 @@ mod tests {
             now,
             1_004
         ));
-        assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(210, 0)), Some(Err(r)));
+        assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(200, 10)), Some(Err(r.clone())));
+        assert_eq!(t.lookup(&m, SafetyLevel::Safe, &desc(206, 2)), Some(Err(r)));
+        assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(210, 0)), None, "after it");
+        assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(206, 0)), None, "narrower");
         assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(150, 0)), None);
         let page = t.feed().read(None, 10);
         assert_eq!(page.entries.len(), 1);
@@ -527,7 +546,7 @@ mod tests {
     }
 
     #[test]
-    fn unanswered_txs_expire_from_first_seen_or_last_valid_but_not_on_failsafe() {
+    fn only_not_yet_known_outliving_the_deadline_is_published_never_no_answer_or_failsafe() {
         let mut t = tracker();
         let t0 = Instant::now();
         let pool = vec![
@@ -559,20 +578,35 @@ mod tests {
             1_030,
         );
         t.record(h3, failsafe, &desc(5, 4), SafetyLevel::CrossUnsafe, t30, 1_030);
-        assert!(t.txs[&h1].retry && t.txs[&h3].retry);
+        assert!(t.txs[&h1].retry && t.txs[&h2].retry && t.txs[&h3].retry);
+        assert!(matches!(t.txs[&h2].status, TxStatus::Valid { .. }), "no answer keeps the verdict");
+        assert_eq!(t.view(&h2)["status"], "unknown");
+        assert_eq!(t.view(&h2)["reason"], "down");
         assert_eq!(t.expire(t0 + Duration::from_secs(59), 1_059), 0);
         assert_eq!(t.expire(t0 + Duration::from_secs(60), 1_060), 1, "h1 from first seen");
-        assert_eq!(t.expire(t0 + Duration::from_secs(89), 1_089), 0);
-        assert_eq!(t.expire(t0 + Duration::from_secs(90), 1_090), 1, "h2 from last valid");
         assert_eq!(
-            t.expire(t0 + Duration::from_secs(500), 1_500),
+            t.expire(t0 + Duration::from_secs(5_000), 6_000),
             0,
-            "failsafe never expires a tx"
+            "no answer and failsafe never publish a tx"
         );
+        // A not-yet-known tx whose latest check got no answer waits for an answer.
+        let pool4 = vec![ptx(4, Some(encode_entries(&[msg(4)])))];
+        t.sync(&pool4, t0, 1_000);
+        let h4 = B256::with_last_byte(4);
+        t.record(h4, soft.clone(), &desc(1, 2), SafetyLevel::CrossUnsafe, t30, 1_030);
+        t.record(
+            h4,
+            Verdict::Unavailable("down".into()),
+            &desc(1, 2),
+            SafetyLevel::CrossUnsafe,
+            t30,
+            1_030,
+        );
+        assert_eq!(t.expire(t0 + Duration::from_secs(600), 1_600), 0);
         let page = t.feed().read(None, 10);
         assert_eq!(
             page.entries.iter().map(|e| (e.hash, e.code)).collect::<Vec<_>>(),
-            vec![(h1, codes::SUP_FUTURE_DATA), (h2, codes::INTERNAL_ERROR)]
+            vec![(h1, codes::SUP_FUTURE_DATA)]
         );
     }
 }

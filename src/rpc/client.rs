@@ -33,7 +33,9 @@ pub enum ClientError {
         /// What failed (credentials stripped).
         detail: String,
     },
-    /// The server answered with a non-2xx HTTP status and no JSON-RPC body.
+    /// The server answered with a non-2xx HTTP status. Whatever body came with it is not read:
+    /// a proxy in front of a peer answers 4xx/5xx with JSON of its own, which says nothing
+    /// about the question asked.
     #[error("{endpoint}: HTTP status {status}")]
     HttpStatus {
         /// Endpoint name.
@@ -41,7 +43,16 @@ pub enum ClientError {
         /// The status.
         status: u16,
     },
-    /// The body was not the JSON-RPC response expected.
+    /// The body was larger than this endpoint's `max_response_bytes`; reading stopped there.
+    #[error("{endpoint}: answer larger than {limit} bytes")]
+    TooLarge {
+        /// Endpoint name.
+        endpoint: String,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The body was not the JSON-RPC response expected (not JSON, not JSON-RPC 2.0, a wrong
+    /// or missing id, both or neither of `result` and `error`, missing or extra batch elements).
     #[error("{endpoint}: bad response: {detail}")]
     Decode {
         /// Endpoint name.
@@ -60,13 +71,11 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// True when the server did not give a JSON-RPC answer at all (timeout, transport, 5xx).
+    /// True when the server did not give a well-formed JSON-RPC answer at all (timeout,
+    /// transport, any non-2xx status, oversize or malformed body). Only [`ClientError::Rpc`] is
+    /// an answer.
     pub fn is_no_answer(&self) -> bool {
-        match self {
-            Self::Timeout { .. } | Self::Transport { .. } | Self::Decode { .. } => true,
-            Self::HttpStatus { status, .. } => *status >= 500 || *status == 429,
-            Self::Rpc { .. } => false,
-        }
+        !matches!(self, Self::Rpc { .. })
     }
 
     /// Metrics label.
@@ -75,22 +84,34 @@ impl ClientError {
             Self::Timeout { .. } => "timeout",
             Self::Transport { .. } => "transport",
             Self::HttpStatus { .. } => "http_status",
+            Self::TooLarge { .. } => "too_large",
             Self::Decode { .. } => "decode",
             Self::Rpc { .. } => "rpc_error",
         }
     }
 }
 
-/// One element of a JSON-RPC response, result kept raw.
+/// One element of a JSON-RPC response, result kept raw. `result` is `Some("null")` for an
+/// explicit `"result": null` and `None` when the member is absent, so the two never blur.
 #[derive(Debug, Deserialize)]
 struct WireResponse {
     #[serde(default)]
-    id: Option<serde_json::Value>,
+    jsonrpc: Option<String>,
     #[serde(default)]
+    id: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
     result: Option<Box<RawValue>>,
     #[serde(default)]
     error: Option<RpcError>,
 }
+
+/// Deserializes a present member (including `null`) as `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
+}
+
+/// The default bound on one answer's body when the caller sets none.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Serialize)]
 struct WireRequest<'a, P: Serialize + ?Sized> {
@@ -108,6 +129,7 @@ pub struct RpcClient {
     url: reqwest::Url,
     http: reqwest::Client,
     timeout: Duration,
+    max_response_bytes: usize,
     next_id: AtomicU64,
 }
 
@@ -142,7 +164,23 @@ impl RpcClient {
         timeout: Duration,
         http: reqwest::Client,
     ) -> Self {
-        Self { target, name: name.into(), url, http, timeout, next_id: AtomicU64::new(1) }
+        Self {
+            target,
+            name: name.into(),
+            url,
+            http,
+            timeout,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Bounds the body of every answer: reading stops at `limit` bytes and the call is "no
+    /// answer" ([`ClientError::TooLarge`]), so one oversize answer costs at most `limit` bytes
+    /// of memory per call in flight.
+    pub fn with_max_response_bytes(mut self, limit: usize) -> Self {
+        self.max_response_bytes = limit.max(1);
+        self
     }
 
     /// The endpoint's configured name (safe to log).
@@ -179,6 +217,11 @@ impl RpcClient {
         let bytes = self.post(body).instrument(span).await?;
         let resp: WireResponse = serde_json::from_slice(&bytes)
             .map_err(|e| self.decode_err(format!("not a JSON-RPC response: {e}")))?;
+        if resp.id.as_ref().and_then(serde_json::Value::as_u64) != Some(id) {
+            return Err(
+                self.decode_err(format!("answer id {:?} is not the request id {id}", resp.id))
+            );
+        }
         self.to_result(resp)
     }
 
@@ -206,24 +249,24 @@ impl RpcClient {
             serde_json::to_vec(&reqs).map_err(|e| self.decode_err(format!("encode batch: {e}")))?;
         let span = tracing::debug_span!("rpc_batch", target = self.target, endpoint = %self.name, method, size = params.len());
         let bytes = self.post(body).instrument(span).await?;
-        let resps: Vec<WireResponse> = match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                // A server may answer a whole batch with one error object.
-                if let Ok(one) = serde_json::from_slice::<WireResponse>(&bytes) {
-                    if let Some(error) = one.error {
-                        return Err(ClientError::Rpc { endpoint: self.name.clone(), error });
-                    }
-                }
-                return Err(self.decode_err(format!("not a JSON-RPC batch response: {e}")));
-            }
-        };
+        // Anything but an array of answers (a single error object for the whole batch included)
+        // is no answer: it does not say which element it is about.
+        let resps: Vec<WireResponse> = serde_json::from_slice(&bytes)
+            .map_err(|e| self.decode_err(format!("not a JSON-RPC batch response: {e}")))?;
         let mut out: Vec<Option<Result<Box<RawValue>, ClientError>>> =
             (0..params.len()).map(|_| None).collect();
         for r in resps {
             let idx = r.id.as_ref().and_then(|v| v.as_u64()).and_then(|id| id.checked_sub(first));
-            if let Some(i) = idx.map(|i| i as usize).filter(|i| *i < out.len()) {
-                out[i] = Some(self.to_result(r));
+            match idx.map(|i| i as usize).filter(|i| *i < out.len()) {
+                Some(i) if out[i].is_none() => out[i] = Some(self.to_result(r)),
+                // An id we did not send, or one answered twice: the peer is confused about
+                // which answer is which, so none of its answers can be trusted.
+                _ => {
+                    return Err(self.decode_err(format!(
+                        "batch answer has an unexpected or repeated id {:?}",
+                        r.id
+                    )))
+                }
             }
         }
         Ok(out
@@ -234,12 +277,17 @@ impl RpcClient {
             .collect())
     }
 
+    /// A JSON-RPC 2.0 answer has `"jsonrpc": "2.0"` and exactly one of `result` and `error`;
+    /// anything else (`{}`, both members, another version) is no answer.
     fn to_result(&self, resp: WireResponse) -> Result<Box<RawValue>, ClientError> {
+        if resp.jsonrpc.as_deref() != Some("2.0") {
+            return Err(self.decode_err(format!("jsonrpc is {:?}, not \"2.0\"", resp.jsonrpc)));
+        }
         match (resp.result, resp.error) {
-            (_, Some(error)) => Err(ClientError::Rpc { endpoint: self.name.clone(), error }),
+            (None, Some(error)) => Err(ClientError::Rpc { endpoint: self.name.clone(), error }),
             (Some(result), None) => Ok(result),
-            // `"result": null` deserializes as None: a null result is a valid answer.
-            (None, None) => Ok(super::types::null()),
+            (Some(_), Some(_)) => Err(self.decode_err("answer has both result and error".into())),
+            (None, None) => Err(self.decode_err("answer has neither result nor error".into())),
         }
     }
 
@@ -273,23 +321,31 @@ impl RpcClient {
             .body(body)
             .send();
         let fut = async {
-            let resp = send.await.map_err(|e| self.transport_err(e))?;
+            let mut resp = send.await.map_err(|e| self.transport_err(e))?;
             let status = resp.status();
-            let bytes = resp.bytes().await.map_err(|e| self.transport_err(e))?;
             if !status.is_success() {
-                // Many servers put a JSON-RPC error in a 4xx/5xx body: keep it when present.
-                // proxyd-style servers answer e.g. failsafe with 503 and a JSON-RPC body: the
-                // body is the answer.
-                if let Ok(WireResponse { error: Some(error), .. }) = serde_json::from_slice(&bytes)
-                {
-                    return Err(ClientError::Rpc { endpoint: self.name.clone(), error });
-                }
+                // Whatever JSON a non-2xx answer carries (a proxy's "rate limited", a load
+                // balancer's page, a filter's error relayed with 500), it is not a verdict.
                 return Err(ClientError::HttpStatus {
                     endpoint: self.name.clone(),
                     status: status.as_u16(),
                 });
             }
-            Ok(bytes)
+            let limit = self.max_response_bytes;
+            let too_large = || ClientError::TooLarge { endpoint: self.name.clone(), limit };
+            if resp.content_length().is_some_and(|n| n > limit as u64) {
+                return Err(too_large());
+            }
+            let mut body = bytes::BytesMut::with_capacity(
+                resp.content_length().map_or(8 * 1024, |n| n as usize).min(limit),
+            );
+            while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_err(e))? {
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body.freeze())
         };
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r,

@@ -1,7 +1,6 @@
 //! JSON-RPC 2.0 plumbing shared by every listener: wire types, the error codes in one place, the
 //! axum handler (body limits, batches, notifications) and a pooled client.
 
-pub mod check_access_list;
 pub mod client;
 pub mod codes;
 pub mod server;

@@ -1,25 +1,48 @@
-//! The engine every role uses: cache → retry-after-delay → policy → the two backends.
+//! The engine every role uses: cache → policy → the two backends. It answers for exactly the
+//! descriptor it is given (the light endpoint and the revalidator's drop-in serve other
+//! callers' descriptors). Retry-after-delay is not part of it: only the ingress owns its
+//! descriptor ("now"), so only the ingress wraps the engine in [`super::retry::Retry`].
+//!
+//! Single checks and batches go through the same layers, cache, policy and metrics included.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::cache::Cached;
-use super::indexed::IndexedBackend;
-use super::light::LightBackend;
-use super::policy::Policy;
-use super::retry::Retry;
+use super::cache::{Cached, Ttls};
+use super::indexed::{IndexedBackend, IndexedError};
+use super::light::{LightBackend, LightError};
+use super::policy::{Policy, PolicyError};
 use super::{Backend, CheckRequest, DynBackend, Verdict};
 use crate::config::Config;
 use crate::metrics::metrics;
 
+/// Why the engine could not be built from the config.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The policy needs a backend that is not configured.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The indexed backend could not be built.
+    #[error(transparent)]
+    Indexed(#[from] IndexedError),
+    /// The light backend could not be built.
+    #[error(transparent)]
+    Light(#[from] LightError),
+}
+
 /// The composed engine.
 pub struct Engine {
     cached: Arc<Cached>,
-    mode: crate::config::PolicyMode,
     light: Option<Arc<LightBackend>>,
-    indexed: Option<Arc<IndexedBackend>>,
+}
+
+fn record(verdicts: &[Verdict]) {
+    let m = metrics();
+    for v in verdicts {
+        m.verdicts.with_label_values(&["engine", v.kind(), v.reason_label()]).inc();
+    }
 }
 
 impl Engine {
@@ -28,33 +51,25 @@ impl Engine {
         indexed: Option<DynBackend>,
         light: Option<DynBackend>,
         cfg: &crate::config::ValidationConfig,
-    ) -> Result<Self, String> {
-        let policy = Policy::new(cfg.policy, cfg.shadow_primary, indexed, light)
-            .map_err(|e| e.to_string())?;
-        let retry = Retry::new(
-            Arc::new(policy),
-            Duration::from_millis(cfg.retry_delay_ms),
-            cfg.max_retries,
-            cfg.max_waiting,
-        );
-        let cached = Cached::new(
-            Arc::new(retry),
-            cfg.cache_capacity,
-            Duration::from_secs(cfg.invalid_cache_ttl_secs),
-            Duration::from_secs(cfg.valid_cache_ttl_secs),
-            cfg.expiry_window_secs,
-        );
-        Ok(Self { cached: Arc::new(cached), mode: cfg.policy, light: None, indexed: None })
+    ) -> Result<Self, EngineError> {
+        let policy = Policy::new(cfg.policy, cfg.shadow_primary, indexed, light)?;
+        let ttls = Ttls {
+            invalid: Duration::from_secs(cfg.invalid_cache_ttl_secs),
+            // Half the re-test delay: the ingress's re-test always reaches the backends.
+            soft_invalid: Duration::from_millis(cfg.retry_delay_ms / 2),
+            valid: Duration::from_secs(cfg.valid_cache_ttl_secs),
+        };
+        let cached =
+            Cached::new(Arc::new(policy), cfg.cache_capacity, ttls, cfg.expiry_window_secs);
+        Ok(Self { cached: Arc::new(cached), light: None })
     }
 
     /// Builds both backends from `[supervisor]` and `[light]`, then the layers.
-    pub fn from_config(cfg: &Config) -> Result<Self, String> {
+    pub fn from_config(cfg: &Config) -> Result<Self, EngineError> {
         let indexed = IndexedBackend::from_config(&cfg.supervisor)?.map(Arc::new);
-        let light = LightBackend::from_config(&cfg.light, &cfg.validation)
-            .map_err(|e| e.to_string())?
-            .map(Arc::new);
+        let light = LightBackend::from_config(&cfg.light, &cfg.validation)?.map(Arc::new);
         let mut engine = Self::new(
-            indexed.clone().map(|b| b as DynBackend),
+            indexed.map(|b| b as DynBackend),
             light.clone().map(|b| b as DynBackend),
             &cfg.validation,
         )?;
@@ -76,7 +91,6 @@ impl Engine {
             });
         }
         engine.light = light;
-        engine.indexed = indexed;
         Ok(engine)
     }
 
@@ -99,35 +113,19 @@ impl Backend for Engine {
     fn check<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
             let v = self.cached.check(req).await;
-            metrics().verdicts.with_label_values(&["engine", v.kind(), v.reason_label()]).inc();
+            record(std::slice::from_ref(&v));
             v
         })
     }
 
-    /// The revalidator's batches: ONE wire batch to the indexed backend per call (one HTTP
-    /// request per presumed block), the light backend beside it (its block-log cache makes it
-    /// one `eth_getLogs` per block), combined by the same policy as single checks.
+    /// The revalidator's batches (one per presumed block) and bundles: the same cache and
+    /// policy as single checks; the misses reach each backend as one batch (one HTTP request
+    /// per supervisor endpoint; one `eth_getLogs` per block on the light side).
     fn check_batch<'a>(&'a self, reqs: &'a [CheckRequest]) -> BoxFuture<'a, Vec<Verdict>> {
-        use crate::config::PolicyMode;
-        use futures::future::join_all;
         Box::pin(async move {
-            let light_all = |l: &'a Arc<LightBackend>| join_all(reqs.iter().map(|r| l.check(r)));
-            match (self.mode, &self.indexed, &self.light) {
-                (PolicyMode::Indexed, Some(i), _) => i.check_batch(reqs).await,
-                (PolicyMode::Both, Some(i), Some(l)) => {
-                    let (a, b) = tokio::join!(i.check_batch(reqs), light_all(l));
-                    a.into_iter()
-                        .zip(b)
-                        .zip(reqs)
-                        .map(|((a, b), r)| super::policy::combine_both(a, b, r))
-                        .collect()
-                }
-                (PolicyMode::Either, Some(i), Some(l)) => {
-                    let (a, b) = tokio::join!(i.check_batch(reqs), light_all(l));
-                    a.into_iter().zip(b).map(|(a, b)| super::policy::combine_either(a, b)).collect()
-                }
-                _ => join_all(reqs.iter().map(|r| self.check(r))).await,
-            }
+            let v = self.cached.check_batch(reqs).await;
+            record(&v);
+            v
         })
     }
 

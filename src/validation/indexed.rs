@@ -1,66 +1,28 @@
-//! The indexed backend: op-supervisor compatible `checkAccessList` endpoints.
+//! The indexed backend: op-interop-filter / op-supervisor compatible `checkAccessList`
+//! endpoints.
 //!
-//! One pooled [`RpcClient`] per endpoint (never a connection per check). Answers are classified
-//! by code only, exactly as op-reth and proxyd do (protocol.md): failsafe is a hard reject,
-//! `-321401`/`-320400` are "not yet known", `-32603` and transport failures are no answer, every
-//! other error is a definitive invalid.
+//! One pooled [`RpcClient`] per endpoint (never a connection per check). Answers are read by the
+//! shared wire contract ([`super::codec`]): only `"result": null` is valid, only a documented
+//! supervisor code is a definitive invalid, everything else is no answer.
+//!
+//! Single checks and batches are one code path: a check is a batch of one (sent as a plain
+//! JSON-RPC call), a batch is one HTTP request per endpoint asked, and every strategy means the
+//! same for both: `first`/`health` re-ask the next endpoint only for the checks still without an
+//! answer; `any` and `quorum` ask every endpoint and combine each check's answers on its own.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::future::{join_all, BoxFuture};
-use serde_json::value::RawValue;
 
+use super::codec::{params, verdict_of, Params};
 use super::{Backend, CheckRequest, Rejection, Verdict};
 use crate::config::{Namespace, Strategy, SupervisorConfig};
-use crate::interop::access_list::encode_entries;
 use crate::interop::{ExecutingDescriptor, SafetyLevel};
 use crate::metrics::metrics;
-use crate::rpc::client::{http_client, ClientError, RpcClient};
+use crate::rpc::client::{http_client, RpcClient};
 use crate::rpc::codes;
-use crate::rpc::types::RpcError;
-
-/// Classifies a supervisor's JSON-RPC error by its code (the message is kept for humans).
-pub fn classify_error(e: &RpcError) -> Verdict {
-    let reason = format!("supervisor: {}", e.message);
-    match e.code {
-        codes::SUP_FAILSAFE => Verdict::Invalid(Rejection::new(e.code, reason)),
-        codes::SUP_FUTURE_DATA | codes::SUP_UNINITIALIZED => {
-            Verdict::NotYetKnown(Rejection::new(e.code, reason))
-        }
-        codes::INTERNAL_ERROR => Verdict::Unavailable(reason),
-        // Not an answer about the messages: a wrong namespace or a proxy in front of the
-        // supervisor refusing the call (rate limits, size, busy). Treating these as
-        // definitive would make a revalidator evict a whole pool; fail closed instead.
-        codes::METHOD_NOT_FOUND
-        | codes::INVALID_REQUEST
-        | codes::PARSE_ERROR
-        | codes::NO_BACKEND
-        | codes::BATCH_TOO_LARGE
-        | codes::BODY_TOO_LARGE
-        | codes::RATE_LIMITED
-        | codes::SENDER_RATE_LIMITED
-        | codes::OVER_CAPACITY => Verdict::Unavailable(reason),
-        // Every other code, including -32602 and the -3205xx..-3215xx range, is definitive.
-        code => Verdict::Invalid(Rejection::new(code, reason)),
-    }
-}
-
-/// The wire params of one check.
-type Params<'a> = (Vec<alloy_primitives::B256>, SafetyLevel, &'a ExecutingDescriptor);
-
-fn params(req: &CheckRequest) -> Params<'_> {
-    (encode_entries(&req.messages), req.min_safety, &req.descriptor)
-}
-
-fn verdict_of(req: &CheckRequest, answer: Result<Box<RawValue>, ClientError>) -> Verdict {
-    match answer {
-        Ok(_) => Verdict::Valid { until: req.descriptor.end().unwrap_or(u64::MAX) },
-        Err(ClientError::Rpc { error, .. }) => classify_error(&error),
-        Err(e) => Verdict::Unavailable(e.to_string()),
-    }
-}
 
 struct Endpoint {
     client: RpcClient,
@@ -92,9 +54,22 @@ pub struct IndexedBackend {
     next: AtomicUsize,
 }
 
+/// Why the indexed backend could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexedError {
+    /// An endpoint URL does not parse (config validation should have caught it).
+    #[error("supervisor.endpoints[{index}].url: {reason}")]
+    Url {
+        /// Position in `supervisor.endpoints`.
+        index: usize,
+        /// The parser's message.
+        reason: String,
+    },
+}
+
 impl IndexedBackend {
     /// Builds the clients from `[supervisor]`; `None` when no endpoint is configured.
-    pub fn from_config(cfg: &SupervisorConfig) -> Result<Option<Self>, String> {
+    pub fn from_config(cfg: &SupervisorConfig) -> Result<Option<Self>, IndexedError> {
         if cfg.endpoints.is_empty() {
             return Ok(None);
         }
@@ -102,7 +77,7 @@ impl IndexedBackend {
         let mut endpoints = Vec::with_capacity(cfg.endpoints.len());
         for (i, e) in cfg.endpoints.iter().enumerate() {
             let url = reqwest::Url::parse(&e.url)
-                .map_err(|err| format!("supervisor.endpoints[{i}].url: {err}"))?;
+                .map_err(|err| IndexedError::Url { index: i, reason: err.to_string() })?;
             let name = if e.name.is_empty() { format!("supervisor-{i}") } else { e.name.clone() };
             let client = RpcClient::new(
                 "supervisor",
@@ -110,7 +85,8 @@ impl IndexedBackend {
                 url,
                 Duration::from_millis(cfg.timeout_ms),
                 http.clone(),
-            );
+            )
+            .with_max_response_bytes(cfg.max_response_bytes);
             let healthy_gauge =
                 metrics().endpoint_healthy.with_label_values(&["supervisor", client.name()]);
             healthy_gauge.set(1);
@@ -129,16 +105,24 @@ impl IndexedBackend {
         }))
     }
 
-    async fn ask(&self, ep: &Endpoint, req: &CheckRequest) -> Verdict {
-        let answer = ep.client.call_raw(self.method, &params(req)).await;
-        if let Err(e) = &answer {
-            if e.is_no_answer() {
-                ep.mark(false, self.unhealthy_for);
+    /// Asks one endpoint about every request in one HTTP request (a plain call for one, a
+    /// JSON-RPC batch for more) and reads each answer strictly. The endpoint is healthy when it
+    /// gave at least one JSON-RPC answer.
+    async fn ask(&self, ep: &Endpoint, reqs: &[CheckRequest]) -> Vec<Verdict> {
+        let answers = match reqs {
+            [one] => vec![ep.client.call_raw(self.method, &params(one)).await],
+            many => {
+                let wire: Vec<Params<'_>> = many.iter().map(params).collect();
+                match ep.client.batch(self.method, &wire).await {
+                    Ok(answers) => answers,
+                    Err(e) => many.iter().map(|_| Err(e.clone())).collect(),
+                }
             }
-        } else {
-            ep.mark(true, self.unhealthy_for);
-        }
-        verdict_of(req, answer)
+        };
+        let answered =
+            answers.iter().any(|a| a.as_ref().map_or_else(|e| !e.is_no_answer(), |_| true));
+        ep.mark(answered, self.unhealthy_for);
+        reqs.iter().zip(answers).map(|(r, a)| verdict_of(r, a)).collect()
     }
 
     /// Endpoint indices in the order to try: healthy ones first (from `start`), then the rest.
@@ -151,65 +135,86 @@ impl IndexedBackend {
         healthy
     }
 
-    async fn failover(&self, req: &CheckRequest, start: usize) -> Verdict {
-        let mut last = Verdict::Unavailable("no supervisor endpoint".into());
+    /// `first` / `health`: the checks still without an answer go to the next endpoint.
+    async fn failover(&self, reqs: &[CheckRequest], start: usize) -> Vec<Verdict> {
+        let mut verdicts: Vec<Verdict> =
+            reqs.iter().map(|_| Verdict::Unavailable("no supervisor endpoint".into())).collect();
+        let mut pending: Vec<usize> = (0..reqs.len()).collect();
         for i in self.order(start) {
-            let v = self.ask(&self.endpoints[i], req).await;
-            if !matches!(v, Verdict::Unavailable(_)) {
-                return v;
+            if pending.is_empty() {
+                break;
             }
-            last = v;
+            let asked: Vec<CheckRequest> = pending.iter().map(|&k| reqs[k].clone()).collect();
+            let got = self.ask(&self.endpoints[i], &asked).await;
+            let mut still = Vec::new();
+            for (k, v) in pending.into_iter().zip(got) {
+                if matches!(v, Verdict::Unavailable(_)) {
+                    still.push(k);
+                }
+                verdicts[k] = v;
+            }
+            pending = still;
         }
-        last
+        verdicts
     }
 
-    async fn any(&self, req: &CheckRequest) -> Verdict {
-        let all = join_all(self.endpoints.iter().map(|e| self.ask(e, req))).await;
-        // Failsafe is a hard reject under every strategy, even when another endpoint accepts.
-        if let Some(fs) = all.iter().find(|v| v.is_failsafe()) {
-            return fs.clone();
-        }
-        if let Some(v) = all.iter().find(|v| v.is_valid()) {
-            return v.clone();
-        }
-        pick_worst(all)
+    /// `any` / `quorum`: every endpoint is asked about every check; each check's answers are
+    /// combined on their own.
+    async fn all(&self, reqs: &[CheckRequest]) -> Vec<Verdict> {
+        let answers = join_all(self.endpoints.iter().map(|e| self.ask(e, reqs))).await;
+        (0..reqs.len())
+            .map(|k| {
+                let per_endpoint: Vec<Verdict> = answers.iter().map(|a| a[k].clone()).collect();
+                match self.strategy {
+                    Strategy::Quorum => combine_quorum(per_endpoint, self.quorum),
+                    _ => combine_any(per_endpoint),
+                }
+            })
+            .collect()
     }
+}
 
-    async fn quorum(&self, req: &CheckRequest) -> Verdict {
-        let all = join_all(self.endpoints.iter().map(|e| self.ask(e, req))).await;
-        if let Some(fs) = all.iter().find(|v| v.is_failsafe()) {
-            return fs.clone();
-        }
-        let definitive: Vec<&Verdict> = all
-            .iter()
-            .filter(|v| matches!(v, Verdict::Valid { .. } | Verdict::Invalid(_)))
-            .collect();
-        let valid = definitive.iter().filter(|v| v.is_valid()).count();
-        if valid > 0 && valid < definitive.len() {
-            metrics().disagreements.with_label_values(&["supervisor_quorum"]).inc();
-            tracing::warn!(
-                valid,
-                invalid = definitive.len() - valid,
-                "supervisor endpoints disagree"
-            );
-            return Verdict::Invalid(Rejection::new(
-                codes::SUP_CONFLICTING_DATA,
-                "supervisor endpoints disagree on this message",
-            ));
-        }
-        if definitive.len() >= self.quorum {
-            return definitive[0].clone();
-        }
-        if let Some(n) = all.iter().find(|v| matches!(v, Verdict::NotYetKnown(_))) {
-            return n.clone();
-        }
-        Verdict::Unavailable(format!(
-            "{} of {} supervisor endpoints gave a definitive answer, {} needed",
-            definitive.len(),
-            all.len(),
-            self.quorum
-        ))
+/// `any`: failsafe from any endpoint rejects (a hard reject under every strategy); else one
+/// accept suffices; else the worst answer.
+pub fn combine_any(all: Vec<Verdict>) -> Verdict {
+    if let Some(fs) = all.iter().find(|v| v.is_failsafe()) {
+        return fs.clone();
     }
+    if let Some(v) = all.iter().find(|v| v.is_valid()) {
+        return v.clone();
+    }
+    pick_worst(all)
+}
+
+/// `quorum`: failsafe from any endpoint rejects; definitive verdicts that disagree reject (and
+/// are counted); `quorum` agreeing definitive verdicts decide; else not-yet-known if any said
+/// so; else no answer.
+pub fn combine_quorum(all: Vec<Verdict>, quorum: usize) -> Verdict {
+    if let Some(fs) = all.iter().find(|v| v.is_failsafe()) {
+        return fs.clone();
+    }
+    let definitive: Vec<&Verdict> =
+        all.iter().filter(|v| matches!(v, Verdict::Valid { .. } | Verdict::Invalid(_))).collect();
+    let valid = definitive.iter().filter(|v| v.is_valid()).count();
+    if valid > 0 && valid < definitive.len() {
+        metrics().disagreements.with_label_values(&["supervisor_quorum"]).inc();
+        tracing::warn!(valid, invalid = definitive.len() - valid, "supervisor endpoints disagree");
+        return Verdict::Invalid(Rejection::new(
+            codes::SUP_CONFLICTING_DATA,
+            "supervisor endpoints disagree on this message",
+        ));
+    }
+    if definitive.len() >= quorum {
+        return definitive[0].clone();
+    }
+    if let Some(n) = all.iter().find(|v| matches!(v, Verdict::NotYetKnown(_))) {
+        return n.clone();
+    }
+    Verdict::Unavailable(format!(
+        "{} of {} supervisor endpoints gave a definitive answer, {quorum} needed",
+        definitive.len(),
+        all.len(),
+    ))
 }
 
 /// Without an accept: a definitive invalid beats not-yet-known beats no answer.
@@ -233,99 +238,55 @@ impl Backend for IndexedBackend {
 
     fn check<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
-            if req.messages.is_empty() {
-                return Verdict::Valid { until: req.descriptor.end().unwrap_or(u64::MAX) };
-            }
-            match self.strategy {
-                Strategy::First => self.failover(req, 0).await,
-                Strategy::Health => {
-                    let start = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-                    self.failover(req, start).await
-                }
-                Strategy::Any => self.any(req).await,
-                Strategy::Quorum => self.quorum(req).await,
-            }
+            let mut v = self.check_batch(std::slice::from_ref(req)).await;
+            v.pop().unwrap_or_else(|| Verdict::Unavailable("no verdict".into()))
         })
     }
 
-    /// One HTTP request (a JSON-RPC batch) per call, to the first healthy endpoint, failing over
-    /// to the next when it gives no answer. Quorum and any send the batch to every endpoint.
+    /// One HTTP request per endpoint asked, whatever the number of checks. A check without
+    /// messages passes without being sent (the protocol says an empty list passes).
     fn check_batch<'a>(&'a self, reqs: &'a [CheckRequest]) -> BoxFuture<'a, Vec<Verdict>> {
         Box::pin(async move {
-            if reqs.is_empty() {
-                return Vec::new();
+            let valid =
+                |r: &CheckRequest| Verdict::Valid { until: r.descriptor.end().unwrap_or(u64::MAX) };
+            let sent: Vec<usize> =
+                (0..reqs.len()).filter(|&k| !reqs[k].messages.is_empty()).collect();
+            let mut out: Vec<Verdict> = reqs.iter().map(valid).collect();
+            if sent.is_empty() {
+                return out;
             }
-            let wire: Vec<Params<'_>> = reqs.iter().map(params).collect();
-            let mut last = String::from("no supervisor endpoint");
-            for i in self.order(0) {
-                let ep = &self.endpoints[i];
-                match ep.client.batch(self.method, &wire).await {
-                    Ok(answers) => {
-                        ep.mark(true, self.unhealthy_for);
-                        return reqs.iter().zip(answers).map(|(r, a)| verdict_of(r, a)).collect();
-                    }
-                    Err(ClientError::Rpc { error, .. }) => {
-                        let v = classify_error(&error);
-                        return reqs.iter().map(|_| v.clone()).collect();
-                    }
-                    Err(e) => {
-                        ep.mark(false, self.unhealthy_for);
-                        last = e.to_string();
-                    }
+            let asked: Vec<CheckRequest> = sent.iter().map(|&k| reqs[k].clone()).collect();
+            let verdicts = match self.strategy {
+                Strategy::First => self.failover(&asked, 0).await,
+                Strategy::Health => {
+                    let start = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+                    self.failover(&asked, start).await
                 }
+                Strategy::Any | Strategy::Quorum => self.all(&asked).await,
+            };
+            for (k, v) in sent.into_iter().zip(verdicts) {
+                out[k] = v;
             }
-            reqs.iter().map(|_| Verdict::Unavailable(last.clone())).collect()
+            out
         })
     }
 
     /// An active probe: an empty access list, which every supervisor answers `null` cheaply
-    /// (the protocol says an empty list passes). Ready when one endpoint answers.
+    /// (the protocol says an empty list passes). Ready when one endpoint answers exactly that.
     fn ready(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move {
             let probe = CheckRequest {
                 messages: Vec::new().into(),
-                min_safety: SafetyLevel::Unsafe,
+                min_safety: SafetyLevel::CrossUnsafe,
                 descriptor: ExecutingDescriptor {
                     timestamp: crate::clock::unix_now(),
                     timeout: None,
                     chain_id: None,
                 },
             };
-            let answers = join_all(self.endpoints.iter().map(|e| self.ask(e, &probe))).await;
-            answers.iter().any(|v| !matches!(v, Verdict::Unavailable(_)))
+            let probe = std::slice::from_ref(&probe);
+            let answers = join_all(self.endpoints.iter().map(|e| self.ask(e, probe))).await;
+            answers.iter().flatten().any(Verdict::is_valid)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_are_classified_like_op_reth_and_proxyd() {
-        let v = |code| classify_error(&RpcError::new(code, "x"));
-        assert!(v(codes::SUP_FAILSAFE).is_failsafe());
-        assert!(matches!(v(codes::SUP_FUTURE_DATA), Verdict::NotYetKnown(_)));
-        assert!(matches!(v(codes::SUP_UNINITIALIZED), Verdict::NotYetKnown(_)));
-        assert!(matches!(v(codes::INTERNAL_ERROR), Verdict::Unavailable(_)));
-        for code in [codes::METHOD_NOT_FOUND, codes::RATE_LIMITED, codes::OVER_CAPACITY] {
-            assert!(matches!(v(code), Verdict::Unavailable(_)), "{code}: a proxy's refusal");
-        }
-        for code in [
-            codes::SUP_SKIPPED_DATA,
-            codes::SUP_UNKNOWN_CHAIN,
-            codes::SUP_CONFLICTING_DATA,
-            codes::SUP_INEFFECTIVE_DATA,
-            codes::SUP_OUT_OF_ORDER,
-            codes::SUP_AWAITING_REPLACEMENT,
-            codes::SUP_ITER_STOP,
-            codes::SUP_OUT_OF_SCOPE,
-            codes::SUP_NO_PARENT_OF_FIRST,
-            codes::SUP_MISSED_DATA,
-            codes::SUP_DATA_CORRUPTION,
-            codes::INVALID_PARAMS,
-        ] {
-            assert!(matches!(v(code), Verdict::Invalid(ref r) if r.code == code), "{code}");
-        }
     }
 }

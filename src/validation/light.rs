@@ -9,6 +9,13 @@
 //!
 //! Reorgs: the canonical hash at a height is re-read (at most every `head_ttl_ms`); logs are
 //! cached by block hash, so a replaced block is simply fetched anew and the old entry dropped.
+//!
+//! Trust: a chain RPC's answer counts only when it is about what was asked. A header fetched by
+//! number must carry that number; every log of `eth_getLogs({blockHash})` must carry that block's
+//! hash and number, in strictly increasing log-index order, none `removed`. An endpoint whose
+//! answer fails that is skipped like one that did not answer (the next endpoint is asked), and
+//! the refusal is counted (`chain_answers_rejected_total`) and logged with the endpoint's name:
+//! an RPC that ignores the `blockHash` filter can no longer make a forged message valid.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,7 +52,8 @@ pub struct Header {
     pub parent_hash: B256,
 }
 
-/// One log as `eth_getLogs` returns it.
+/// One log as `eth_getLogs` returns it. The block fields are required: without them an answer
+/// cannot show it is about the block asked for.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RpcLog {
@@ -54,8 +62,41 @@ struct RpcLog {
     data: Bytes,
     #[serde(with = "alloy_serde::quantity")]
     log_index: u64,
+    block_hash: B256,
+    #[serde(with = "alloy_serde::quantity")]
+    block_number: u64,
     #[serde(default)]
     removed: bool,
+}
+
+/// Why a chain RPC's answer is not about the block that was asked for (`None`: it is).
+fn logs_mismatch(logs: &[RpcLog], hash: B256, number: u64) -> Option<&'static str> {
+    let mut last: Option<u64> = None;
+    for l in logs {
+        if l.block_hash != hash {
+            return Some("log_of_other_block");
+        }
+        if l.block_number != number {
+            return Some("log_of_other_height");
+        }
+        if l.removed {
+            return Some("removed_log");
+        }
+        if last.is_some_and(|p| l.log_index <= p) {
+            return Some("log_index_order");
+        }
+        last = Some(l.log_index);
+    }
+    None
+}
+
+/// Which block to read.
+#[derive(Debug, Clone, Copy)]
+enum BlockAt {
+    /// `latest`, `safe` or `finalized`.
+    Tag(&'static str),
+    /// A height.
+    Number(u64),
 }
 
 /// A reorg the backend noticed: the canonical hash at `number` changed.
@@ -92,7 +133,8 @@ pub struct Chain {
     agreement: bool,
     /// `latest`/`safe`/`finalized` → header, briefly.
     heads: Cache<&'static str, Header>,
-    /// Height → canonical header, briefly (re-read to notice reorgs).
+    /// Height → canonical header, briefly (re-read to notice reorgs). Concurrent reads of one
+    /// height share one call.
     by_number: Cache<u64, Header>,
     /// Last canonical hash seen per height, to notice a change.
     seen: moka::sync::Cache<u64, B256>,
@@ -101,19 +143,53 @@ pub struct Chain {
     reorgs: broadcast::Sender<ReorgEvent>,
 }
 
+/// Why a header could not be had.
+#[derive(Debug, Clone)]
+enum HeaderError {
+    /// The chain has no block at that height (yet).
+    Missing,
+    /// No endpoint gave a usable answer.
+    NoAnswer(String),
+}
+
 impl Chain {
-    /// Calls `method` on the endpoints in order until one answers; with `agreement`, every
-    /// endpoint must answer the same. The error says why there is no answer (never a URL).
-    async fn call<R>(&self, method: &str, params: serde_json::Value) -> Result<R, String>
+    /// Calls `method` on the endpoints in order until one gives an answer that `about` accepts
+    /// (`about` returns why an answer is not about the question, or `None`); with `agreement`,
+    /// every endpoint must give such an answer and they must be equal. The error says why there
+    /// is no answer (never a URL).
+    async fn call<R>(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+        about: impl Fn(&R) -> Option<&'static str>,
+    ) -> Result<R, String>
     where
         R: serde::de::DeserializeOwned + PartialEq,
     {
+        let checked = |c: &RpcClient, r: Result<R, ClientError>| -> Result<R, String> {
+            let r = r.map_err(|e| e.to_string())?;
+            match about(&r) {
+                None => Ok(r),
+                Some(why) => {
+                    metrics()
+                        .chain_answers_rejected
+                        .with_label_values(&[&self.label, c.name(), why])
+                        .inc();
+                    tracing::warn!(chain = %self.label, endpoint = %c.name(), method, why, "chain RPC answer is not about what was asked; ignored");
+                    Err(format!("{}: {method} answer refused ({why})", c.name()))
+                }
+            }
+        };
         if self.agreement && self.endpoints.len() > 1 {
-            let answers = join_all(self.endpoints.iter().map(|c| c.call::<_, R>(method, &params)))
-                .await
-                .into_iter()
-                .collect::<Result<Vec<R>, ClientError>>()
-                .map_err(|e| e.to_string())?;
+            let params = &params;
+            let answers = join_all(
+                self.endpoints
+                    .iter()
+                    .map(|c| async move { checked(c, c.call::<_, R>(method, params).await) }),
+            )
+            .await
+            .into_iter()
+            .collect::<Result<Vec<R>, String>>()?;
             if answers.windows(2).any(|w| w[0] != w[1]) {
                 metrics().disagreements.with_label_values(&["chain_endpoints"]).inc();
                 return Err(format!("chain {} endpoints disagree", self.label));
@@ -122,23 +198,35 @@ impl Chain {
         }
         let mut last = String::from("no endpoint");
         for c in &self.endpoints {
-            match c.call::<_, R>(method, &params).await {
+            match checked(c, c.call::<_, R>(method, &params).await) {
                 Ok(v) => return Ok(v),
-                Err(e) => last = e.to_string(),
+                Err(e) => last = e,
             }
         }
         Err(last)
     }
 
-    async fn fetch_header(&self, tag: serde_json::Value) -> Result<Option<Header>, String> {
-        self.call("eth_getBlockByNumber", serde_json::json!([tag, false])).await
+    /// A header by tag (`latest`, `safe`, `finalized`) or by number; one by number must carry
+    /// that number.
+    async fn fetch_header(&self, at: BlockAt) -> Result<Option<Header>, String> {
+        let (tag, want) = match at {
+            BlockAt::Tag(t) => (serde_json::Value::from(t), None),
+            BlockAt::Number(n) => (format!("{n:#x}").into(), Some(n)),
+        };
+        self.call("eth_getBlockByNumber", serde_json::json!([tag, false]), |h: &Option<Header>| {
+            match (h, want) {
+                (Some(h), Some(n)) if h.number != n => Some("header_of_other_height"),
+                _ => None,
+            }
+        })
+        .await
     }
 
     /// The head for a tag (`latest`, `safe`, `finalized`).
     pub async fn head(&self, tag: &'static str) -> Result<Header, String> {
         self.heads
             .try_get_with(tag, async {
-                match self.fetch_header(tag.into()).await {
+                match self.fetch_header(BlockAt::Tag(tag)).await {
                     Ok(Some(h)) => Ok(h),
                     Ok(None) => Err(format!("chain {} has no {tag} block", self.label)),
                     Err(e) => Err(e),
@@ -148,17 +236,32 @@ impl Chain {
             .map_err(|e| (*e).clone())
     }
 
-    /// The canonical header at `number` (None above the head).
+    /// The canonical header at `number` (None above the head). Concurrent and repeated reads
+    /// within `head_ttl_ms` share one call.
     pub async fn header(&self, number: u64) -> Result<Option<Header>, String> {
-        if let Some(h) = self.by_number.get(&number).await {
-            return Ok(Some(h));
+        let mut loaded = false;
+        let r = self
+            .by_number
+            .try_get_with(number, async {
+                loaded = true;
+                match self.fetch_header(BlockAt::Number(number)).await {
+                    Ok(Some(h)) => {
+                        self.note_canonical(h);
+                        Ok(h)
+                    }
+                    Ok(None) => Err(HeaderError::Missing),
+                    Err(e) => Err(HeaderError::NoAnswer(e)),
+                }
+            })
+            .await;
+        metrics().cache.with_label_values(&["headers", if loaded { "miss" } else { "hit" }]).inc();
+        match r {
+            Ok(h) => Ok(Some(h)),
+            Err(e) => match &*e {
+                HeaderError::Missing => Ok(None),
+                HeaderError::NoAnswer(why) => Err(why.clone()),
+            },
         }
-        let fetched = self.fetch_header(format!("{number:#x}").into()).await?;
-        if let Some(h) = fetched {
-            self.note_canonical(h);
-            self.by_number.insert(number, h).await;
-        }
-        Ok(fetched)
     }
 
     fn note_canonical(&self, h: Header) {
@@ -179,16 +282,23 @@ impl Chain {
         self.seen.insert(h.number, h.hash);
     }
 
-    /// The logs of the block with this hash: one `eth_getLogs` per block, shared by every
-    /// concurrent and later check (coalesced by the cache).
-    async fn block_logs(&self, hash: B256) -> Result<Arc<[RpcLog]>, String> {
+    /// The logs of the block `header`: one `eth_getLogs` per block, shared by every
+    /// concurrent and later check (coalesced by the cache). Only logs that all belong to that
+    /// block (hash and number), in log-index order, are accepted.
+    async fn block_logs(&self, header: &Header) -> Result<Arc<[RpcLog]>, String> {
+        let (hash, number) = (header.hash, header.number);
         let mut loaded = false;
         let r = self
             .logs
             .try_get_with(hash, async {
                 loaded = true;
-                let logs: Vec<RpcLog> =
-                    self.call("eth_getLogs", serde_json::json!([{ "blockHash": hash }])).await?;
+                let logs: Vec<RpcLog> = self
+                    .call(
+                        "eth_getLogs",
+                        serde_json::json!([{ "blockHash": hash }]),
+                        |l: &Vec<RpcLog>| logs_mismatch(l, hash, number),
+                    )
+                    .await?;
                 Ok::<_, String>(Arc::from(logs))
             })
             .await
@@ -202,7 +312,7 @@ impl Chain {
     /// (or seen with another hash) until one matches what was seen, at most `depth` blocks.
     /// A replaced block is announced like one found by a check. Costs one call per new block.
     pub async fn watch_once(&self, depth: u64) {
-        let Ok(Some(mut h)) = self.fetch_header("latest".into()).await else { return };
+        let Ok(Some(mut h)) = self.fetch_header(BlockAt::Tag("latest")).await else { return };
         for _ in 0..depth {
             if self.seen.get(&h.number) == Some(h.hash) {
                 return;
@@ -212,7 +322,7 @@ impl Chain {
             if h.number == 0 {
                 return;
             }
-            match self.fetch_header(format!("{:#x}", h.number - 1).into()).await {
+            match self.fetch_header(BlockAt::Number(h.number - 1)).await {
                 Ok(Some(p)) => h = p,
                 _ => return,
             }
@@ -268,13 +378,16 @@ impl LightBackend {
                 let url = reqwest::Url::parse(&e.url).map_err(|e| err(e.to_string()))?;
                 let name =
                     if e.name.is_empty() { format!("chain-{label}-{j}") } else { e.name.clone() };
-                endpoints.push(RpcClient::new(
-                    "chain",
-                    name,
-                    url,
-                    Duration::from_millis(light.timeout_ms),
-                    http.clone(),
-                ));
+                endpoints.push(
+                    RpcClient::new(
+                        "chain",
+                        name,
+                        url,
+                        Duration::from_millis(light.timeout_ms),
+                        http.clone(),
+                    )
+                    .with_max_response_bytes(light.max_response_bytes),
+                );
             }
             let chain = Chain {
                 id,
@@ -438,7 +551,7 @@ impl LightBackend {
                 header.number, header.timestamp, m.timestamp
             ));
         }
-        let logs = match chain.block_logs(header.hash).await {
+        let logs = match chain.block_logs(&header).await {
             Ok(l) => l,
             Err(e) => return no_answer(e),
         };

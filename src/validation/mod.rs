@@ -9,10 +9,12 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 pub mod cache;
+pub mod codec;
 pub mod engine;
 pub mod indexed;
 pub mod light;
 pub mod policy;
+pub mod receipts;
 pub mod retry;
 
 pub use engine::Engine;
@@ -30,6 +32,93 @@ pub struct CheckRequest {
     pub min_safety: SafetyLevel,
     /// Executing timestamp, timeout and chain.
     pub descriptor: ExecutingDescriptor,
+}
+
+impl CheckRequest {
+    /// The executing window `[timestamp, timestamp + timeout]` the verdict must cover
+    /// (`u64::MAX` as the end on overflow, which no message survives).
+    pub fn window(&self) -> Window {
+        Window { from: self.descriptor.timestamp, to: self.descriptor.end().unwrap_or(u64::MAX) }
+    }
+
+    /// True when no time rule can fail anywhere in this request's window: every message was
+    /// initiated strictly before the window starts (the same-timestamp setting cannot matter)
+    /// and expires no earlier than the window ends. A verdict on such a request comes from the
+    /// messages themselves (their logs, chains, activation), not from the clock.
+    pub fn time_rules_hold(&self, expiry_window: u64) -> bool {
+        let w = self.window();
+        self.messages
+            .iter()
+            .all(|m| m.timestamp < w.from && m.timestamp.saturating_add(expiry_window) >= w.to)
+    }
+}
+
+/// An executing window, both ends inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// First executing timestamp.
+    pub from: u64,
+    /// Last executing timestamp.
+    pub to: u64,
+}
+
+impl Window {
+    /// True when `self` lies inside `other`.
+    pub fn within(&self, other: &Window) -> bool {
+        self.from >= other.from && self.to <= other.to
+    }
+}
+
+/// When a verdict judged for one window still answers a request for another, for the same
+/// messages, safety and executing chain (and the same chain state: reorgs drop valid verdicts,
+/// invalid ones live a bounded TTL). This is the one rule every store of verdicts follows (the
+/// engine's cache, the revalidator's store, shared verdicts).
+///
+/// - Valid over `judged` means valid at every instant of it. Every rule that depends on time is
+///   monotone: "initiated before execution" holds from some instant on, "not expired" up to some
+///   instant. So a valid verdict also holds for any window that starts no earlier than `judged`
+///   and ends no later than the oldest message's expiry (checked here, from the messages).
+/// - Invalid over `judged` means invalid at some instant of it, so it holds for every window
+///   that contains `judged`. When no time rule could fail in `judged`
+///   ([`CheckRequest::time_rules_hold`]), the fault is in the messages themselves and holds for
+///   any window.
+pub fn reusable(judged: &Judged, asked: &CheckRequest, expiry_window: u64) -> bool {
+    let w = asked.window();
+    if judged.valid {
+        let oldest = asked.messages.iter().map(|m| m.timestamp).min().unwrap_or(u64::MAX);
+        w.from >= judged.window.from && w.to <= oldest.saturating_add(expiry_window)
+    } else {
+        judged.timeless || judged.window.within(&w)
+    }
+}
+
+/// What a remembered verdict was judged for (see [`reusable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Judged {
+    /// The window of the request it answered.
+    pub window: Window,
+    /// Valid (true) or definitively invalid (false).
+    pub valid: bool,
+    /// For an invalid verdict: no time rule could have caused it.
+    pub timeless: bool,
+}
+
+impl Judged {
+    /// What `v` (the answer to `req`) was judged for; `None` for verdicts never reused
+    /// (not yet known, no answer, failsafe).
+    pub fn of(req: &CheckRequest, v: &Verdict, expiry_window: u64) -> Option<Self> {
+        match v {
+            Verdict::Valid { .. } => {
+                Some(Self { window: req.window(), valid: true, timeless: false })
+            }
+            Verdict::Invalid(_) if !v.is_failsafe() => Some(Self {
+                window: req.window(),
+                valid: false,
+                timeless: req.time_rules_hold(expiry_window),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Why a check did not pass: the supervisor-style code, a sentence, and which message failed.
@@ -131,3 +220,65 @@ pub trait Backend: Send + Sync + 'static {
 
 /// A shared backend.
 pub type DynBackend = Arc<dyn Backend>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::{B256, U256};
+
+    const WEEK: u64 = 604_800;
+
+    fn req(init: u64, ts: u64, timeout: u64) -> CheckRequest {
+        CheckRequest {
+            messages: vec![Message {
+                chain_id: U256::from(901),
+                block_number: 1,
+                timestamp: init,
+                log_index: 0,
+                checksum: B256::repeat_byte(3),
+            }]
+            .into(),
+            min_safety: SafetyLevel::CrossUnsafe,
+            descriptor: ExecutingDescriptor {
+                timestamp: ts,
+                timeout: Some(timeout),
+                chain_id: None,
+            },
+        }
+    }
+
+    fn invalid() -> Verdict {
+        Verdict::Invalid(Rejection::new(codes::SUP_CONFLICTING_DATA, "x"))
+    }
+
+    #[test]
+    fn a_valid_verdict_holds_later_until_the_oldest_message_expires() {
+        let judged = Judged::of(&req(100, 200, 10), &Verdict::Valid { until: 210 }, WEEK).unwrap();
+        assert!(reusable(&judged, &req(100, 200, 0), WEEK), "narrower");
+        assert!(reusable(&judged, &req(100, 500, 86_400), WEEK), "later, far from expiry");
+        assert!(reusable(&judged, &req(100, 100 + WEEK, 0), WEEK), "ends at the expiry instant");
+        assert!(!reusable(&judged, &req(100, 100 + WEEK, 1), WEEK), "ends after expiry");
+        assert!(!reusable(&judged, &req(100, 199, 0), WEEK), "starts earlier");
+    }
+
+    #[test]
+    fn an_invalid_verdict_holds_for_containing_windows_or_everywhere_when_timeless() {
+        // Judged where the message expires inside the window: a time rule may be the cause.
+        let timed = Judged::of(&req(100, 100 + WEEK - 5, 10), &invalid(), WEEK).unwrap();
+        assert!(!timed.timeless);
+        assert!(reusable(&timed, &req(100, 100 + WEEK - 6, 20), WEEK), "contains it");
+        assert!(!reusable(&timed, &req(100, 100 + WEEK - 5, 0), WEEK), "timeout 0 is not covered");
+        assert!(!reusable(&timed, &req(100, 100 + WEEK - 4, 10), WEEK), "shifted");
+        // Judged with every time rule satisfied: the fault is in the message itself.
+        let timeless = Judged::of(&req(100, 200, 10), &invalid(), WEEK).unwrap();
+        assert!(timeless.timeless);
+        assert!(reusable(&timeless, &req(100, 150, 0), WEEK));
+        assert!(reusable(&timeless, &req(100, 100 + WEEK, 5), WEEK));
+        // Same timestamp: the same-timestamp setting could be the cause, so not timeless.
+        assert!(!Judged::of(&req(200, 200, 0), &invalid(), WEEK).unwrap().timeless);
+        // Failsafe, not yet known and no answer are never remembered.
+        let fs = Verdict::Invalid(Rejection::new(codes::SUP_FAILSAFE, "fs"));
+        assert!(Judged::of(&req(100, 200, 0), &fs, WEEK).is_none());
+        assert!(Judged::of(&req(100, 200, 0), &Verdict::Unavailable("x".into()), WEEK).is_none());
+    }
+}

@@ -34,10 +34,12 @@ fn record(component: &'static str, v: &Verdict) {
     metrics().verdicts.with_label_values(&[component, v.kind(), v.reason_label()]).inc();
 }
 
-async fn ask(b: &DynBackend, req: &CheckRequest) -> Verdict {
-    let v = b.check(req).await;
-    record(b.name(), &v);
-    v
+async fn ask(b: &DynBackend, reqs: &[CheckRequest]) -> Vec<Verdict> {
+    let verdicts = b.check_batch(reqs).await;
+    for v in &verdicts {
+        record(b.name(), v);
+    }
+    verdicts
 }
 
 fn split(a: &Verdict, b: &Verdict, req: &CheckRequest, kind: &'static str) {
@@ -141,33 +143,48 @@ impl Backend for Policy {
 
     fn check<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
+            let mut v = self.check_batch(std::slice::from_ref(req)).await;
+            v.pop().unwrap_or_else(|| Verdict::Unavailable("no verdict".into()))
+        })
+    }
+
+    /// Single checks are batches of one: every policy combines each check's two verdicts the
+    /// same way whether it came alone or in a batch.
+    fn check_batch<'a>(&'a self, reqs: &'a [CheckRequest]) -> BoxFuture<'a, Vec<Verdict>> {
+        Box::pin(async move {
             let primary = &self.primary;
             match (self.mode, &self.secondary) {
                 (PolicyMode::Both, Some(s)) => {
-                    let (a, b) = tokio::join!(ask(primary, req), ask(s, req));
-                    combine_both(a, b, req)
+                    let (a, b) = tokio::join!(ask(primary, reqs), ask(s, reqs));
+                    a.into_iter()
+                        .zip(b)
+                        .zip(reqs)
+                        .map(|((a, b), r)| combine_both(a, b, r))
+                        .collect()
                 }
                 (PolicyMode::Either, Some(s)) => {
-                    let (a, b) = tokio::join!(ask(primary, req), ask(s, req));
-                    combine_either(a, b)
+                    let (a, b) = tokio::join!(ask(primary, reqs), ask(s, reqs));
+                    a.into_iter().zip(b).map(|(a, b)| combine_either(a, b)).collect()
                 }
                 (PolicyMode::Shadow, Some(s)) => {
-                    let decided = ask(primary, req).await;
-                    let (shadow, req2, mine) = (s.clone(), req.clone(), decided.clone());
+                    let decided = ask(primary, reqs).await;
+                    let (shadow, reqs2, mine) = (s.clone(), reqs.to_vec(), decided.clone());
                     tokio::spawn(async move {
-                        let other = ask(&shadow, &req2).await;
+                        let others = ask(&shadow, &reqs2).await;
                         let definitive =
                             |v: &Verdict| matches!(v, Verdict::Valid { .. } | Verdict::Invalid(_));
-                        if definitive(&mine)
-                            && definitive(&other)
-                            && mine.is_valid() != other.is_valid()
-                        {
-                            split(&mine, &other, &req2, "shadow_split");
+                        for ((mine, other), req) in mine.iter().zip(&others).zip(&reqs2) {
+                            if definitive(mine)
+                                && definitive(other)
+                                && mine.is_valid() != other.is_valid()
+                            {
+                                split(mine, other, req, "shadow_split");
+                            }
                         }
                     });
                     decided
                 }
-                _ => ask(primary, req).await,
+                _ => ask(primary, reqs).await,
             }
         })
     }

@@ -1,6 +1,10 @@
 //! Retry-after-delay: a message at the bleeding edge (not indexed yet, or seconds old) gets one
 //! more look after ~1 s before the client hears "not yet known". The number of checks waiting
 //! is bounded, so a flood of unknown messages cannot pile up sleeping tasks.
+//!
+//! Only the ingress uses this layer: it re-stamps the executing timestamp with the current time,
+//! which is right for a descriptor the ingress made itself ("now") and wrong for anyone else's
+//! (a block builder asking about its block's timestamp must get the answer for that timestamp).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +30,16 @@ pub struct Retry {
 }
 
 impl Retry {
+    /// Wraps `inner` with the `[validation]` retry settings.
+    pub fn from_config(inner: DynBackend, cfg: &crate::config::ValidationConfig) -> Self {
+        Self::new(
+            inner,
+            Duration::from_millis(cfg.retry_delay_ms),
+            cfg.max_retries,
+            cfg.max_waiting,
+        )
+    }
+
     /// Wraps `inner`.
     pub fn new(inner: DynBackend, delay: Duration, max_retries: u32, max_waiting: usize) -> Self {
         Self { inner, delay, max_retries, waiting: Arc::new(Semaphore::new(max_waiting)) }
