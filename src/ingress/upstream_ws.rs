@@ -278,7 +278,10 @@ impl UpstreamSession {
     }
 
     async fn connect(&self) -> Result<Arc<Link>, String> {
+        // Read in 16 KiB chunks (the buffer grows for large results) rather than tungstenite's
+        // 128 KiB per connection up front: one link per client adds up.
         let config = WebSocketConfig::default()
+            .read_buffer_size(16 * 1024)
             .max_message_size(Some(self.settings.max_message_bytes))
             .max_frame_size(Some(self.settings.max_message_bytes));
         let connecting = tokio_tungstenite::connect_async_with_config(

@@ -43,6 +43,11 @@ pub const BANNER: &str =
 /// The listener name in `rpc_requests_total` for calls that came over WebSocket.
 const LISTENER: &str = "ingress_ws";
 
+/// Bytes read from a client socket at once. JSON-RPC requests are small and the buffer grows for
+/// a larger message, so a small chunk keeps an idle connection cheap (tungstenite's default of
+/// 128 KiB is allocated per connection up front).
+const READ_CHUNK: usize = 8 * 1024;
+
 /// Close codes (RFC 6455 §7.4.1).
 const NORMAL: u16 = 1000;
 const GOING_AWAY: u16 = 1001;
