@@ -173,9 +173,9 @@ impl Conn {
 }
 
 /// The link's way back to the client.
-struct Sink(Arc<Conn>);
+struct ToClient(Arc<Conn>);
 
-impl ClientSink for Sink {
+impl ClientSink for ToClient {
     fn notify(&self, text: String) -> bool {
         self.0.send(text, "notification")
     }
@@ -205,7 +205,8 @@ async fn run(
         close: Mutex::new(None),
         in_flight: Arc::new(Semaphore::new(ws.cfg.max_in_flight)),
     });
-    let session = Arc::new(UpstreamSession::new(ws.upstream.clone(), Box::new(Sink(conn.clone()))));
+    let session =
+        Arc::new(UpstreamSession::new(ws.upstream.clone(), Box::new(ToClient(conn.clone()))));
     let ctx = Arc::new(CallContext {
         client_ip: ip,
         request_id: format!("ws-{id:x}").into(),
