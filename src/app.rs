@@ -163,8 +163,11 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
             trusted_proxy_depth: 0,
             error_status: false,
         };
-        let router =
-            rpc_router("light_server", Arc::new(LightServer::new(light, failsafe)), limits);
+        let router = rpc_router(
+            "light_server",
+            Arc::new(LightServer::new(light, failsafe, cfg.light_server.max_messages)),
+            limits,
+        );
         let listener = bind("light_server.listen", &cfg.light_server.listen).await?;
         light_server_addr = listener.local_addr().ok();
         log_listening("light_server", light_server_addr);

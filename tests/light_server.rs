@@ -103,6 +103,31 @@ async fn golden_wire_exchanges() {
             call("interop_getBlockHashByNumber", json!([format!("{SOURCE:#x}"), "0x3"])),
         ),
         ("sync-status", call("interop_syncStatus", json!([]))),
+        (
+            "messages-valid",
+            call(
+                "supervisor_checkMessagesV2",
+                json!([[wire(&chain, 3, 1, None)], "cross-unsafe", desc]),
+            ),
+        ),
+        (
+            "messages-valid-interop-name",
+            call("interop_checkMessages", json!([[wire(&chain, 3, 1, None)], "unsafe", desc])),
+        ),
+        (
+            "messages-wrong-payload",
+            call(
+                "supervisor_checkMessagesV2",
+                json!([[wire(&chain, 3, 1, Some(2))], "unsafe", desc]),
+            ),
+        ),
+        (
+            "messages-decimal-chain-id",
+            call(
+                "supervisor_checkMessagesV2",
+                json!([[{ "identifier": { "origin": format!("{:#x}", alloy_primitives::Address::repeat_byte(0x42)), "blockNumber": "0x3", "logIndex": "0x1", "timestamp": format!("{:#x}", m.timestamp), "chainID": "901" }, "payloadHash": format!("{:#x}", alloy_primitives::B256::ZERO) }], "unsafe", desc]),
+            ),
+        ),
     ];
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     std::fs::create_dir_all(golden_dir()).unwrap();
@@ -132,6 +157,120 @@ async fn golden_wire_exchanges() {
     assert!(resp.contains("\"result\":true"), "{resp}");
     let (_, resp) = post_text(&url, &call("admin_setFailsafeEnabled", json!([false]))).await;
     assert!(resp.contains("-32601"), "not settable on the public port: {resp}");
+    running.shutdown();
+}
+
+/// op-supervisor's `Message` JSON for log `index` of block `number`: its identifier and payload
+/// hash (optionally the payload of another log of the block: a wrong message).
+fn wire(chain: &SimChain, number: u64, index: usize, payload_of: Option<usize>) -> Value {
+    let b = chain.block(number).expect("block");
+    let l = &b.logs[index];
+    let p = &b.logs[payload_of.unwrap_or(index)];
+    json!({
+        "identifier": {
+            "origin": l.address,
+            "blockNumber": format!("{number:#x}"),
+            "logIndex": format!("{index:#x}"),
+            "timestamp": format!("{:#x}", b.timestamp),
+            "chainID": format!("{SOURCE:#x}"),
+        },
+        "payloadHash": interop_gate::interop::checksum::payload_hash(&p.topics, &p.data),
+    })
+}
+
+#[tokio::test]
+async fn the_message_form_and_the_access_list_form_give_the_same_answers() {
+    let chain = SimChain::new(SOURCE, now() - 3_600, 2);
+    for i in 0..4u8 {
+        chain.push_block_at(now() - 600 + 60 * i as u64, pings(3, i));
+    }
+    let peer = spawn_peer("chain", chain.clone(), "127.0.0.1:0").await.unwrap();
+    let el =
+        std::sync::Arc::new(interop_gate::dev::el_pool::MockElPool::new(Default::default(), DEST));
+    let el_peer = spawn_peer("el", el, "127.0.0.1:0").await.unwrap();
+    let mut cfg = loopback_config();
+    cfg.ingress.enabled = false;
+    cfg.light_server.enabled = true;
+    cfg.revalidator.enabled = true;
+    cfg.revalidator.el_url = el_peer.url();
+    cfg.light.chains = vec![light_chain(SOURCE, &[peer.url()])];
+    cfg.light.reorg_watch_ms = 0;
+    cfg.validation.policy = interop_gate::config::PolicyMode::Light;
+    let running = interop_gate::app::start(cfg, Default::default()).await.unwrap();
+    let faces = [
+        format!("http://{}/", running.light_server_addr.unwrap()),
+        format!("http://{}/", running.revalidator_addr.unwrap()),
+    ];
+    // Real messages, a wrong payload, and identifiers moved one field each.
+    let mut lists: Vec<Vec<Value>> = Vec::new();
+    for n in 1..=4u64 {
+        for i in 0..3 {
+            lists.push(vec![wire(&chain, n, i, None)]);
+            lists.push(vec![wire(&chain, n, i, Some((i + 1) % 3))]);
+            for (field, moved) in [
+                ("blockNumber", format!("{:#x}", n + 1)),
+                ("logIndex", format!("{:#x}", i + 3)),
+                ("chainID", "0x7".to_string()),
+                ("blockNumber", "0x63".to_string()),
+            ] {
+                let mut w = wire(&chain, n, i, None);
+                w["identifier"][field] = json!(moved);
+                lists.push(vec![w]);
+            }
+        }
+        lists.push((0..3).map(|i| wire(&chain, n, i, None)).collect());
+    }
+    let exec = now();
+    let desc = json!({ "timestamp": format!("{exec:#x}"), "timeout": "0x1c20", "chainID": DEST.to_string() });
+    let mut seen = std::collections::BTreeSet::new();
+    for list in &lists {
+        // The access-list form of the same messages, built with the project's own encoder.
+        let messages: Vec<Message> = list
+            .iter()
+            .map(|w| {
+                let id = &w["identifier"];
+                let h = |f: &str| {
+                    u64::from_str_radix(id[f].as_str().unwrap().trim_start_matches("0x"), 16)
+                        .unwrap()
+                };
+                let origin: alloy_primitives::Address =
+                    id["origin"].as_str().unwrap().parse().unwrap();
+                let payload: alloy_primitives::B256 =
+                    w["payloadHash"].as_str().unwrap().parse().unwrap();
+                let chain_id = U256::from(h("chainID"));
+                Message {
+                    chain_id,
+                    block_number: h("blockNumber"),
+                    timestamp: h("timestamp"),
+                    log_index: h("logIndex") as u32,
+                    checksum: interop_gate::interop::checksum::checksum_from_log_hash(
+                        interop_gate::interop::checksum::log_hash(origin, payload),
+                        h("blockNumber"),
+                        h("timestamp"),
+                        h("logIndex") as u32,
+                        chain_id,
+                    ),
+                }
+            })
+            .collect();
+        for url in &faces {
+            let body = |method: &str, first: Value| {
+                json!({"jsonrpc":"2.0","id":1,"method":method,"params":[first, "cross-unsafe", desc]}).to_string()
+            };
+            let (_, by_messages) =
+                post_text(url, &body("supervisor_checkMessagesV2", json!(list))).await;
+            let (_, by_entries) =
+                post_text(url, &body("interop_checkAccessList", json!(encode_entries(&messages))))
+                    .await;
+            assert_eq!(by_messages, by_entries, "{url}: {list:?}");
+            let v: Value = serde_json::from_str(&by_messages).unwrap();
+            seen.insert(v["error"]["code"].as_i64().unwrap_or(0));
+        }
+    }
+    // Valid (0), conflicting data, unknown chain and future data all occurred.
+    for code in [0, -320600, -320501, -321401] {
+        assert!(seen.contains(&code), "{code} never occurred: {seen:?}");
+    }
     running.shutdown();
 }
 

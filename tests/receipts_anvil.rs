@@ -18,6 +18,8 @@ use tokio::process::{Child, Command};
 fn anvil_path() -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("e2e/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    // CI installs the e2e packages before the tests: there a missing anvil is a failure.
+    assert!(p.exists() || std::env::var_os("CI").is_none(), "anvil missing in CI: {}", p.display());
     p.exists().then_some(p)
 }
 
@@ -195,16 +197,23 @@ async fn mine_mixed_block(node: &Anvil, emitter: &str) -> B256 {
     block["hash"].as_str().unwrap().parse().unwrap()
 }
 
-#[tokio::test]
-async fn live_anvil_blocks_verify_and_match_eth_get_logs() {
+/// A prague anvil with the emitter deployed and one mixed block mined (its hash); `None` (with a
+/// notice) when anvil is not installed.
+async fn node_with_mixed_block() -> Option<(Anvil, B256)> {
     let Some(path) = anvil_path() else {
         eprintln!("SKIPPED: anvil not installed (npm ci --prefix e2e --no-audit --no-fund)");
-        return;
+        return None;
     };
     let node = Anvil::start(&path, &["--hardfork", "prague"]).await;
     let acc = node.accounts().await;
     let emitter = node.deploy_emitter(&acc[0]).await;
     let mixed = mine_mixed_block(&node, &emitter).await;
+    Some((node, mixed))
+}
+
+#[tokio::test]
+async fn live_anvil_blocks_verify_and_match_eth_get_logs() {
+    let Some((node, mixed)) = node_with_mixed_block().await else { return };
     // 3 txs with 2 logs each, then 1 more; block 0 and the deploy block have none.
     assert_eq!(node.verify_all_blocks().await, 8);
 
@@ -260,4 +269,112 @@ async fn live_op_stack_blocks_with_deposit_receipts_verify() {
         .count();
     assert_eq!(deposits, 2, "{receipts}");
     assert_eq!(node.verify_all_blocks().await, 6);
+}
+
+/// A chain RPC in front of anvil that lies consistently: the data of one log, in both
+/// `eth_getLogs` and `eth_getBlockReceipts` answers, with every block field left true.
+async fn lying_proxy(
+    upstream: String,
+    fake_data: String,
+) -> (String, tokio_util::sync::CancellationToken) {
+    use axum::extract::State;
+    use axum::Json;
+    async fn handle(
+        State((up, fake)): State<(String, String)>,
+        Json(req): Json<Value>,
+    ) -> Json<Value> {
+        let mut answer: Value = reqwest::Client::new()
+            .post(&up)
+            .json(&req)
+            .send()
+            .await
+            .expect("anvil answers")
+            .json()
+            .await
+            .expect("JSON");
+        match req["method"].as_str() {
+            Some("eth_getLogs") => answer["result"][0]["data"] = json!(fake),
+            Some("eth_getBlockReceipts") => {
+                if let Some(rs) = answer["result"].as_array_mut() {
+                    if let Some(r) =
+                        rs.iter_mut().find(|r| !r["logs"].as_array().unwrap().is_empty())
+                    {
+                        r["logs"][0]["data"] = json!(fake);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Json(answer)
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    let app =
+        axum::Router::new().fallback(axum::routing::post(handle)).with_state((upstream, fake_data));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
+    });
+    (url, stop)
+}
+
+#[tokio::test]
+async fn verify_receipts_catches_a_chain_rpc_that_lies_consistently() {
+    use interop_gate::config::{ChainRpcConfig, LightConfig, ValidationConfig};
+    use interop_gate::interop::checksum::checksum;
+    use interop_gate::interop::{ExecutingDescriptor, Message, SafetyLevel};
+    use interop_gate::validation::light::LightBackend;
+    use interop_gate::validation::{Backend, CheckRequest, Verdict};
+    let Some((node, hash)) = node_with_mixed_block().await else { return };
+    let block = node.call("eth_getBlockByHash", json!([hash, false])).await;
+    let (number, timestamp) = (quantity(&block["number"]), quantity(&block["timestamp"]));
+    let log = &parse_logs(&node.call("eth_getLogs", json!([{ "blockHash": hash }])).await)[0];
+    let chain = alloy_primitives::U256::from(31_337);
+    let message = |data: &[u8]| Message {
+        chain_id: chain,
+        block_number: number,
+        timestamp,
+        log_index: 0,
+        checksum: checksum(log.address, &log.topics, data, number, timestamp, 0, chain),
+    };
+    let fake = Bytes::from(vec![0xee; log.data.len()]);
+    let (genuine, forged) = (message(&log.data), message(&fake));
+    let (liar_url, stop) = lying_proxy(node.url.clone(), format!("{fake}")).await;
+    let backend = |url: &str, verify: bool| {
+        let light = LightConfig {
+            chains: vec![ChainRpcConfig {
+                chain_id: toml::Value::Integer(31_337),
+                endpoints: vec![interop_gate::dev::endpoint("rpc", url.to_string())],
+                agreement: false,
+                verify_receipts: verify,
+            }],
+            ..Default::default()
+        };
+        LightBackend::from_config(&light, &ValidationConfig::default()).unwrap().unwrap()
+    };
+    let req = |m: Message| CheckRequest {
+        messages: vec![m].into(),
+        min_safety: SafetyLevel::Unsafe,
+        descriptor: ExecutingDescriptor {
+            timestamp: timestamp + 10,
+            timeout: None,
+            chain_id: None,
+        },
+    };
+    // An honest node: the genuine message is valid, the forgery invalid, with or without proof.
+    for verify in [false, true] {
+        let b = backend(&node.url, verify);
+        assert!(b.check(&req(genuine)).await.is_valid(), "verify={verify}");
+        assert!(matches!(b.check(&req(forged)).await, Verdict::Invalid(_)), "verify={verify}");
+    }
+    // A consistent liar passes the block-field checks: without proof the forgery is "valid"
+    // (the limit of every peer's design); with proof it is no answer, never valid.
+    assert!(backend(&liar_url, false).check(&req(forged)).await.is_valid());
+    let proven = backend(&liar_url, true);
+    assert!(matches!(proven.check(&req(forged)).await, Verdict::Unavailable(_)));
+    assert!(matches!(proven.check(&req(genuine)).await, Verdict::Unavailable(_)));
+    let text = interop_gate::metrics::metrics().render();
+    assert!(text.contains(r#"why="receipts_root""#), "the refused answer is counted");
+    stop.cancel();
 }

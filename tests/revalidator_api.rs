@@ -193,12 +193,13 @@ async fn drop_in_check_is_answered_from_results_for_known_entries_and_forwarded_
     assert_eq!(ok, Ok(Value::Null));
     assert_eq!(h.backend.single_calls(), 0, "no backend call for known entries");
 
-    // Known, invalid: the supervisor's code and the failing message, still from the pass.
+    // Known, invalid: the supervisor's code and the failing message, still from the pass, for
+    // an asked window that contains the one the pass judged (the next block, one interval).
     let bad = encode_entries(&[msg(3)]);
     let err = h
         .rpc(
             "interop_checkAccessList",
-            json!([bad, "cross-unsafe", descriptor(HEAD.timestamp + 10, 0)]),
+            json!([bad, "cross-unsafe", descriptor(HEAD.timestamp, 86_400)]),
         )
         .await
         .unwrap_err();

@@ -669,3 +669,48 @@ async fn the_three_faces_agree_on_a_seeded_corpus() {
     }
     println!("three faces agreed on 200 lists: {kinds:?}");
 }
+
+#[tokio::test]
+async fn oversize_or_garbage_from_the_el_and_the_upstream_is_no_answer() {
+    // The revalidator's EL answers a pool bigger than its bound, then garbage: each pass is
+    // skipped with the reason kept, and nothing is ever published.
+    let (el_peer, el) = misbehave::spawn(Behaviour::Huge(8 * 1024 * 1024)).await.unwrap();
+    let sup = Arc::new(MockSupervisor::new());
+    let sup_peer = spawn_peer("sup", sup.clone(), "127.0.0.1:0").await.unwrap();
+    let mut engine_cfg = Config::default();
+    engine_cfg.supervisor.endpoints = vec![endpoint("sup", sup_peer.url())];
+    engine_cfg.validation.policy = PolicyMode::Indexed;
+    let engine: DynBackend = Arc::new(Engine::from_config(&engine_cfg).unwrap());
+    let cfg = interop_gate::config::RevalidatorConfig {
+        enabled: true,
+        listen: "127.0.0.1:0".into(),
+        el_url: el_peer.url(),
+        el_max_response_bytes: 1024 * 1024,
+        ..Default::default()
+    };
+    let shutdown = CancellationToken::new();
+    let reval = start_revalidator(&cfg, engine, shutdown.clone(), false).await.unwrap();
+    for b in
+        [Behaviour::Huge(8 * 1024 * 1024), Behaviour::Raw(200, "{}".into()), Behaviour::WrongId]
+    {
+        el.set(b.clone());
+        let e = reval.core.run_pass(PassKind::Full).await.unwrap_err();
+        assert!(!e.to_string().is_empty(), "{b:?}");
+    }
+    let status = rpc(&reval.url(), "interop_revalidationStatus", json!([])).await;
+    assert!(status["result"]["lastError"].is_string(), "{status}");
+    assert_eq!(feed_len(&reval).await, 0);
+    assert_eq!(sup.checks(), 0);
+    shutdown.cancel();
+
+    // The ingress's upstream answers more than `upstream.max_response_bytes`: -32603, bounded.
+    let (up_peer, _up) = misbehave::spawn(Behaviour::Huge(8 * 1024 * 1024)).await.unwrap();
+    let gw = gateway(|cfg| {
+        cfg.upstream.url = up_peer.url();
+        cfg.upstream.max_response_bytes = 64 * 1024;
+    })
+    .await;
+    let (_, v) = gw.post(&json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]})).await;
+    assert_eq!(code(&v), -32603, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("larger than"), "{v}");
+}

@@ -14,11 +14,19 @@ pub struct LightServerConfig {
     pub listen: String,
     /// Enter failsafe when a reorg is seen (off: re-fetch and re-verify instead).
     pub failsafe_on_reorg: bool,
+    /// Largest number of distinct messages one check may ask about (either form).
+    pub max_messages: usize,
 }
 
 impl Default for LightServerConfig {
     fn default() -> Self {
-        Self { enabled: false, listen: "0.0.0.0:8560".into(), failsafe_on_reorg: false }
+        Self {
+            enabled: false,
+            listen: "0.0.0.0:8560".into(),
+            failsafe_on_reorg: false,
+            // proxyd's interop access-list limit is 1000 keys; a message takes 2 or 3.
+            max_messages: 1_000,
+        }
     }
 }
 
@@ -26,6 +34,7 @@ impl LightServerConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.enabled {
             check_listen("light_server.listen", &self.listen)?;
+            super::check_positive("light_server.max_messages", self.max_messages as u64)?;
         }
         Ok(())
     }

@@ -25,7 +25,9 @@ use crate::rpc::codes;
 use crate::rpc::server::method_label_of;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{to_raw, Call, RpcError};
-use crate::validation::codec::{answer, decode, is_check_access_list};
+use crate::validation::codec::{
+    answer, decode, decode_messages, is_check_access_list, is_check_messages, Decoded,
+};
 use crate::validation::light::LightBackend;
 use crate::validation::{Backend, Rejection, Verdict};
 
@@ -51,12 +53,31 @@ impl FailsafeSwitch for Failsafe {
 pub struct LightServer {
     light: Arc<LightBackend>,
     failsafe: Arc<Failsafe>,
+    max_messages: usize,
 }
 
 impl LightServer {
-    /// Serves `light` with `failsafe`.
-    pub fn new(light: Arc<LightBackend>, failsafe: Arc<Failsafe>) -> Self {
-        Self { light, failsafe }
+    /// Serves `light` with `failsafe`, at most `max_messages` messages per check.
+    pub fn new(light: Arc<LightBackend>, failsafe: Arc<Failsafe>, max_messages: usize) -> Self {
+        Self { light, failsafe, max_messages }
+    }
+
+    /// One check, whichever form it came in: the same rules, the same answer encoding.
+    async fn check(&self, d: Decoded) -> Result<Box<RawValue>, RpcError> {
+        if d.request.messages.len() > self.max_messages {
+            return Err(RpcError::invalid_params(format!(
+                "{} distinct messages, the limit is {}",
+                d.request.messages.len(),
+                self.max_messages
+            )));
+        }
+        if self.failsafe.enabled() {
+            return answer(&Verdict::Invalid(Rejection::new(
+                codes::SUP_FAILSAFE,
+                "failsafe is enabled",
+            )));
+        }
+        answer(&self.light.check(&d.request).await)
     }
 
     fn chain_param(v: Option<&serde_json::Value>) -> Result<U256, RpcError> {
@@ -121,15 +142,9 @@ impl Handler for LightServer {
     ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
         Box::pin(async move {
             match call.method.as_str() {
-                m if is_check_access_list(m) => {
-                    let d = decode(&call)?;
-                    if self.failsafe.enabled() {
-                        return answer(&Verdict::Invalid(Rejection::new(
-                            codes::SUP_FAILSAFE,
-                            "failsafe is enabled",
-                        )));
-                    }
-                    answer(&self.light.check(&d.request).await)
+                m if is_check_access_list(m) => self.check(decode(&call)?).await,
+                m if is_check_messages(m) => {
+                    self.check(decode_messages(&call, self.max_messages)?).await
                 }
                 "admin_getFailsafeEnabled" => Ok(to_raw(&self.failsafe.enabled())),
                 "interop_getBlockHashByNumber" => self.block_hash(&call).await,
@@ -145,6 +160,8 @@ impl Handler for LightServer {
             &[
                 "interop_checkAccessList",
                 "supervisor_checkAccessList",
+                "supervisor_checkMessagesV2",
+                "interop_checkMessages",
                 "admin_getFailsafeEnabled",
                 "interop_getBlockHashByNumber",
                 "interop_syncStatus",

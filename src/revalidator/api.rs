@@ -1,7 +1,7 @@
 //! The EL-facing JSON-RPC API, two faces on one listener:
 //! - drop-in for unmodified op-reth / op-geth / proxyd: `interop_checkAccessList`,
-//!   `supervisor_checkAccessList` (same params and codes as the supervisor) and
-//!   `admin_getFailsafeEnabled`;
+//!   `supervisor_checkAccessList` (same params and codes as the supervisor), the message form
+//!   `supervisor_checkMessagesV2` / `interop_checkMessages`, and `admin_getFailsafeEnabled`;
 //! - new, for a sequencer EL with a small poller: `interop_invalidTransactions(cursor)`,
 //!   `interop_transactionStatus(hash)` and `interop_revalidationStatus()`.
 //!
@@ -18,7 +18,9 @@ use super::service::Revalidator;
 use crate::rpc::server::method_label_of;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{to_raw, Call, RpcError};
-use crate::validation::codec::{answer, decode, is_check_access_list};
+use crate::validation::codec::{
+    answer, decode, decode_messages, is_check_access_list, is_check_messages,
+};
 
 /// The handler; cheap to clone.
 #[derive(Clone)]
@@ -68,6 +70,13 @@ impl Handler for Api {
                         self.core.check_access_list(&decoded.request, decoded.entries.len()).await;
                     answer(&verdict)
                 }
+                m if is_check_messages(m) => {
+                    let max = self.core.config().max_inbox_entries;
+                    let decoded = decode_messages(&call, max)?;
+                    let verdict =
+                        self.core.check_access_list(&decoded.request, decoded.entries.len()).await;
+                    answer(&verdict)
+                }
                 "admin_getFailsafeEnabled" => Ok(to_raw(&self.core.failsafe())),
                 "interop_invalidTransactions" => {
                     let params: Vec<serde_json::Value> = call.parse_params()?;
@@ -90,6 +99,8 @@ impl Handler for Api {
             &[
                 "interop_checkAccessList",
                 "supervisor_checkAccessList",
+                "supervisor_checkMessagesV2",
+                "interop_checkMessages",
                 "admin_getFailsafeEnabled",
                 "interop_invalidTransactions",
                 "interop_transactionStatus",

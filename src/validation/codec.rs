@@ -137,6 +137,114 @@ pub fn decode(call: &Call) -> Result<Decoded, RpcError> {
     })
 }
 
+// ---- the message form (`supervisor_checkMessagesV2`) ----------------------------------------
+
+/// Both names of the message-form check: op-supervisor's `supervisor_checkMessagesV2` (early
+/// 2025, superseded by `checkAccessList`) and the same under the `interop_` namespace.
+pub const MESSAGE_METHODS: [&str; 2] = ["supervisor_checkMessagesV2", "interop_checkMessages"];
+
+/// True when `method` is the message-form check under either name.
+pub fn is_check_messages(method: &str) -> bool {
+    MESSAGE_METHODS.contains(&method)
+}
+
+/// op-supervisor's `Identifier` JSON (`types.go`, `identifierMarshaling`): `origin` an address,
+/// `blockNumber`, `logIndex`, `timestamp` `hexutil.Uint64`, `chainID` `hexutil.U256`. Numbers are
+/// kept as strings here and parsed with Go's `hexutil` rules, so every malformed field gets its
+/// own sentence.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireIdentifier {
+    origin: alloy_primitives::Address,
+    block_number: String,
+    log_index: String,
+    timestamp: String,
+    #[serde(rename = "chainID")]
+    chain_id: String,
+}
+
+/// op-supervisor's `Message` JSON: an identifier and the `keccak256` of the log's payload.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireMessage {
+    identifier: WireIdentifier,
+    payload_hash: B256,
+}
+
+/// A `hexutil` quantity: `0x`, at least one digit, no leading zero, at most `bits` bits.
+fn hex_quantity(s: &str, bits: usize) -> Result<alloy_primitives::U256, String> {
+    let digits =
+        s.strip_prefix("0x").ok_or_else(|| format!("{s:?} is not a 0x-prefixed hex quantity"))?;
+    if digits.is_empty() {
+        return Err(format!("{s:?} has no digits"));
+    }
+    if digits.len() > 1 && digits.starts_with('0') {
+        return Err(format!("{s:?} has a leading zero"));
+    }
+    if digits.len() > bits / 4 {
+        return Err(format!("{s:?} is larger than {bits} bits"));
+    }
+    alloy_primitives::U256::from_str_radix(digits, 16).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn hex_u64(s: &str) -> Result<u64, String> {
+    hex_quantity(s, 64).map(|v| v.to::<u64>())
+}
+
+impl WireMessage {
+    /// The executing message it describes: its checksum is computed from the identifier and the
+    /// payload hash exactly as the access-list entry commits to it.
+    fn message(&self) -> Result<Message, String> {
+        let id = &self.identifier;
+        let field =
+            |name: &str, r: Result<u64, String>| r.map_err(|e| format!("identifier.{name}: {e}"));
+        let block_number = field("blockNumber", hex_u64(&id.block_number))?;
+        let timestamp = field("timestamp", hex_u64(&id.timestamp))?;
+        let log_index = field("logIndex", hex_u64(&id.log_index))?;
+        let log_index = u32::try_from(log_index)
+            .map_err(|_| format!("identifier.logIndex: log index too large: {log_index}"))?;
+        let chain_id =
+            hex_quantity(&id.chain_id, 256).map_err(|e| format!("identifier.chainID: {e}"))?;
+        let log_hash = crate::interop::checksum::log_hash(id.origin, self.payload_hash);
+        let checksum = crate::interop::checksum::checksum_from_log_hash(
+            log_hash,
+            block_number,
+            timestamp,
+            log_index,
+            chain_id,
+        );
+        Ok(Message { chain_id, block_number, timestamp, log_index, checksum })
+    }
+}
+
+/// Decodes `[messages, minSafety, executingDescriptor]` of the message form into the same check
+/// an access list gives (the entries are what a transaction would declare for these messages).
+/// At most `max_messages` messages; every malformed input is -32602 naming the message and field.
+pub fn decode_messages(call: &Call, max_messages: usize) -> Result<Decoded, RpcError> {
+    let (raw, safety, descriptor): (Vec<Box<RawValue>>, String, ExecutingDescriptor) =
+        call.parse_params()?;
+    if raw.len() > max_messages {
+        return Err(RpcError::invalid_params(format!(
+            "{} messages, the limit is {max_messages}",
+            raw.len()
+        )));
+    }
+    let min_safety: SafetyLevel = safety.parse().map_err(RpcError::invalid_params)?;
+    let mut messages = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        let wire: WireMessage = serde_json::from_str(r.get())
+            .map_err(|e| RpcError::invalid_params(format!("messages[{i}]: {e}")))?;
+        messages.push(
+            wire.message().map_err(|e| RpcError::invalid_params(format!("messages[{i}].{e}")))?,
+        );
+    }
+    dedup(&mut messages);
+    Ok(Decoded {
+        entries: encode_entries(&messages),
+        request: CheckRequest { messages: messages.into(), min_safety, descriptor },
+    })
+}
+
 /// The JSON naming a message, for error `data`, refusal logs and the invalid feed (one shape
 /// everywhere: chain id as a decimal string, since it may exceed 2^53).
 pub fn message_json(m: &Message) -> serde_json::Value {
@@ -336,6 +444,87 @@ mod tests {
         }
         let transport = ClientError::HttpStatus { endpoint: "e".into(), status: 500 };
         assert!(matches!(verdict_of(&r, Err(transport)), Verdict::Unavailable(_)));
+    }
+
+    fn wire_message(chain: &str, block: &str, log: &str, ts: &str) -> serde_json::Value {
+        json!({
+            "identifier": {
+                "origin": "0x4242424242424242424242424242424242424242",
+                "blockNumber": block, "logIndex": log, "timestamp": ts, "chainID": chain
+            },
+            "payloadHash": B256::repeat_byte(0x11),
+        })
+    }
+
+    fn messages_call(messages: serde_json::Value) -> Call {
+        let params = json!([messages, "cross-unsafe", {"timestamp": "0x6553f16a"}]);
+        call(&params.to_string())
+    }
+
+    #[test]
+    fn the_message_form_checks_what_the_access_list_would_declare() {
+        let d = decode_messages(
+            &messages_call(json!([
+                wire_message("0x385", "0x3", "0x1", "0x6553f106"),
+                wire_message("0x385", "0x3", "0x1", "0x6553f106"),
+                wire_message("0x10000000000000000", "0x0", "0x0", "0x1"),
+            ])),
+            10,
+        )
+        .unwrap();
+        assert_eq!(d.request.messages.len(), 2, "duplicates collapse like entries do");
+        let m = d.request.messages[0];
+        let origin = alloy_primitives::Address::repeat_byte(0x42);
+        let log_hash = crate::interop::checksum::log_hash(origin, B256::repeat_byte(0x11));
+        let want = crate::interop::checksum::checksum_from_log_hash(
+            log_hash,
+            3,
+            0x6553f106,
+            1,
+            alloy_primitives::U256::from(901),
+        );
+        assert_eq!(
+            (m.block_number, m.log_index, m.timestamp, m.checksum),
+            (3, 1, 0x6553f106, want)
+        );
+        assert_eq!(d.request.messages[1].chain_id, alloy_primitives::U256::from(1u128 << 64));
+        // The entries a tx would carry for them round-trip through the access-list form.
+        assert_eq!(
+            crate::interop::access_list::parse_entries(&d.entries).unwrap(),
+            d.request.messages.to_vec()
+        );
+    }
+
+    #[test]
+    fn malformed_identifiers_are_invalid_params_naming_the_field() {
+        let good = || wire_message("0x385", "0x3", "0x1", "0x6553f106");
+        let mut cases = Vec::new();
+        for (field, value, why) in [
+            ("chainID", json!("901"), "0x-prefixed"),
+            ("chainID", json!("0x0385"), "leading zero"),
+            ("chainID", json!(901), "invalid type"),
+            ("blockNumber", json!(3), "invalid type"),
+            ("blockNumber", json!("0x10000000000000000"), "64 bits"),
+            ("blockNumber", json!("0x"), "no digits"),
+            ("logIndex", json!("0x100000000"), "log index too large"),
+            ("timestamp", json!("0xzz"), "invalid"),
+            ("origin", json!("0x42"), "invalid"),
+        ] {
+            let mut m = good();
+            m["identifier"][field] = value;
+            cases.push((json!([good(), m]), why));
+        }
+        let mut missing = good();
+        missing["identifier"].as_object_mut().unwrap().remove("timestamp");
+        cases.push((json!([missing]), "missing field"));
+        cases.push((json!([{"identifier": good()["identifier"]}]), "payloadHash"));
+        for (messages, why) in cases {
+            let e = decode_messages(&messages_call(messages.clone()), 10).unwrap_err();
+            assert_eq!(e.code, codes::INVALID_PARAMS, "{messages}");
+            assert!(e.message.contains(why), "{why}: {}", e.message);
+        }
+        let e = decode_messages(&messages_call(json!([good(), good(), good()])), 2).unwrap_err();
+        assert!(e.message.contains("the limit is 2"), "{}", e.message);
     }
 
     #[test]

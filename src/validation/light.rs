@@ -131,6 +131,8 @@ pub struct Chain {
     label: String,
     endpoints: Vec<RpcClient>,
     agreement: bool,
+    /// Logs come from receipts proven against the header (`verify_receipts`).
+    verify_receipts: bool,
     /// `latest`/`safe`/`finalized` → header, briefly.
     heads: Cache<&'static str, Header>,
     /// Height → canonical header, briefly (re-read to notice reorgs). Concurrent reads of one
@@ -292,6 +294,9 @@ impl Chain {
             .logs
             .try_get_with(hash, async {
                 loaded = true;
+                if self.verify_receipts {
+                    return self.proven_logs(header).await.map(Arc::from);
+                }
                 let logs: Vec<RpcLog> = self
                     .call(
                         "eth_getLogs",
@@ -306,6 +311,51 @@ impl Chain {
         let result = if loaded { "miss" } else { "hit" };
         metrics().cache.with_label_values(&["block_logs", result]).inc();
         r
+    }
+
+    /// `verify_receipts`: the block's logs from `eth_getBlockReceipts`, accepted only when the
+    /// header's hash is recomputed from its fields, the receipts rebuild its `receiptsRoot`, and
+    /// the proven header is the one the canonical lookup gave (hash, number, timestamp). An
+    /// endpoint whose answer fails any of this is counted and skipped like a silent one.
+    async fn proven_logs(&self, header: &Header) -> Result<Vec<RpcLog>, String> {
+        let limits = super::receipts::Limits::default();
+        let mut last = String::from("no endpoint");
+        for c in &self.endpoints {
+            let call = |method: &'static str, params: serde_json::Value| async move {
+                c.call_raw(method, &params).await.map_err(|e| e.to_string())
+            };
+            let proven = super::receipts::fetch_verified(call, header.hash, &limits).await;
+            let why = match proven {
+                Ok(b)
+                    if (b.header.number, b.header.timestamp)
+                        == (header.number, header.timestamp) =>
+                {
+                    return Ok(b
+                        .logs
+                        .into_iter()
+                        .map(|l| RpcLog {
+                            address: l.address,
+                            topics: l.topics,
+                            data: l.data,
+                            log_index: l.log_index,
+                            block_hash: header.hash,
+                            block_number: header.number,
+                            removed: false,
+                        })
+                        .collect());
+                }
+                Ok(_) => "header_mismatch",
+                Err(e) if e.is_rejected_answer() => e.label(),
+                Err(e) => {
+                    last = format!("{}: {e}", c.name());
+                    continue;
+                }
+            };
+            metrics().chain_answers_rejected.with_label_values(&[&self.label, c.name(), why]).inc();
+            tracing::warn!(chain = %self.label, endpoint = %c.name(), why, block = %header.hash, "receipts do not prove the block's logs; answer ignored");
+            last = format!("{}: receipts refused ({why})", c.name());
+        }
+        Err(last)
     }
 
     /// One round of the reorg watch: reads `latest` and walks back through headers not seen yet
@@ -394,6 +444,7 @@ impl LightBackend {
                 label,
                 endpoints,
                 agreement: c.agreement,
+                verify_receipts: c.verify_receipts,
                 heads: Cache::builder().max_capacity(8).time_to_live(ttl).build(),
                 by_number: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
                 seen: moka::sync::Cache::builder()
