@@ -126,11 +126,16 @@ async fn upgrade(
     };
     let ip = client_ip(peer.ip(), &headers, ws.limits.trusted_proxy_depth);
     let max = ws.cfg.max_message_bytes;
-    up.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
-        let id = ws.next_conn.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("ws", conn = id, client = %ip);
-        run(ws, socket, ip, id, permit).instrument(span).await
-    })
+    // Each answer is written at once (write buffer 0): the bounded queue is the only buffer.
+    up.max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(READ_CHUNK)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| async move {
+            let id = ws.next_conn.fetch_add(1, Ordering::Relaxed);
+            let span = tracing::info_span!("ws", conn = id, client = %ip);
+            run(ws, socket, ip, id, permit).instrument(span).await
+        })
 }
 
 /// One client connection's shared state.
