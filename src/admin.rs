@@ -1,7 +1,8 @@
 //! The admin API: its own listener (loopback by default), JSON-RPC, bearer token when configured.
 //!
-//! Methods: `admin_status`, `admin_setInteropMode(mode)`, `admin_flushCaches`, and, when the
-//! light server runs, `admin_getFailsafeEnabled` / `admin_setFailsafeEnabled(bool)`.
+//! Methods: `admin_status`, `admin_setInteropMode(mode)`, `admin_flushCaches`,
+//! `admin_getFailsafeEnabled` (always; `false` without a light server) and, when the light server
+//! runs, `admin_setFailsafeEnabled(bool)`.
 //! Roles register what they expose; the admin module owns no role state.
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -95,6 +96,7 @@ impl Handler for Admin {
             match call.method.as_str() {
                 "admin_status" => Ok(to_raw(&json!({
                     "version": env!("CARGO_PKG_VERSION"),
+                    "commit": crate::metrics::COMMIT,
                     "interopMode": self.mode.as_ref().map(|m| m.get().as_str()),
                     "failsafe": self.failsafe.as_ref().map(|f| f.enabled()),
                     "caches": self.flushers.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
@@ -115,12 +117,11 @@ impl Handler for Admin {
                     }
                     Ok(to_raw(&self.flushers.iter().map(|(n, _)| *n).collect::<Vec<_>>()))
                 }
+                // Answered on every admin listener: `false` when no role here has a failsafe
+                // switch (nothing can be in failsafe), so a poller never mistakes "no light
+                // server here" for an error.
                 "admin_getFailsafeEnabled" => {
-                    let f = self
-                        .failsafe
-                        .as_ref()
-                        .ok_or_else(|| RpcError::method_not_found(&call.method))?;
-                    Ok(to_raw(&f.enabled()))
+                    Ok(to_raw(&self.failsafe.as_ref().is_some_and(|f| f.enabled())))
                 }
                 "admin_setFailsafeEnabled" => {
                     let f = self

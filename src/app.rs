@@ -52,6 +52,8 @@ pub struct Running {
     pub revalidator_addr: Option<SocketAddr>,
     /// The validation engine, when one is built (tests flush and inspect it).
     pub engine: Option<Arc<Engine>>,
+    /// What a config reload (SIGHUP) can change while serving.
+    pub reload: crate::reload::Handles,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -79,10 +81,12 @@ async fn bind(what: &'static str, addr: &str) -> Result<tokio::net::TcpListener,
 /// Starts every enabled role. Cancelling `shutdown` stops them gracefully.
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let grace = Duration::from_millis(cfg.server.shutdown_grace_ms);
+    crate::metrics::init_series(&cfg);
     let mut tasks = JoinSet::new();
     let mut health = Health::default();
     let mut admin = Admin::default();
     let mut rpc_addr = None;
+    let mut reload = crate::reload::Handles::default();
 
     // One engine for every role: the ingress and the revalidator share its caches.
     let needs_engine = cfg.ingress.enabled || cfg.revalidator.enabled;
@@ -119,12 +123,14 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         health.upstream = Some(forwarder.clone());
         let mode = Arc::new(ModeCell::new(cfg.ingress.mode));
         admin.mode = Some(mode.clone());
+        reload.mode = Some(mode.clone());
         if engine.is_none() {
             tracing::warn!(
                 "no validation backend configured: interop transactions will be refused"
             );
         }
         let ingress = Arc::new(Ingress::new(&cfg, forwarder, mode, dyn_engine.clone()));
+        reload.ingress = Some(ingress.clone());
         let limits = Limits {
             max_body_bytes: cfg.server.max_body_bytes,
             max_batch: cfg.server.max_batch,
@@ -200,7 +206,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         let listener = bind("metrics.listen", &cfg.metrics.listen).await?;
         metrics_addr = listener.local_addr().ok();
         log_listening("metrics", metrics_addr);
-        let router = health::metrics_router(Arc::new(health));
+        let health = Arc::new(health);
+        let router = health::metrics_router(health.clone())
+            .layer(axum::middleware::from_fn_with_state(health, probe_on_scrape));
         spawn_server(&mut tasks, "metrics", listener, router, shutdown.clone(), grace);
     }
 
@@ -224,9 +232,31 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         light_server_addr,
         revalidator_addr,
         engine,
+        reload,
         shutdown,
         tasks,
     })
+}
+
+/// Before `/metrics` is rendered, probes readiness as `/readyz` does and exports it as
+/// `interop_gate_ready{part}`, so an alert can fire on "not ready" with nothing polling `/readyz`.
+/// The probe is bounded (2 s per part, in `Health::check`).
+async fn probe_on_scrape(
+    axum::extract::State(health): axum::extract::State<Arc<Health>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.uri().path() == "/metrics" {
+        let (ready, parts) = health.check().await;
+        let m = crate::metrics::metrics();
+        m.ready.with_label_values(&["all"]).set(i64::from(ready));
+        for part in ["upstream", "validation"] {
+            // null: that part is not configured, so it cannot make the service unready.
+            let ok = parts[part].as_bool().unwrap_or(true);
+            m.ready.with_label_values(&[part]).set(i64::from(ok));
+        }
+    }
+    next.run(req).await
 }
 
 /// One start-up line per listener with its bound address (scripts parse it from JSON logs).

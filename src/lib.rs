@@ -7,11 +7,13 @@
 //! - [`ingress`]: the public front door (forwarding, the submission pipeline).
 //! - [`revalidator`]: the mempool revalidator (pool polling, presumed blocks, EL-facing API).
 //! - [`config`], [`metrics`], [`health`], [`telemetry`], [`clock`]: around the roles.
+//! - [`check_config`], [`reload`]: `check-config` and SIGHUP.
 //! - [`app`]: start-up and shutdown of the enabled roles.
 //! - [`dev`]: the embedded devnet and the in-process peers tests share.
 
 pub mod admin;
 pub mod app;
+pub mod check_config;
 pub mod clock;
 pub mod config;
 pub mod dev;
@@ -20,6 +22,7 @@ pub mod ingress;
 pub mod interop;
 pub mod light_server;
 pub mod metrics;
+pub mod reload;
 pub mod revalidator;
 pub mod rpc;
 pub mod telemetry;

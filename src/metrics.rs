@@ -12,9 +12,34 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::config::Config;
+
+/// The package version, the git commit and the rustc that built it (see `build.rs`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Short git commit of the build, or `unknown` when built outside a git checkout.
+pub const COMMIT: &str = env!("INTEROP_GATE_COMMIT");
+/// `rustc --version` of the build, or `unknown`.
+pub const RUSTC: &str = env!("INTEROP_GATE_RUSTC");
+/// What `--version` prints after the program name.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("INTEROP_GATE_COMMIT"),
+    ", ",
+    env!("INTEROP_GATE_RUSTC"),
+    ")"
+);
+
 /// All metrics of the process.
 pub struct Metrics {
     registry: Registry,
+    /// Unprefixed metrics with conventional names (`process_*` from the process collector).
+    plain: Registry,
+    /// Always 1; the labels say which build runs (`version`, `commit`, `rustc`).
+    pub build_info: IntGaugeVec,
+    /// What `/readyz` would answer (1 ready, 0 not), by part (`all`, `upstream`, `validation`),
+    /// probed when `/metrics` is scraped.
+    pub ready: IntGaugeVec,
     /// Requests served, by listener, method and outcome (`ok` or an error label).
     pub rpc_requests: IntCounterVec,
     /// Time to answer one call, by listener and method.
@@ -91,7 +116,24 @@ impl Metrics {
             IntGauge::new("validations_in_flight", "Validations in flight at the ingress")
                 .expect("valid metric");
         r.register(Box::new(validations_in_flight.clone())).expect("metric registered once");
+        let build_info = gauge_vec(
+            &r,
+            "build_info",
+            "Build of the running binary (always 1)",
+            &["version", "commit", "rustc"],
+        );
+        build_info.with_label_values(&[VERSION, COMMIT, RUSTC]).set(1);
+        let plain = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            // CPU, RSS, open fds, start time: what every Prometheus target exports.
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            plain.register(Box::new(pc)).expect("process collector registered once");
+        }
         Self {
+            plain,
+            build_info,
+            ready: gauge_vec(&r, "ready", "Readiness as /readyz reports it (1 ready)", &["part"]),
             rpc_requests: counter(
                 &r,
                 "rpc_requests_total",
@@ -223,7 +265,9 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metrics.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        let mut families = self.registry.gather();
+        families.extend(self.plain.gather());
+        let _ = TextEncoder::new().encode(&families, &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
 }
@@ -232,4 +276,189 @@ impl Metrics {
 pub fn metrics() -> &'static Metrics {
     static M: LazyLock<Metrics> = LazyLock::new(Metrics::new);
     &M
+}
+
+/// Every label value a call site may use, so [`init_series`] can export them at 0.
+mod labels {
+    /// `external_calls_total{outcome}`: `ok` and every `ClientError::kind`.
+    pub const CALL_OUTCOMES: [&str; 7] =
+        ["ok", "rpc_error", "timeout", "transport", "http_status", "too_large", "decode"];
+    /// `verdicts_total{verdict, reason}`: each verdict kind with its usual reasons.
+    pub const VERDICTS: [(&str, &str); 7] = [
+        ("valid", "ok"),
+        ("invalid", "conflicting_data"),
+        ("invalid", "unknown_chain"),
+        ("invalid", "failsafe"),
+        ("not_yet_known", "future_data"),
+        ("not_yet_known", "uninitialized"),
+        ("unavailable", "unavailable"),
+    ];
+    /// `retries_total{outcome}`.
+    pub const RETRY_OUTCOMES: [&str; 5] =
+        ["accepted", "invalid", "still_unknown", "unavailable", "queue_full"];
+    /// `backend_disagreements_total{kind}`.
+    pub const DISAGREEMENTS: [&str; 4] =
+        ["backends_split", "shadow_split", "supervisor_quorum", "chain_endpoints"];
+    /// `ingress_transactions_total{outcome, reason}` for forwarded txs.
+    pub const FORWARD_REASONS: [&str; 3] = ["non_interop", "bypass", "valid"];
+    /// `ingress_transactions_total{outcome="refused", reason}`.
+    pub const REFUSAL_REASONS: [&str; 13] = [
+        "undecodable",
+        "wrong_chain",
+        "sender_rate_limited",
+        "reject_all",
+        "malformed",
+        "unavailable",
+        "over_capacity",
+        "not_yet_known",
+        "conflicting_data",
+        "unknown_chain",
+        "failsafe",
+        "internal_error",
+        "other",
+    ];
+    /// `cache_lookups_total{cache, result}`.
+    pub const CACHE: [(&str, &str); 8] = [
+        ("verdict", "miss"),
+        ("verdict_invalid", "hit"),
+        ("verdict_soft_invalid", "hit"),
+        ("verdict_valid", "hit"),
+        ("block_logs", "hit"),
+        ("block_logs", "miss"),
+        ("headers", "hit"),
+        ("headers", "miss"),
+    ];
+    /// `revalidator_invalid_total{reason}`.
+    pub const REVALIDATOR_INVALID: [&str; 4] =
+        ["conflicting_data", "unknown_chain", "internal_error", "other"];
+    /// `revalidator_state{what}`.
+    pub const REVALIDATOR_STATE: [&str; 4] =
+        ["pool_txs", "tracked_txs", "presumed_blocks", "failsafe"];
+}
+
+/// The name the light backend gives an endpoint of a `[[light.chains]]` entry, and the chain's
+/// label (its decimal id), mirroring `LightBackend::from_config`.
+fn light_chain_labels(c: &crate::config::ChainRpcConfig) -> Option<(String, Vec<String>)> {
+    let id = match &c.chain_id {
+        toml::Value::Integer(n) => alloy_primitives::U256::from(*n as u64),
+        toml::Value::String(s) => crate::interop::types::parse_chain_id(s).ok()?,
+        _ => return None,
+    };
+    let label = id.to_string();
+    let names = c
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(j, e)| if e.name.is_empty() { format!("chain-{label}-{j}") } else { e.name.clone() })
+        .collect();
+    Some((label, names))
+}
+
+/// Creates, at 0, every labelled series the service can already name at start-up: endpoints
+/// (by configured name) with every call outcome, chains, verdict kinds, retry and refusal
+/// outcomes, allow-listed methods, revalidator pass kinds. A series that appears only after its
+/// first event leaves dashboards empty on a healthy system and makes `increase()` miss that first
+/// event, so everything knowable is exported from the start. Called once by `app::start`.
+pub fn init_series(cfg: &Config) {
+    let m = metrics();
+    let needs_engine = cfg.ingress.enabled || cfg.revalidator.enabled;
+    let mut targets: Vec<(&'static str, String)> = Vec::new();
+    if cfg.ingress.enabled {
+        targets.push(("upstream", "upstream".into()));
+    }
+    if cfg.revalidator.enabled {
+        targets.push(("el", "el".into()));
+    }
+    if needs_engine {
+        targets.extend(cfg.supervisor.endpoints.iter().map(|e| ("supervisor", e.name.clone())));
+    }
+    let uses_light = needs_engine || cfg.light_server.enabled;
+    let chains: Vec<_> = if uses_light {
+        cfg.light.chains.iter().filter_map(light_chain_labels).collect()
+    } else {
+        Vec::new()
+    };
+    for (label, names) in &chains {
+        m.reorgs.with_label_values(&[label]).inc_by(0);
+        targets.extend(names.iter().map(|n| ("chain", n.clone())));
+    }
+    for (target, name) in &targets {
+        m.external_duration.with_label_values(&[*target, name.as_str()]);
+        for outcome in labels::CALL_OUTCOMES {
+            m.external_calls.with_label_values(&[*target, name.as_str(), outcome]).inc_by(0);
+        }
+    }
+    for e in &cfg.supervisor.endpoints {
+        if needs_engine {
+            // The indexed backend sets 1 when it builds the endpoint; 0 only after a failure.
+            m.endpoint_healthy.with_label_values(&["supervisor", &e.name]);
+        }
+    }
+
+    let has_backend = !cfg.supervisor.endpoints.is_empty() || !cfg.light.chains.is_empty();
+    if needs_engine && has_backend {
+        let mut components = vec!["engine"];
+        if !cfg.supervisor.endpoints.is_empty() {
+            components.push("indexed");
+        }
+        if !cfg.light.chains.is_empty() {
+            components.push("light");
+        }
+        for c in components {
+            for (verdict, reason) in labels::VERDICTS {
+                m.verdicts.with_label_values(&[c, verdict, reason]).inc_by(0);
+            }
+        }
+        if cfg.ingress.enabled {
+            // Retry-after-delay runs in the ingress only.
+            for o in labels::RETRY_OUTCOMES {
+                m.retries.with_label_values(&[o]).inc_by(0);
+            }
+        }
+        for k in labels::DISAGREEMENTS {
+            m.disagreements.with_label_values(&[k]).inc_by(0);
+        }
+        m.coalesced.with_label_values(&["verdict"]).inc_by(0);
+    }
+    if needs_engine || cfg.light_server.enabled {
+        for (cache, result) in labels::CACHE {
+            m.cache.with_label_values(&[cache, result]).inc_by(0);
+        }
+    }
+
+    if cfg.ingress.enabled {
+        for reason in labels::FORWARD_REASONS {
+            for outcome in ["forwarded", "upstream_error"] {
+                m.ingress_txs.with_label_values(&[outcome, reason]).inc_by(0);
+            }
+        }
+        for reason in labels::REFUSAL_REASONS {
+            m.ingress_txs.with_label_values(&["refused", reason]).inc_by(0);
+        }
+        m.rpc_batches.with_label_values(&["ingress"]).inc_by(0);
+        for method in &cfg.upstream.methods {
+            m.rpc_requests.with_label_values(&["ingress", method, "ok"]).inc_by(0);
+            m.rpc_duration.with_label_values(&["ingress", method]);
+        }
+        m.rpc_requests.with_label_values(&["ingress", "other", "method_not_found"]).inc_by(0);
+    }
+
+    if cfg.revalidator.enabled {
+        for kind in ["near", "full"] {
+            m.revalidator_requests_per_pass.with_label_values(&[kind]);
+            m.revalidator_pass_duration.with_label_values(&[kind]);
+        }
+        for reason in labels::REVALIDATOR_INVALID {
+            m.revalidator_invalid.with_label_values(&[reason]).inc_by(0);
+        }
+        for answer in ["cache", "forward"] {
+            m.revalidator_checks.with_label_values(&[answer]).inc_by(0);
+        }
+        for why in ["undecodable", "over_limit"] {
+            m.revalidator_skipped.with_label_values(&[why]).inc_by(0);
+        }
+        for what in labels::REVALIDATOR_STATE {
+            m.revalidator_state.with_label_values(&[what]);
+        }
+    }
 }

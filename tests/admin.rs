@@ -58,3 +58,17 @@ async fn admin_requires_the_token_and_sets_modes() {
     .await;
     assert_eq!(v["error"]["code"], -32601);
 }
+
+/// `admin_getFailsafeEnabled` answers on every admin listener: false where no light server runs
+/// (nothing here can be in failsafe), the switch's state where one does.
+#[tokio::test]
+async fn failsafe_getter_answers_with_or_without_a_light_server() {
+    let gw = gateway(|_| {}).await;
+    let url = format!("http://{}/", gw.running.admin_addr.expect("admin enabled"));
+    let get = json!({"jsonrpc":"2.0","id":1,"method":"admin_getFailsafeEnabled","params":[]});
+    let (_, v) = post_json(&gw.client, &url, &get).await;
+    assert_eq!(v["result"], false, "{v}");
+    let set = json!({"jsonrpc":"2.0","id":2,"method":"admin_setFailsafeEnabled","params":[true]});
+    let (_, v) = post_json(&gw.client, &url, &set).await;
+    assert_eq!(v["error"]["code"], -32601, "nothing to switch without a light server: {v}");
+}

@@ -23,13 +23,69 @@ fn help_documents_every_flag_and_subcommand() {
     }
 }
 
+/// The committed config.toml is the defaults: an ingress with no validation backend, which would
+/// refuse every interop tx. check-config says so (exit 2) unless the operator says it is intended.
 #[test]
-fn committed_config_passes_check_config() {
+fn check_config_refuses_an_ingress_without_backend_unless_allowed() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
+    let out = Command::new(BIN).args(["--config", path, "check-config"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("without any validation backend") && err.contains("--allow-no-backend"),
+        "{err}"
+    );
     let out = Command::new(BIN)
-        .args(["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"), "check-config"])
+        .args(["--config", path, "check-config", "--allow-no-backend"])
         .output()
         .expect("runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `check-config --config X` and `--config X check-config` are the same command; `--print` writes
+/// the effective config (environment overrides applied) as TOML without its secrets.
+#[test]
+fn check_config_takes_flags_in_any_order_and_prints_the_config_redacted() {
+    let f = write_config(
+        "[admin]\ntoken = \"t0psecret\"\n[supervisor]\nendpoints = [{ name = \"sup\", url = \"https://bob:hunter2@sup.example/rpc?apikey=k3y\" }]\n",
+    );
+    let path = f.path().to_str().expect("utf-8 path");
+    let orders: [&[&str]; 2] = [
+        &["check-config", "--config", path, "--print"],
+        &["--config", path, "check-config", "--print"],
+    ];
+    let mut printed = Vec::new();
+    for args in orders {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("INTEROP_GATE_UPSTREAM_URL", "http://user:envpass@el.example:8545/")
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        printed.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    assert_eq!(printed[0], printed[1]);
+    let text = &printed[0];
+    for secret in ["t0psecret", "hunter2", "bob", "k3y", "envpass"] {
+        assert!(!text.contains(secret), "{secret} printed: {text}");
+    }
+    let cfg = interop_gate::config::Config::from_toml(text, "printed").expect("printed TOML loads");
+    assert_eq!(cfg.admin.token.as_deref(), Some("<redacted>"));
+    assert_eq!(cfg.supervisor.endpoints[0].url, "https://redacted@sup.example/rpc?redacted");
+    assert_eq!(cfg.upstream.url, "http://redacted@el.example:8545/", "env override applied");
+    assert_eq!(cfg.server.max_batch, 100, "defaults are printed too");
+}
+
+#[test]
+fn version_names_the_commit_and_compiler() {
+    let out = Command::new(BIN).arg("--version").output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(concat!("interop-gate ", env!("CARGO_PKG_VERSION"), " (commit ")),
+        "{text}"
+    );
+    assert!(text.contains("rustc"), "{text}");
+    assert!(text.contains(interop_gate::metrics::COMMIT));
 }
 
 #[test]
@@ -189,4 +245,162 @@ async fn refused_transactions_are_logged_one_line_each_without_secrets() {
     assert_eq!(r["message_id"], format!("901:{}:0", b.number));
     assert!(r["reason"].as_str().is_some());
     assert!(!rest.iter().any(|l| l.contains("s3cret")), "no credentials in logs");
+}
+
+/// The binary's stdout, line by line, on a channel (so a test can wait for a line with a
+/// deadline instead of blocking forever on a silent process).
+struct Logs {
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Logs {
+    fn of(child: &mut std::process::Child) -> Self {
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { rx, seen: Vec::new() }
+    }
+
+    /// Waits for a line matching `pred` (20 s at most) and returns it.
+    fn wait_for(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no {what} line; seen:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+}
+
+fn json_field(line: &str, key: &str) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(line).unwrap_or_default()[key].clone()
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let st = Command::new("kill").args([sig, &child.id().to_string()]).status().expect("kill");
+    assert!(st.success());
+}
+
+fn stop(mut child: std::process::Child) {
+    signal(&child, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            assert!(st.success(), "exit status {st}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Text logs written to a pipe (a file, journald) carry no ANSI colour codes.
+#[test]
+fn text_logs_to_a_pipe_have_no_colour_codes() {
+    let f = write_config(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"\"\n[admin]\nlisten = \"\"\n[log]\nformat = \"text\"\nlevel = \"info\"\n",
+    );
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(f.path())
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawns");
+    let mut logs = Logs::of(&mut child);
+    logs.wait_for("started", |l| l.contains("started"));
+    stop(child);
+    assert!(logs.seen.iter().any(|l| l.contains("INFO")), "{:?}", logs.seen);
+    let coloured: Vec<_> = logs.seen.iter().filter(|l| l.contains("\x1b[")).collect();
+    assert!(coloured.is_empty(), "ANSI codes in piped logs: {coloured:?}");
+}
+
+/// SIGHUP re-reads the file: the new allow-list and rate limit apply at once, a restart-only
+/// change is reported and kept at its old value, an invalid file changes nothing, and the
+/// process keeps serving throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_limits_and_allow_list_and_keeps_the_old_config_on_errors() {
+    use interop_gate::dev::spawn_peer;
+    use interop_gate::dev::upstream::MockUpstream;
+    let upstream = std::sync::Arc::new(MockUpstream::new());
+    let up = spawn_peer("up", upstream.clone(), "127.0.0.1:0").await.unwrap();
+    let base = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"{}\"\n[metrics]\nlisten = \"\"\n[admin]\nlisten = \"\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n",
+        up.url()
+    );
+    let f = write_config(&base);
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(f.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawns");
+    let mut logs = Logs::of(&mut child);
+    let line = logs.wait_for("ingress listening", |l| {
+        json_field(l, "message") == "listening" && json_field(l, "listener") == "ingress"
+    });
+    let url = format!("http://{}/", json_field(&line, "addr").as_str().expect("addr"));
+    logs.wait_for("started", |l| json_field(l, "message") == "started");
+    let client = reqwest::Client::new();
+    let call = |method: &'static str| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let body = serde_json::json!({"jsonrpc":"2.0","id":1,"method":method,"params":[]});
+            let r = client.post(&url).json(&body).send().await.expect("answered");
+            r.json::<serde_json::Value>().await.expect("JSON")
+        }
+    };
+    assert!(call("eth_getBalance").await["result"].is_object(), "allowed at first");
+    for _ in 0..3 {
+        assert!(call("eth_chainId").await["result"].is_string(), "no rate limit at first");
+    }
+
+    // Only eth_chainId, one call per second per IP; and a key that needs a restart.
+    let edited = base.replace(
+        "[metrics]",
+        "methods = [\"eth_chainId\"]\n[ingress]\nip_rate = { per_second = 1, burst = 1 }\n[metrics]",
+    ) + "[light]\ntimeout_ms = 1234\n";
+    std::fs::write(f.path(), edited).unwrap();
+    signal(&child, "-HUP");
+    let restart = logs.wait_for("restart-only", |l| l.contains("only apply at restart"));
+    assert_eq!(json_field(&restart, "keys"), "light.timeout_ms", "{restart}");
+    let done = logs.wait_for("reloaded", |l| json_field(l, "message") == "config reloaded");
+    let applied = json_field(&done, "applied").as_str().unwrap_or_default().to_owned();
+    assert!(applied.contains("upstream.methods") && applied.contains("rate limits"), "{done}");
+
+    let before = upstream.received().len();
+    let refused = call("eth_getBalance").await;
+    assert_eq!(refused["error"]["code"], -32601, "{refused}");
+    let msg = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("eth_getBalance") && msg.contains("not served by this gateway"), "{msg}");
+    assert_eq!(upstream.received().len(), before, "refused without touching the upstream");
+    assert!(call("eth_chainId").await["result"].is_string());
+    assert_eq!(call("eth_chainId").await["error"]["code"], -32016, "the new limit applies");
+
+    // An invalid file: logged, the running config (new allow-list) is kept.
+    std::fs::write(f.path(), "[server]\nmax_bodyy = 1\n").unwrap();
+    signal(&child, "-HUP");
+    let failed = logs.wait_for("reload failed", |l| l.contains("config reload failed"));
+    assert!(json_field(&failed, "error").as_str().unwrap_or_default().contains("max_bodyy"));
+    assert_eq!(call("eth_getBalance").await["error"]["code"], -32601, "old config kept");
+    assert!(child.try_wait().expect("wait").is_none(), "still running after two SIGHUPs");
+    stop(child);
 }

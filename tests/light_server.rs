@@ -44,11 +44,16 @@ async fn golden_wire_exchanges() {
     cfg.ingress.enabled = false;
     cfg.light_server.enabled = true;
     cfg.light.chains = vec![light_chain(SOURCE, &[peer.url()])];
+    // Interop activates between blocks 1 (GENESIS + 2) and 2 (GENESIS + 4): block 2 is the
+    // activation block, its messages and earlier ones are invalid.
+    cfg.light.chains[0].interop_time = Some(GENESIS + 3);
     let running = interop_gate::app::start(cfg, Default::default()).await.unwrap();
     let url = format!("http://{}/", running.light_server_addr.unwrap());
     let admin = format!("http://{}/", running.admin_addr.unwrap());
 
     let m = chain.message(3, 1).unwrap();
+    let activation = chain.message(2, 0).unwrap();
+    let pre_activation = chain.message(1, 0).unwrap();
     let mut bad = m;
     bad.checksum.0[31] ^= 1;
     let hex = |ms: &[Message]| json!(encode_entries(ms));
@@ -97,10 +102,34 @@ async fn golden_wire_exchanges() {
             ),
         ),
         ("check-bad-safety", call("interop_checkAccessList", json!([hex(&[m]), "Safe", desc]))),
+        (
+            "check-activation-block",
+            call("interop_checkAccessList", json!([hex(&[activation]), "unsafe", desc])),
+        ),
+        (
+            "check-before-activation",
+            call("interop_checkAccessList", json!([hex(&[pre_activation]), "unsafe", desc])),
+        ),
         ("failsafe-get", call("admin_getFailsafeEnabled", json!([]))),
         (
             "block-hash",
             call("interop_getBlockHashByNumber", json!([format!("{SOURCE:#x}"), "0x3"])),
+        ),
+        // Every block selector op-interop-filter reads, and what its Go client sends
+        // (chainID as a decimal string, rpc.BlockNumber as hex).
+        ("block-hash-go-client", call("interop_getBlockHashByNumber", json!(["901", "0x3"]))),
+        ("block-hash-latest", call("interop_getBlockHashByNumber", json!(["901", "latest"]))),
+        ("block-hash-json-number", call("interop_getBlockHashByNumber", json!(["901", 3]))),
+        ("block-hash-decimal-string", call("interop_getBlockHashByNumber", json!(["901", "3"]))),
+        ("block-hash-not-found", call("interop_getBlockHashByNumber", json!(["901", 999]))),
+        ("block-hash-unknown-chain", call("interop_getBlockHashByNumber", json!(["999", 3]))),
+        (
+            "block-hash-unsupported-tag",
+            call("interop_getBlockHashByNumber", json!(["901", "safe"])),
+        ),
+        (
+            "block-hash-legacy-name",
+            call("supervisor_getBlockHashByNumber", json!(["901", "latest"])),
         ),
         ("sync-status", call("interop_syncStatus", json!([]))),
         (

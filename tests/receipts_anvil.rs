@@ -348,6 +348,7 @@ async fn verify_receipts_catches_a_chain_rpc_that_lies_consistently() {
                 endpoints: vec![interop_gate::dev::endpoint("rpc", url.to_string())],
                 agreement: false,
                 verify_receipts: verify,
+                interop_time: None,
             }],
             ..Default::default()
         };

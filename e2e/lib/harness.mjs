@@ -175,3 +175,27 @@ export async function rpc(url, method, params = []) {
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : null };
 }
+
+/** Starts `interop-gate dev` (two simulated chains, light supervisor endpoint, ingress,
+ * revalidator, traffic generator); resolves with the addresses it prints, by label. */
+export async function startDev(args = []) {
+  const proc = spawn(gateBinary(), ['dev', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(proc);
+  const addrs = {};
+  const wanted = { ingress: /ingress \(send txs here\)\s+(\S+)/, chainA: /chain A \(\d+\) RPC\s+(\S+)/, chainB: /chain B \(\d+\) RPC \(upstream\)\s+(\S+)/ };
+  let out = '';
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`interop-gate dev printed no addresses:\n${out}`)), 30_000);
+    proc.stdout.on('data', (b) => {
+      out += b.toString();
+      for (const [k, re] of Object.entries(wanted)) { const m = out.match(re); if (m) addrs[k] = m[1]; }
+      if (Object.keys(wanted).every((k) => addrs[k])) { clearTimeout(timer); resolve(); }
+    });
+    proc.stderr.on('data', (b) => { out += b.toString(); });
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`interop-gate dev exited (${code}):\n${out}`)); });
+  });
+  return {
+    addrs, proc,
+    stop: () => new Promise((resolve) => { proc.once('exit', (code, sig) => { children.delete(proc); resolve({ code, sig }); }); proc.kill('SIGINT'); }),
+  };
+}

@@ -85,6 +85,10 @@ test('pooled txs are judged: the bad one once through the feed, the good one val
   const m2 = await messageOf(source, other);
   const bad = encodeAccessList(m2.id, m2.payload);
   bad[0].storageKeys[bad[0].storageKeys.length - 1] = `0x03${'ab'.repeat(31)}`;
+  // The destination's head must be current: the revalidator judges each presumed block at
+  // head.timestamp + block time, exactly, and a node that has not mined since start-up would
+  // place the fresh messages after its next block (not executable there yet).
+  await dest.client.request({ method: 'evm_mine', params: [] });
   const goodHash = await pool(encodeAccessList(m1.id, m1.payload), 0);
   const badHash = await pool(bad, 1);
   const plainHash = await pool([], 2);

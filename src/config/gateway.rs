@@ -50,6 +50,9 @@ pub struct UpstreamConfig {
     pub url: String,
     /// Per-call timeout, ms.
     pub timeout_ms: u64,
+    /// Timeout of `eth_sendRawTransactionSync` (EIP-7966), ms: the upstream holds that call
+    /// until the tx is included (reth waits up to 30 s), so it gets its own, longer timeout.
+    pub sync_timeout_ms: u64,
     /// Idle keep-alive connections kept to the upstream.
     pub pool_size: usize,
     /// Largest answer body read from the upstream, bytes; a larger one is -32603.
@@ -67,6 +70,7 @@ impl Default for UpstreamConfig {
         Self {
             url: "http://127.0.0.1:9545".into(),
             timeout_ms: 5_000,
+            sync_timeout_ms: 30_000,
             pool_size: 64,
             max_response_bytes: 32 * 1024 * 1024,
             methods: [
@@ -105,6 +109,7 @@ impl UpstreamConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         check_url("upstream.url", &self.url)?;
         check_positive("upstream.timeout_ms", self.timeout_ms)?;
+        check_positive("upstream.sync_timeout_ms", self.sync_timeout_ms)?;
         check_positive("upstream.max_response_bytes", self.max_response_bytes as u64)?;
         if !self.ws_url.is_empty() {
             match url::Url::parse(&self.ws_url) {
@@ -160,6 +165,18 @@ impl InteropMode {
     }
 }
 
+/// What the ingress does with an interop transaction sent with
+/// `eth_sendRawTransactionConditional`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConditionalInterop {
+    /// Validate it like any other submission.
+    Validate,
+    /// Refuse it (-32601): a public security review of the interop rollout recommends being able
+    /// to keep interop txs off the conditional path.
+    Refuse,
+}
+
 /// A token bucket: sustained rate and burst. A rate of 0 disables the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -182,8 +199,11 @@ pub struct IngressConfig {
     pub mode: InteropMode,
     /// Minimum safety of initiating messages.
     pub min_safety: SafetyLevel,
-    /// Descriptor timeout (seconds): how long a message must stay valid after submission.
+    /// Descriptor timeout (seconds): how long a message must stay valid after submission
+    /// (7200, as proxyd and op-reth ask; see config.toml).
     pub timeout_secs: u64,
+    /// Interop txs sent with `eth_sendRawTransactionConditional`: validate or refuse.
+    pub conditional_interop: ConditionalInterop,
     /// Largest number of inbox entries per transaction (before de-duplication).
     pub max_inbox_entries: usize,
     /// Largest number of distinct messages per transaction.
@@ -209,7 +229,8 @@ impl Default for IngressConfig {
             chain_id: 10,
             mode: InteropMode::Enforce,
             min_safety: SafetyLevel::CrossUnsafe,
-            timeout_secs: 86_400,
+            timeout_secs: 7_200,
+            conditional_interop: ConditionalInterop::Validate,
             max_inbox_entries: 1_000,
             max_messages: 256,
             max_in_flight: 1_024,

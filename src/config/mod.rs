@@ -12,8 +12,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use gateway::{
-    AdminConfig, IngressConfig, InteropMode, LogConfig, LogFormat, MetricsConfig, RateLimit,
-    ServerConfig, UpstreamConfig, WebSocketConfig,
+    AdminConfig, ConditionalInterop, IngressConfig, InteropMode, LogConfig, LogFormat,
+    MetricsConfig, RateLimit, ServerConfig, UpstreamConfig, WebSocketConfig,
 };
 pub use light_server::LightServerConfig;
 pub use revalidator::RevalidatorConfig;

@@ -191,6 +191,11 @@ pub struct ChainRpcConfig {
     /// one `eth_getLogs`, and needs an RPC that serves `eth_getBlockReceipts`.
     #[serde(default)]
     pub verify_receipts: bool,
+    /// The chain's interop fork time (unix seconds; the rollup config's `interop_time`). A
+    /// message initiated in a block at or before the chain's activation block (the first block
+    /// whose timestamp is at or after this time) is invalid. Absent: no activation rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interop_time: Option<u64>,
 }
 
 /// `[light]`: the light backend (recomputes messages from `eth_getLogs`).

@@ -1,7 +1,8 @@
 //! A simulated L2 chain RPC: blocks with timestamps, hashes and logs that serve as initiating
 //! messages, `latest`/`safe`/`finalized` tags, reorgs on demand, and a pending pool fed by
 //! `eth_sendRawTransaction` (emptied into the next block). It speaks the Ethereum JSON-RPC shapes
-//! the light backend, the revalidator and the gateway's upstream client read, over real HTTP.
+//! the light backend, the revalidator, the gateway's upstream client and a wallet (nonce, fees,
+//! gas, tx and receipt; see [`super::wallet_rpc`]) read, over real HTTP.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::dev::el_pool::MockTx;
+use crate::dev::wallet_rpc;
 use crate::interop::tx::decode_tx;
 use crate::interop::{Message, CROSS_L2_INBOX};
 use crate::revalidator::pool::Fees;
@@ -49,10 +51,18 @@ pub struct SimBlock {
     pub txs: Vec<B256>,
 }
 
+/// Raw txs kept for wallet queries (tx by hash, receipts); older ones are forgotten beyond this.
+const MAX_KEPT_TXS: usize = 100_000;
+
 #[derive(Default)]
 struct State {
     blocks: Vec<SimBlock>,
     pool: Vec<(Bytes, MockTx)>,
+    /// Every tx received (raw bytes and sender), by hash, for `eth_getTransactionByHash` and
+    /// receipts; bounded by [`MAX_KEPT_TXS`].
+    txs: HashMap<B256, (Bytes, Address)>,
+    /// Next nonce per sender (highest received + 1), for `eth_getTransactionCount`.
+    nonces: HashMap<Address, u64>,
     safe_depth: u64,
     finalized_depth: u64,
     salt: u64,
@@ -254,6 +264,24 @@ impl SimChain {
         })
     }
 
+    /// The block, with full tx objects when `full` (as wallets ask when they look for a
+    /// replacement of a tx they wait for).
+    fn block_json_with(&self, b: &SimBlock, full: bool) -> Value {
+        let mut v = self.block_json(b);
+        if full {
+            let txs: Vec<Value> = b
+                .txs
+                .iter()
+                .filter_map(|h| {
+                    let (raw, from, at) = self.kept_tx(h)?;
+                    wallet_rpc::tx_json(&raw, from, at)
+                })
+                .collect();
+            v["transactions"] = Value::from(txs);
+        }
+        v
+    }
+
     fn logs_json(&self, b: &SimBlock, address: Option<Address>) -> Vec<Value> {
         b.logs
             .iter()
@@ -317,7 +345,13 @@ impl SimChain {
             fees: Fees::Dynamic { max_fee: 2_000_000_000, max_priority_fee: 1_000_000_000 },
             access_list,
         };
-        lock(&self.state).pool.push((raw, mock));
+        let mut s = lock(&self.state);
+        if s.txs.len() < MAX_KEPT_TXS {
+            s.txs.insert(tx.hash, (raw.clone(), tx.sender));
+        }
+        let next = s.nonces.entry(tx.sender).or_default();
+        *next = (*next).max(tx.nonce + 1);
+        s.pool.push((raw, mock));
         Ok(json!(tx.hash))
     }
 
@@ -338,6 +372,17 @@ impl SimChain {
         json!({ "pending": pending, "queued": {} })
     }
 
+    /// A received tx (raw, sender) and, when a canonical block includes it, where.
+    fn kept_tx(&self, hash: &B256) -> Option<(Bytes, Address, Option<wallet_rpc::Inclusion>)> {
+        let s = lock(&self.state);
+        let (raw, from) = s.txs.get(hash).cloned()?;
+        let at = s.blocks.iter().rev().find_map(|b| {
+            let index = b.txs.iter().position(|t| t == hash)?;
+            Some(wallet_rpc::Inclusion { number: b.number, hash: b.hash, index })
+        });
+        Some((raw, from, at))
+    }
+
     fn answer(&self, call: &Call) -> Result<Value, RpcError> {
         let params: Vec<Value> =
             if call.params.is_some() { call.parse_params()? } else { Vec::new() };
@@ -347,14 +392,16 @@ impl SimChain {
             "net_version" => Ok(json!(self.chain_id.to_string())),
             "eth_blockNumber" => Ok(json!(hex(self.head().number))),
             "eth_getBlockByNumber" => {
-                Ok(self.resolve(&p(0))?.map_or(Value::Null, |b| self.block_json(&b)))
+                let full = p(1).as_bool().unwrap_or(false);
+                Ok(self.resolve(&p(0))?.map_or(Value::Null, |b| self.block_json_with(&b, full)))
             }
             "eth_getBlockByHash" => {
                 let h: B256 = serde_json::from_value(p(0)).map_err(RpcError::invalid_params)?;
                 let s = lock(&self.state);
                 let b = s.blocks.iter().find(|b| b.hash == h).cloned();
                 drop(s);
-                Ok(b.map_or(Value::Null, |b| self.block_json(&b)))
+                let full = p(1).as_bool().unwrap_or(false);
+                Ok(b.map_or(Value::Null, |b| self.block_json_with(&b, full)))
             }
             "eth_getLogs" => self.get_logs(&p(0)),
             "eth_sendRawTransaction" => {
@@ -363,6 +410,32 @@ impl SimChain {
             }
             "txpool_content" => Ok(self.txpool_content()),
             "eth_gasPrice" | "eth_maxPriorityFeePerGas" => Ok(json!("0x3b9aca00")),
+            // What a wallet needs (nonce, fees, gas, the tx and its receipt): see wallet_rpc.
+            "eth_getTransactionCount" => {
+                let a: Address = serde_json::from_value(p(0)).map_err(RpcError::invalid_params)?;
+                Ok(json!(hex(lock(&self.state).nonces.get(&a).copied().unwrap_or(0))))
+            }
+            "eth_estimateGas" => Ok(wallet_rpc::estimate_gas(&p(0))),
+            "eth_feeHistory" => Ok(wallet_rpc::fee_history(&p(0), self.head().number, &p(2))),
+            "eth_getTransactionByHash" => {
+                let h: B256 = serde_json::from_value(p(0)).map_err(RpcError::invalid_params)?;
+                Ok(self
+                    .kept_tx(&h)
+                    .and_then(|(raw, from, at)| wallet_rpc::tx_json(&raw, from, at))
+                    .unwrap_or(Value::Null))
+            }
+            "eth_getTransactionReceipt" => {
+                let h: B256 = serde_json::from_value(p(0)).map_err(RpcError::invalid_params)?;
+                Ok(self
+                    .kept_tx(&h)
+                    .and_then(|(raw, from, at)| wallet_rpc::receipt_json(&raw, from, at?))
+                    .unwrap_or(Value::Null))
+            }
+            "eth_getBalance" => Ok(json!(format!("{:#x}", wallet_rpc::BALANCE))),
+            "eth_getCode" | "eth_call" => Ok(json!("0x")),
+            "eth_getStorageAt" => Ok(json!(B256::ZERO)),
+            "eth_syncing" => Ok(json!(false)),
+            "web3_clientVersion" => Ok(json!("interop-gate-simchain")),
             other => Err(RpcError::method_not_found(other)),
         }
     }

@@ -9,6 +9,7 @@ pub mod misbehave;
 pub mod supervisor;
 pub mod upstream;
 pub mod wallet;
+pub mod wallet_rpc;
 pub mod ws_upstream;
 
 use std::net::SocketAddr;
@@ -71,6 +72,7 @@ pub fn light_chain(chain_id: u64, urls: &[String]) -> crate::config::ChainRpcCon
             .collect(),
         agreement: false,
         verify_receipts: false,
+        interop_time: None,
     }
 }
 

@@ -1,17 +1,24 @@
-//! Forwarding to the upstream execution client: the method allow-list and error mapping.
+//! Forwarding to the upstream execution client and error mapping (the method allow-list is the
+//! ingress's, reloadable on SIGHUP).
 //!
 //! The upstream's result or error comes back verbatim; a missing answer becomes -32603 with
 //! "upstream unavailable" or "upstream timeout", so a client can tell the gateway's own refusals
-//! from the EL's.
+//! from the EL's. `eth_sendRawTransactionSync` (EIP-7966) is held by the upstream until the tx is
+//! included, so it has its own timeout; when that expires the tx was already forwarded, and the
+//! answer is EIP-7966's timeout error (code 4, the tx hash as `data`), as the EL itself would.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
+use alloy_primitives::B256;
 use serde_json::value::RawValue;
 
 use crate::config::UpstreamConfig;
 use crate::rpc::client::{http_client, ClientError, RpcClient};
+use crate::rpc::codes;
 use crate::rpc::types::{Call, RpcError};
+
+/// The EIP-7966 method that waits for inclusion.
+pub const SYNC_METHOD: &str = "eth_sendRawTransactionSync";
 
 /// Why an upstream call gave no usable answer (the gateway's boundary to the EL).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -22,38 +29,60 @@ pub enum UpstreamError {
     /// The upstream could not be reached or answered garbage.
     #[error("upstream unavailable: {0}")]
     Unavailable(String),
+    /// `eth_sendRawTransactionSync` forwarded `tx`, but no receipt came within the wait.
+    #[error(
+        "the transaction was forwarded but wasn't processed in {timeout_ms} ms \
+         (the gateway stopped waiting; poll eth_getTransactionReceipt)"
+    )]
+    SyncTimeout {
+        /// The forwarded transaction.
+        tx: B256,
+        /// The wait that expired.
+        timeout_ms: u64,
+    },
 }
 
 impl From<UpstreamError> for RpcError {
     fn from(e: UpstreamError) -> Self {
-        RpcError::internal(e.to_string())
+        match e {
+            UpstreamError::SyncTimeout { tx, .. } => {
+                RpcError::new(codes::TX_SYNC_TIMEOUT, e.to_string())
+                    .with_data(tx.to_string().into())
+            }
+            other => RpcError::internal(other.to_string()),
+        }
     }
 }
 
-/// The upstream client and its allow-list.
+/// The upstream client.
 pub struct Forwarder {
     client: RpcClient,
-    methods: HashSet<String>,
+    /// Same pool, `upstream.sync_timeout_ms`: for `eth_sendRawTransactionSync` only.
+    sync_client: RpcClient,
 }
 
 impl Forwarder {
     /// Builds the pooled client; fails only on a bad URL (already checked by config validation).
     pub fn new(cfg: &UpstreamConfig) -> Result<Self, String> {
         let url = reqwest::Url::parse(&cfg.url).map_err(|e| format!("upstream.url: {e}"))?;
+        let http = http_client(cfg.pool_size);
         let client = RpcClient::new(
             "upstream",
             "upstream",
-            url,
+            url.clone(),
             Duration::from_millis(cfg.timeout_ms),
-            http_client(cfg.pool_size),
+            http.clone(),
         )
         .with_max_response_bytes(cfg.max_response_bytes);
-        Ok(Self { client, methods: cfg.methods.iter().cloned().collect() })
-    }
-
-    /// True when `method` may be forwarded.
-    pub fn allows(&self, method: &str) -> bool {
-        self.methods.contains(method)
+        let sync_client = RpcClient::new(
+            "upstream",
+            "upstream-sync",
+            url,
+            Duration::from_millis(cfg.sync_timeout_ms),
+            http,
+        )
+        .with_max_response_bytes(cfg.max_response_bytes);
+        Ok(Self { client, sync_client })
     }
 
     /// Forwards a call; the caller has checked the allow-list.
@@ -63,6 +92,24 @@ impl Forwarder {
             None => self.client.call_raw(&call.method, &[(); 0]).await,
         };
         result.map_err(map_client_error)
+    }
+
+    /// Forwards a transaction submission whose hash is `tx`. `eth_sendRawTransactionSync` waits
+    /// up to its own timeout and, when that expires, answers EIP-7966's timeout error.
+    pub async fn forward_tx(&self, call: &Call, tx: B256) -> Result<Box<RawValue>, RpcError> {
+        if call.method != SYNC_METHOD {
+            return self.forward(call).await;
+        }
+        let result = match &call.params {
+            Some(p) => self.sync_client.call_raw(&call.method, &**p).await,
+            None => self.sync_client.call_raw(&call.method, &[(); 0]).await,
+        };
+        result.map_err(|e| match e {
+            ClientError::Timeout { timeout_ms, .. } => {
+                UpstreamError::SyncTimeout { tx, timeout_ms }.into()
+            }
+            other => map_client_error(other),
+        })
     }
 
     /// A cheap liveness probe of the upstream (`eth_chainId`) for `/readyz`.

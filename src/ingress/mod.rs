@@ -11,7 +11,7 @@ pub mod ws;
 pub mod ws_metrics;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use futures::future::BoxFuture;
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::ModeCell;
 use crate::config::Config;
+use crate::rpc::codes;
 use crate::rpc::server::{rpc_router, CallContext, Handler, Limits};
 use crate::rpc::types::{Call, RpcError};
 use crate::validation::retry::Retry;
@@ -29,14 +30,36 @@ use forward::Forwarder;
 use limits::RateLimits;
 use submit::{Submitter, SUBMIT_METHODS};
 
+/// What SIGHUP can replace while requests are in flight: the rate limiters and the method
+/// allow-list. A call takes one snapshot and uses it to the end.
+struct Live {
+    limits: RateLimits,
+    /// Allow-listed method names, each with its `'static` metrics label.
+    methods: HashMap<String, &'static str>,
+}
+
 /// The ingress listener's state.
 pub struct Ingress {
     forwarder: Arc<Forwarder>,
-    limits: RateLimits,
     submitter: Submitter,
     bundles: Bundles,
-    /// Allow-listed method names as `'static` labels (leaked once at start-up, bounded by config).
-    labels: HashMap<String, &'static str>,
+    live: RwLock<Arc<Live>>,
+}
+
+/// The `'static` label of each method, reusing `known` labels so that reloads leak a label only
+/// for a method never allow-listed before (bounded by what operators configure).
+fn method_labels(
+    methods: &[String],
+    known: &HashMap<String, &'static str>,
+) -> HashMap<String, &'static str> {
+    methods
+        .iter()
+        .map(|m| {
+            let label =
+                known.get(m).copied().unwrap_or_else(|| &*Box::leak(m.clone().into_boxed_str()));
+            (m.clone(), label)
+        })
+        .collect()
 }
 
 impl Ingress {
@@ -48,17 +71,14 @@ impl Ingress {
         mode: Arc<ModeCell>,
         engine: Option<DynBackend>,
     ) -> Self {
-        let labels = cfg
-            .upstream
-            .methods
-            .iter()
-            .map(|m| (m.clone(), &*Box::leak(m.clone().into_boxed_str())))
-            .collect();
+        let live = Live {
+            limits: RateLimits::new(&cfg.ingress),
+            methods: method_labels(&cfg.upstream.methods, &HashMap::new()),
+        };
         // Registered up front so every series is exported (at zero) from start-up.
         ws_metrics::ws_metrics();
         Self {
             forwarder,
-            limits: RateLimits::new(&cfg.ingress),
             // Retry-after-delay belongs to the ingress alone: it owns its descriptor ("now"),
             // so it may re-stamp it; the engine answers every other caller exactly.
             submitter: Submitter::new(
@@ -70,7 +90,7 @@ impl Ingress {
             ),
             // Bundles check the engine itself, in one batch (see `bundle`).
             bundles: Bundles::new(cfg.ingress.max_bundle_txs, engine),
-            labels,
+            live: RwLock::new(Arc::new(live)),
         }
     }
 
@@ -91,39 +111,64 @@ impl Ingress {
     }
 
     /// The checks every call passes first, whatever the transport: the allow-list, then the
-    /// per-IP and per-method rate limits.
-    pub(crate) fn admit(&self, ctx: &CallContext, method: &str) -> Result<(), RpcError> {
-        if !self.forwarder.allows(method) {
-            return Err(RpcError::method_not_found(method));
+    /// per-IP and per-method rate limits. Returns the snapshot the call uses to the end.
+    fn admit(&self, ctx: &CallContext, method: &str) -> Result<Arc<Live>, RpcError> {
+        let live = self.live();
+        if !live.methods.contains_key(method) {
+            return Err(RpcError::new(
+                codes::METHOD_NOT_FOUND,
+                format!("method {method:?} is not served by this gateway (not on its allow-list)"),
+            ));
         }
-        self.limits.check_call(ctx.client_ip, method)
+        live.limits.check_call(ctx.client_ip, method)?;
+        Ok(live)
     }
 
-    /// True for the methods the gateway answers itself (through the interop pipeline) rather
-    /// than passing to the upstream as they are.
-    pub(crate) fn is_pipeline(method: &str) -> bool {
-        method == BUNDLE_METHOD || SUBMIT_METHODS.contains(&method)
+    /// The per-IP and per-method rate limits alone (for WebSocket-only methods such as
+    /// `eth_subscribe`, which the HTTP allow-list does not name).
+    pub(crate) fn check_rate(&self, ctx: &CallContext, method: &str) -> Result<(), RpcError> {
+        self.live().limits.check_call(ctx.client_ip, method)
     }
 
-    /// Runs a submission or a bundle through the interop pipeline (forwarded over HTTP when it
-    /// passes). The caller has run [`Ingress::admit`].
-    pub(crate) async fn pipeline(
+    /// Answers a call the way HTTP does, whatever the transport: admission, then the interop
+    /// pipeline for submissions and bundles (forwarded over HTTP when they pass), else `proxy`
+    /// (the HTTP forwarder, or a WebSocket client's upstream link).
+    pub(crate) async fn answer<F>(
         &self,
         ctx: &CallContext,
         call: &Call,
-    ) -> Result<Box<RawValue>, RpcError> {
+        proxy: impl FnOnce() -> F,
+    ) -> Result<Box<RawValue>, RpcError>
+    where
+        F: std::future::Future<Output = Result<Box<RawValue>, RpcError>>,
+    {
+        let live = self.admit(ctx, &call.method)?;
         if call.method == BUNDLE_METHOD {
             return self
                 .bundles
-                .send(ctx, call, &self.submitter, &self.limits, &self.forwarder)
+                .send(ctx, call, &self.submitter, &live.limits, &self.forwarder)
                 .await;
         }
-        self.submitter.submit(ctx, call, &self.limits, &self.forwarder).await
+        if SUBMIT_METHODS.contains(&call.method.as_str()) {
+            return self.submitter.submit(ctx, call, &live.limits, &self.forwarder).await;
+        }
+        drop(live);
+        proxy().await
     }
 
-    /// The per-IP rate limit alone (for WebSocket-only methods such as `eth_subscribe`).
-    pub(crate) fn limits(&self) -> &RateLimits {
-        &self.limits
+    fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the rate limiters (buckets start full) and the method allow-list from `cfg`
+    /// (SIGHUP). Calls in flight finish with the old ones.
+    pub fn reload(&self, cfg: &Config) {
+        let known = self.live().methods.clone();
+        let live = Live {
+            limits: RateLimits::new(&cfg.ingress),
+            methods: method_labels(&cfg.upstream.methods, &known),
+        };
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
     }
 }
 
@@ -133,16 +178,10 @@ impl Handler for Ingress {
         ctx: &'a CallContext,
         call: Call,
     ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
-        Box::pin(async move {
-            self.admit(ctx, &call.method)?;
-            if Self::is_pipeline(&call.method) {
-                return self.pipeline(ctx, &call).await;
-            }
-            self.forwarder.forward(&call).await
-        })
+        Box::pin(async move { self.answer(ctx, &call, || self.forwarder.forward(&call)).await })
     }
 
     fn method_label(&self, method: &str) -> &'static str {
-        self.labels.get(method).copied().unwrap_or("other")
+        self.live().methods.get(method).copied().unwrap_or("other")
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use super::forward::Forwarder;
 use super::limits::RateLimits;
 use crate::admin::ModeCell;
-use crate::config::{IngressConfig, InteropMode};
+use crate::config::{ConditionalInterop, IngressConfig, InteropMode};
 use crate::interop::access_list::dedup;
 use crate::interop::tx::{decode_tx, DecodedTx};
 use crate::interop::{ExecutingDescriptor, Message, SafetyLevel};
@@ -35,6 +35,7 @@ pub struct Submitter {
     timeout_secs: u64,
     max_inbox_entries: usize,
     max_messages: usize,
+    conditional_interop: ConditionalInterop,
     mode: Arc<ModeCell>,
     engine: Option<DynBackend>,
     in_flight: Semaphore,
@@ -50,6 +51,7 @@ impl Submitter {
             timeout_secs: cfg.timeout_secs,
             max_inbox_entries: cfg.max_inbox_entries,
             max_messages: cfg.max_messages,
+            conditional_interop: cfg.conditional_interop,
             mode,
             engine,
             in_flight: Semaphore::new(cfg.max_in_flight),
@@ -70,12 +72,23 @@ impl Submitter {
             .check_sender(tx.sender)
             .map_err(|e| self.refuse(ctx, &tx, e, "sender_rate_limited"))?;
         if !tx.is_interop() {
-            return self.forward(call, forwarder, "non_interop").await;
+            return self.forward(call, tx.hash, forwarder, "non_interop").await;
         }
         match self.gate() {
-            Ok(Gate::Bypass) => return self.forward(call, forwarder, "bypass").await,
+            Ok(Gate::Bypass) => return self.forward(call, tx.hash, forwarder, "bypass").await,
             Ok(Gate::Validate) => {}
             Err(e) => return Err(self.refuse(ctx, &tx, e, "reject_all")),
+        }
+        if call.method == "eth_sendRawTransactionConditional"
+            && self.conditional_interop == ConditionalInterop::Refuse
+        {
+            let e = RpcError::new(
+                codes::METHOD_NOT_FOUND,
+                "interop transactions are not accepted with eth_sendRawTransactionConditional \
+                 here; send them with eth_sendRawTransaction",
+            )
+            .with_data(json!({ "txHash": tx.hash }));
+            return Err(self.refuse(ctx, &tx, e, "conditional_refused"));
         }
         let messages = self.messages(&tx).map_err(|e| self.refuse(ctx, &tx, e, "malformed"))?;
         let engine = self.engine().map_err(|e| self.refuse(ctx, &tx, e, "unavailable"))?;
@@ -83,7 +96,7 @@ impl Submitter {
         let verdict = engine.check(&self.request(messages)).await;
         drop(_permit);
         match verdict_outcome(&tx.hash, &verdict) {
-            Ok(()) => self.forward(call, forwarder, "valid").await,
+            Ok(()) => self.forward(call, tx.hash, forwarder, "valid").await,
             Err((e, reason)) => Err(self.refuse(ctx, &tx, e, reason)),
         }
     }
@@ -190,10 +203,11 @@ impl Submitter {
     async fn forward(
         &self,
         call: &Call,
+        tx: B256,
         forwarder: &Forwarder,
         reason: &'static str,
     ) -> Result<Box<RawValue>, RpcError> {
-        let r = forwarder.forward(call).await;
+        let r = forwarder.forward_tx(call, tx).await;
         let outcome = if r.is_ok() { "forwarded" } else { "upstream_error" };
         metrics().ingress_txs.with_label_values(&[outcome, reason]).inc();
         r
@@ -204,10 +218,17 @@ impl Submitter {
         &self,
         ctx: &CallContext,
         tx: &DecodedTx,
-        e: RpcError,
+        mut e: RpcError,
         reason: &'static str,
     ) -> RpcError {
         metrics().ingress_txs.with_label_values(&["refused", reason]).inc();
+        // Every refusal's `data` names the tx and the reason (the same label as the metric and
+        // the log line), whatever else the stage that refused put there.
+        let data = e.data.get_or_insert_with(|| json!({}));
+        if let Some(d) = data.as_object_mut() {
+            d.entry("txHash").or_insert_with(|| json!(tx.hash));
+            d.entry("reason").or_insert_with(|| json!(reason));
+        }
         // The failing message's identifier (`chain:block:logIndex`), when one is known.
         let message_id = e.data.as_ref().and_then(|d| d.get("message")).map(|m| {
             format!(
@@ -301,7 +322,8 @@ pub fn rejection_error(tx: &B256, r: &Rejection, not_yet_known: bool) -> RpcErro
     } else {
         (r.code, format!("invalid interop message{which}: {}", r.reason))
     };
-    let mut data = json!({ "txHash": tx, "reason": r.label(), "backendCode": r.code });
+    let reason = if not_yet_known { "not_yet_known" } else { r.label() };
+    let mut data = json!({ "txHash": tx, "reason": reason, "backendCode": r.code });
     if let Some(m) = &r.message {
         data["message"] = message_json(m);
     }

@@ -446,12 +446,8 @@ async fn dispatch(
         if ws.cfg.subscriptions.is_empty() {
             return Err(RpcError::method_not_found(&call.method));
         }
-        ws.ingress.limits().check_call(ctx.client_ip, &call.method)?;
+        ws.ingress.check_rate(ctx, &call.method)?;
         return session.call(call).await;
     }
-    ws.ingress.admit(ctx, &call.method)?;
-    if Ingress::is_pipeline(&call.method) {
-        return ws.ingress.pipeline(ctx, call).await;
-    }
-    session.call(call).await
+    ws.ingress.answer(ctx, call, || session.call(call)).await
 }

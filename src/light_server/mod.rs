@@ -8,6 +8,13 @@
 //! hashes are re-read every `light.head_ttl_ms` and logs are cached by block hash, so an answer is
 //! always computed from the current canonical chain; nothing stale is served after a reorg.
 //! Failsafe on reorg is opt-in (`light_server.failsafe_on_reorg`).
+//!
+//! Method surface: op-interop-filter's public methods (`interop_checkAccessList`,
+//! `interop_getBlockHashByNumber`, `admin_getFailsafeEnabled`) and their legacy `supervisor_`
+//! names, plus `interop_syncStatus` and the message form (`checkMessages`). The failsafe switch is
+//! on the admin listener (bearer token), where op-interop-filter puts it behind JWT.
+
+pub mod block_selector;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,6 +37,7 @@ use crate::validation::codec::{
 };
 use crate::validation::light::LightBackend;
 use crate::validation::{Backend, Rejection, Verdict};
+use block_selector::BlockSelector;
 
 /// The failsafe flag: when on, every check fails with -320602 and `admin_getFailsafeEnabled`
 /// says true, so ELs polling it evict their interop txs.
@@ -93,25 +101,28 @@ impl LightServer {
         }
     }
 
+    /// `interop_getBlockHashByNumber(chainID, block)`: the canonical hash, read from the chain.
+    /// A block the chain does not have is an error whose message contains "not found" (what
+    /// op-interop-filter answers and its Go client maps to `NotFound`).
     async fn block_hash(&self, call: &Call) -> Result<Box<RawValue>, RpcError> {
         let params: Vec<serde_json::Value> = call.parse_params()?;
         let id = Self::chain_param(params.first())?;
         let chain = self.light.chain(&id).ok_or_else(|| {
             RpcError::new(
                 codes::SUP_UNKNOWN_CHAIN,
-                format!("chain {id} is not in the dependency set"),
+                format!("chain {id}: unknown chain (not in the dependency set)"),
             )
         })?;
-        let number = match params.get(1).and_then(|v| v.as_str()) {
-            None | Some("latest") => None,
-            Some(h) => Some(
-                u64::from_str_radix(h.trim_start_matches("0x"), 16)
-                    .map_err(|_| RpcError::invalid_params(format!("bad block number {h}")))?,
-            ),
+        let number = match BlockSelector::parse(params.get(1)).map_err(RpcError::invalid_params)? {
+            BlockSelector::Latest => None,
+            BlockSelector::Number(n) => Some(n),
         };
         match chain.block_hash(number).await {
             Ok(Some(h)) => Ok(to_raw(&h)),
-            Ok(None) => Err(RpcError::new(codes::SUP_FUTURE_DATA, "block not available yet")),
+            Ok(None) => Err(RpcError::new(
+                codes::SERVER_ERROR,
+                format!("block {} for chain {id}: not found", number.unwrap_or_default()),
+            )),
             Err(e) => Err(RpcError::internal(format!("chain {id}: {e}"))),
         }
     }
@@ -147,7 +158,9 @@ impl Handler for LightServer {
                     self.check(decode_messages(&call, self.max_messages)?).await
                 }
                 "admin_getFailsafeEnabled" => Ok(to_raw(&self.failsafe.enabled())),
-                "interop_getBlockHashByNumber" => self.block_hash(&call).await,
+                "interop_getBlockHashByNumber" | "supervisor_getBlockHashByNumber" => {
+                    self.block_hash(&call).await
+                }
                 "interop_syncStatus" => Ok(to_raw(&self.sync_status().await)),
                 other => Err(RpcError::method_not_found(other)),
             }
@@ -164,6 +177,7 @@ impl Handler for LightServer {
                 "interop_checkMessages",
                 "admin_getFailsafeEnabled",
                 "interop_getBlockHashByNumber",
+                "supervisor_getBlockHashByNumber",
                 "interop_syncStatus",
             ],
         )

@@ -18,6 +18,14 @@ pub const INTERNAL_ERROR: i64 = -32603;
 
 /// The admin API needs a bearer token (HTTP 401).
 pub const UNAUTHORIZED: i64 = -32001;
+/// go-ethereum's code for a plain server error. op-interop-filter answers a block it does not
+/// have with it and a message containing "not found" (its Go client maps that to `NotFound`).
+pub const SERVER_ERROR: i64 = -32000;
+
+// EIP-7966 (`eth_sendRawTransactionSync`, https://eips.ethereum.org/EIPS/eip-7966; the positive
+// code replaced -32002 in ethereum/EIPs#10065). geth, reth, anvil and alloy answer it.
+/// The transaction was forwarded but no receipt came within the wait; `data` is its hash.
+pub const TX_SYNC_TIMEOUT: i64 = 4;
 
 // proxyd's client-facing codes (ethereum-optimism/infra proxyd/errors.go), kept so that
 // dashboards and client retry logic built for proxyd work unchanged.
@@ -95,6 +103,8 @@ pub fn label(code: i64) -> &'static str {
         INVALID_PARAMS => "invalid_params",
         INTERNAL_ERROR => "internal_error",
         UNAUTHORIZED => "unauthorized",
+        SERVER_ERROR => "server_error",
+        TX_SYNC_TIMEOUT => "tx_sync_timeout",
         NO_BACKEND => "no_backend",
         RATE_LIMITED => "rate_limited",
         SENDER_RATE_LIMITED => "sender_rate_limited",

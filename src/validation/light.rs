@@ -143,6 +143,8 @@ pub struct Chain {
     /// Block hash → its logs (immutable for a given hash).
     logs: Cache<B256, Arc<[RpcLog]>>,
     reorgs: broadcast::Sender<ReorgEvent>,
+    /// The interop activation rule (`interop_time`), see `activation.rs`.
+    pub(super) activation: super::activation::Activation,
 }
 
 /// Why a header could not be had.
@@ -452,6 +454,7 @@ impl LightBackend {
                     .build(),
                 logs: Cache::builder().max_capacity(light.block_cache_capacity).build(),
                 reorgs: reorgs.clone(),
+                activation: super::activation::Activation::new(c.interop_time),
             };
             chains.insert(id, Arc::new(chain));
         }
@@ -553,6 +556,9 @@ impl LightBackend {
             );
         };
         if let Some(v) = self.timing(m, req) {
+            return v;
+        }
+        if let Some(v) = super::activation::check(chain, m).await {
             return v;
         }
         let no_answer = |e: String| Verdict::Unavailable(format!("chain {}: {e}", m.chain_id));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+pub mod activation;
 pub mod cache;
 pub mod codec;
 pub mod engine;
