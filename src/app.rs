@@ -16,8 +16,10 @@ use crate::health::{self, Health};
 use crate::ingress::forward::Forwarder;
 use crate::ingress::Ingress;
 use crate::light_server::{Failsafe, LightServer};
-use crate::rpc::server::{rpc_router, serve, Limits};
+use crate::rpc::listener::{serve_with, ConnLimits};
+use crate::rpc::server::{rpc_router_with, Limits, RpcOptions};
 use crate::validation::light::LightBackend;
+use crate::validation::shared::SharedVerdicts;
 use crate::validation::{DynBackend, Engine};
 
 /// Why the service could not start.
@@ -80,8 +82,15 @@ async fn bind(what: &'static str, addr: &str) -> Result<tokio::net::TcpListener,
 
 /// Starts every enabled role. Cancelling `shutdown` stops them gracefully.
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    // Config::load validated everything; this one is re-checked because an exposed admin API
+    // without a token must never start, whoever built the config.
+    cfg.admin.validate().map_err(|e| StartError::Build(e.to_string()))?;
     let grace = Duration::from_millis(cfg.server.shutdown_grace_ms);
     crate::metrics::init_series(&cfg);
+    let conn_limits = ConnLimits::from_config(&cfg.server, grace);
+    let rpc_options = RpcOptions::from_config(&cfg.server);
+    let (readiness, prober) =
+        health::readiness(Duration::from_millis(cfg.server.readiness_interval_ms));
     let mut tasks = JoinSet::new();
     let mut health = Health::default();
     let mut admin = Admin::default();
@@ -102,6 +111,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         admin.flushers.push(("verdicts", Arc::new(move || flush.flush_caches())));
     }
     let dyn_engine = engine.clone().map(|e| e as DynBackend);
+    let shared =
+        crate::shared_state::SharedState::from_config(&cfg.redis).map_err(StartError::Build)?;
     // The one light backend: the engine's, or (light server only) one of its own.
     let light: Option<Arc<LightBackend>> = match engine.as_ref().and_then(|e| e.light().cloned()) {
         Some(l) => Some(l),
@@ -129,7 +140,19 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
                 "no validation backend configured: interop transactions will be refused"
             );
         }
-        let ingress = Arc::new(Ingress::new(&cfg, forwarder, mode, dyn_engine.clone()));
+        // Only the ingress reuses other replicas' invalid verdicts: the revalidator keeps judging
+        // with its own (different) supervisor.
+        let ingress_engine = match (&shared, &dyn_engine) {
+            (Some(s), Some(e)) if cfg.redis.share_verdicts => Some(Arc::new(SharedVerdicts::new(
+                e.clone(),
+                s.clone(),
+                Duration::from_secs(cfg.validation.invalid_cache_ttl_secs),
+                cfg.validation.expiry_window_secs,
+            )) as DynBackend),
+            _ => dyn_engine.clone(),
+        };
+        let ingress =
+            Arc::new(Ingress::new(&cfg, forwarder.clone(), mode, ingress_engine, shared.clone()));
         reload.ingress = Some(ingress.clone());
         let limits = Limits {
             max_body_bytes: cfg.server.max_body_bytes,
@@ -137,12 +160,18 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
             trusted_proxy_depth: cfg.server.trusted_proxy_depth,
             error_status: true,
         };
-        let health_routes = health::routes(Arc::new(health.clone()));
-        let router = ingress.router(&cfg, limits, shutdown.clone()).merge(health_routes);
+        let router = ingress
+            .router(&cfg, limits, rpc_options.clone(), shutdown.clone())
+            .merge(health::routes(readiness.clone()));
         let listener = bind("server.listen", &cfg.server.listen).await?;
         rpc_addr = listener.local_addr().ok();
         log_listening("ingress", rpc_addr);
-        spawn_server(&mut tasks, "ingress", listener, router, shutdown.clone(), grace);
+        // A forwarded transaction may be accepted by the EL: its client must hear the answer,
+        // so past the grace period shutdown still waits for forwarded calls (each bounded by
+        // the upstream timeout), plus a second to write the answers.
+        let mut limits = conn_limits.clone();
+        limits.drain = Some((forwarder.drain_gate(), forwarder.timeout() + Duration::from_secs(1)));
+        spawn_server(&mut tasks, "ingress", listener, router, shutdown.clone(), limits);
     }
 
     let mut light_server_addr = None;
@@ -169,15 +198,17 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
             trusted_proxy_depth: 0,
             error_status: false,
         };
-        let router = rpc_router(
+        let router = rpc_router_with(
             "light_server",
             Arc::new(LightServer::new(light, failsafe, cfg.light_server.max_messages)),
             limits,
+            rpc_options.clone(),
         );
         let listener = bind("light_server.listen", &cfg.light_server.listen).await?;
         light_server_addr = listener.local_addr().ok();
         log_listening("light_server", light_server_addr);
-        spawn_server(&mut tasks, "light_server", listener, router, shutdown.clone(), grace);
+        let limits = conn_limits.clone();
+        spawn_server(&mut tasks, "light_server", listener, router, shutdown.clone(), limits);
     }
 
     let mut revalidator_addr = None;
@@ -206,22 +237,29 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         let listener = bind("metrics.listen", &cfg.metrics.listen).await?;
         metrics_addr = listener.local_addr().ok();
         log_listening("metrics", metrics_addr);
-        let health = Arc::new(health);
-        let router = health::metrics_router(health.clone())
-            .layer(axum::middleware::from_fn_with_state(health, probe_on_scrape));
-        spawn_server(&mut tasks, "metrics", listener, router, shutdown.clone(), grace);
+        let router = health::metrics_router(readiness.clone());
+        spawn_server(
+            &mut tasks,
+            "metrics",
+            listener,
+            router,
+            shutdown.clone(),
+            conn_limits.clone(),
+        );
     }
 
     let mut admin_addr = None;
     if !cfg.admin.listen.is_empty() {
         let listener = bind("admin.listen", &cfg.admin.listen).await?;
         admin_addr = listener.local_addr().ok();
-        if cfg.admin.token.is_none() && !admin_addr.is_some_and(|a| a.ip().is_loopback()) {
-            tracing::warn!(addr = ?admin_addr, "admin API listens beyond loopback WITHOUT a token");
-        }
         log_listening("admin", admin_addr);
         let router = crate::admin::router(admin, cfg.admin.token.as_deref());
-        spawn_server(&mut tasks, "admin", listener, router, shutdown.clone(), grace);
+        spawn_server(&mut tasks, "admin", listener, router, shutdown.clone(), conn_limits);
+    }
+
+    // One background probe feeds every /readyz, now that `health` knows all its dependencies.
+    if rpc_addr.is_some() || metrics_addr.is_some() {
+        prober.spawn(health, shutdown.clone());
     }
 
     tracing::info!(listeners = tasks.len(), "started");
@@ -238,27 +276,6 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     })
 }
 
-/// Before `/metrics` is rendered, probes readiness as `/readyz` does and exports it as
-/// `interop_gate_ready{part}`, so an alert can fire on "not ready" with nothing polling `/readyz`.
-/// The probe is bounded (2 s per part, in `Health::check`).
-async fn probe_on_scrape(
-    axum::extract::State(health): axum::extract::State<Arc<Health>>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    if req.uri().path() == "/metrics" {
-        let (ready, parts) = health.check().await;
-        let m = crate::metrics::metrics();
-        m.ready.with_label_values(&["all"]).set(i64::from(ready));
-        for part in ["upstream", "validation"] {
-            // null: that part is not configured, so it cannot make the service unready.
-            let ok = parts[part].as_bool().unwrap_or(true);
-            m.ready.with_label_values(&[part]).set(i64::from(ok));
-        }
-    }
-    next.run(req).await
-}
-
 /// One start-up line per listener with its bound address (scripts parse it from JSON logs).
 fn log_listening(listener: &'static str, addr: Option<SocketAddr>) {
     if let Some(addr) = addr {
@@ -272,10 +289,10 @@ fn spawn_server(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: CancellationToken,
-    grace: Duration,
+    limits: ConnLimits,
 ) {
     tasks.spawn(async move {
-        if let Err(e) = serve(listener, router, shutdown, grace).await {
+        if let Err(e) = serve_with(name, listener, router, shutdown, limits).await {
             tracing::error!(listener = name, error = %e, "listener failed");
         }
         tracing::info!(listener = name, "stopped");

@@ -6,6 +6,7 @@
 //! - [`rpc`]: JSON-RPC plumbing shared by every listener (server, client, codes).
 //! - [`ingress`]: the public front door (forwarding, the submission pipeline).
 //! - [`revalidator`]: the mempool revalidator (pool polling, presumed blocks, EL-facing API).
+//! - [`shared_state`]: the Redis replicas share rate limits and invalid verdicts through.
 //! - [`config`], [`metrics`], [`health`], [`telemetry`], [`clock`]: around the roles.
 //! - [`check_config`], [`reload`]: `check-config` and SIGHUP.
 //! - [`app`]: start-up and shutdown of the enabled roles.
@@ -25,5 +26,6 @@ pub mod metrics;
 pub mod reload;
 pub mod revalidator;
 pub mod rpc;
+pub mod shared_state;
 pub mod telemetry;
 pub mod validation;

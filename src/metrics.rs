@@ -72,6 +72,12 @@ pub struct Metrics {
     pub ingress_txs: IntCounterVec,
     /// Validations currently in flight at the ingress.
     pub validations_in_flight: IntGauge,
+    /// Open client connections, by listener.
+    pub connections_open: IntGaugeVec,
+    /// Connections refused because the listener was at its connection cap, by listener.
+    pub connections_refused: IntCounterVec,
+    /// Connections cut by a timeout, by listener and reason (`header_timeout`, `idle_timeout`).
+    pub connections_cut: IntCounterVec,
     /// Current interop mode at the ingress (1 for the active mode label).
     pub interop_mode: IntGaugeVec,
     /// Revalidator gauges (`pool_txs`, `tracked_txs`, `presumed_blocks`, `failsafe`), by what.
@@ -86,6 +92,11 @@ pub struct Metrics {
     pub revalidator_checks: IntCounterVec,
     /// Pool txs the revalidator skipped, by why (`undecodable`, `over_limit`).
     pub revalidator_skipped: IntCounterVec,
+    /// Whether the shared Redis answered the last call (1) or not (0); 0 without `[redis]`.
+    pub redis_up: IntGauge,
+    /// Decisions taken without Redis because it failed, by what (`limits`, `verdicts`) and the
+    /// path taken (`local`, `allow`, `refuse`, `backend`).
+    pub redis_fallbacks: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -130,6 +141,9 @@ impl Metrics {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
             plain.register(Box::new(pc)).expect("process collector registered once");
         }
+        let redis_up = IntGauge::new("redis_up", "Whether the shared Redis answered the last call")
+            .expect("valid metric");
+        r.register(Box::new(redis_up.clone())).expect("metric registered once");
         Self {
             plain,
             build_info,
@@ -204,6 +218,24 @@ impl Metrics {
                 &["outcome", "reason"],
             ),
             validations_in_flight,
+            connections_open: gauge_vec(
+                &r,
+                "connections_open",
+                "Open client connections",
+                &["listener"],
+            ),
+            connections_refused: counter(
+                &r,
+                "connections_refused_total",
+                "Connections refused at the connection cap",
+                &["listener"],
+            ),
+            connections_cut: counter(
+                &r,
+                "connections_cut_total",
+                "Connections cut by a header or idle timeout",
+                &["listener", "reason"],
+            ),
             interop_mode: gauge_vec(
                 &r,
                 "interop_mode",
@@ -251,6 +283,13 @@ impl Metrics {
                 "revalidator_skipped_txs_total",
                 "Pool txs skipped by the revalidator",
                 &["why"],
+            ),
+            redis_up,
+            redis_fallbacks: counter(
+                &r,
+                "redis_fallbacks_total",
+                "Decisions taken without the shared Redis, by what and path taken",
+                &["what", "path"],
             ),
             registry: r,
         }

@@ -35,6 +35,14 @@ async fn admin_requires_the_token_and_sets_modes() {
     };
     let v = call(status.clone()).await;
     assert_eq!(v["result"]["interopMode"], "enforce");
+    // The scheme is case-insensitive (RFC 7235); the token is not.
+    for auth in ["bearer t0ken", "BEARER t0ken"] {
+        let r = c.post(&url).header("authorization", auth).json(&status).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{auth}");
+    }
+    let r =
+        c.post(&url).header("authorization", "Bearer T0KEN").json(&status).send().await.unwrap();
+    assert_eq!(r.status(), 401);
     let v =
         call(json!({"jsonrpc":"2.0","id":2,"method":"admin_setInteropMode","params":["bypass"]}))
             .await;

@@ -108,6 +108,34 @@ fn bad_configs_are_refused_naming_the_key() {
 }
 
 #[test]
+fn admin_beyond_loopback_without_a_token_refuses_to_start() {
+    let f = write_config(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"\"\n[admin]\nlisten = \"0.0.0.0:0\"\n",
+    );
+    for args in [&["run"][..], &["check-config"][..]] {
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(f.path())
+            .args(args)
+            .env_remove("INTEROP_GATE_ADMIN_TOKEN")
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("admin.token"), "{args:?}: {err}");
+    }
+    // With a token (from the environment) the same file is accepted.
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(f.path())
+        .arg("check-config")
+        .env("INTEROP_GATE_ADMIN_TOKEN", "s3cret")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn sigterm_stops_the_service_cleanly() {
     let f = write_config(
         "[server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"\"\n[log]\nformat = \"json\"\n",

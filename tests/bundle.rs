@@ -173,3 +173,26 @@ async fn websocket_submissions_take_the_http_pipeline() {
     assert_eq!(w["error"], h["error"], "the same code, message and data as over HTTP");
     assert!(!g.forwarded(&bad));
 }
+
+#[tokio::test]
+async fn a_bundle_pays_the_interop_sender_limit_for_each_interop_tx_only() {
+    let g = interop_gateway(|c| {
+        c.upstream.methods.push("eth_sendBundle".into());
+        c.ingress.interop_sender_rate = interop_gate::config::RateLimit { per_second: 1, burst: 1 };
+    })
+    .await;
+    let a = g.emit(2, 5);
+    // The plain tx of the same sender costs nothing of its interop budget.
+    let (plain, _) = sign_1559(&dev_signer(5), &TxSpec::transfer(DEST, 0));
+    let (first, _) = g.interop_tx(5, 1, &a[..1]);
+    let (second, second_hash) = g.interop_tx(5, 2, &a[1..]);
+    let (status, v) = g.gw.post(&bundle(&[&plain, &first, &second])).await;
+    assert_eq!(status, 429, "{v}");
+    let e = &v["error"];
+    assert_eq!(e["code"], -32017, "{v}");
+    assert_eq!(e["data"]["index"], 2, "the second interop tx is over the limit");
+    assert_eq!(e["data"]["txHash"], json!(second_hash));
+    assert_eq!(e["data"]["reason"], "interop_sender_rate_limited");
+    assert_eq!(g.supervisor.checks(), 0, "refused before any backend call");
+    assert!(bundles_forwarded(&g).is_empty());
+}

@@ -26,6 +26,25 @@ fn production_ingress_example_loads() {
     assert_eq!(cfg.light.chains.len(), 2);
     assert!(cfg.admin.listen.starts_with("127.0.0.1:"), "admin stays on loopback");
     assert!(cfg.admin.token.is_none(), "no secret in the example: it comes from the environment");
+    // X-Forwarded-For is trusted only from the load balancer's range, never from anyone.
+    assert_eq!(cfg.server.trusted_proxy_depth, 1);
+    assert!(!cfg.server.trusted_proxies.is_empty(), "depth without ranges trusts spoofed headers");
+    let direct: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+    assert!(!cfg.server.trusted_proxies.iter().any(|n| n.contains(&direct)));
+}
+
+#[test]
+fn old_style_forwarded_for_depth_without_ranges_is_refused_naming_the_key() {
+    let e = Config::from_toml("[server]\ntrusted_proxy_depth = 1\n", "old.toml").unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("server.trusted_proxy_depth"), "{msg}");
+    assert!(msg.contains("server.trusted_proxies"), "{msg}");
+    let e =
+        Config::from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n", "x.toml").unwrap_err();
+    assert!(e.to_string().contains("server.trusted_proxy_depth"), "{e}");
+    let e =
+        Config::from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", "x.toml").unwrap_err();
+    assert!(e.to_string().contains("trusted_proxies"), "{e}");
 }
 
 #[test]

@@ -237,8 +237,7 @@ async fn backend_down_fails_closed_and_readyz_says_so() {
     assert!(!g.forwarded(&raw));
     let plain = sign_1559(&dev_signer(8), &TxSpec::transfer(DEST, 0)).0;
     assert!(g.send(&plain).await.1["result"].is_string(), "non-interop unaffected");
-    let r = reqwest::get(g.gw.metrics_url("/readyz")).await.unwrap();
-    assert_eq!(r.status().as_u16(), 503);
+    wait_status(&g.gw.metrics_url("/readyz"), 503).await;
 }
 
 #[tokio::test]
@@ -301,13 +300,22 @@ async fn hostile_inputs_get_errors_and_the_server_keeps_serving() {
             ),
             -32602,
         ),
-        // A deep batch: its one element is not a request.
+        // Deep JSON, as a batch or in params: refused before parsing (server.max_json_depth).
         (format!("{}1{}", "[".repeat(5000), "]".repeat(5000)), -32600),
         (
             format!(
                 r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":{}1{}}}"#,
                 "[".repeat(3000),
                 "]".repeat(3000)
+            ),
+            -32600,
+        ),
+        // Within the depth bound, a nested param is still the pipeline's to refuse.
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":{}1{}}}"#,
+                "[".repeat(50),
+                "]".repeat(50)
             ),
             -32602,
         ),

@@ -373,3 +373,52 @@ async fn a_client_that_never_answers_pings_is_closed() {
         .await;
     drop(ws);
 }
+
+#[tokio::test]
+async fn an_api_key_sent_at_the_upgrade_gets_its_tier_limit_instead_of_the_ip_limit() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let g = ws_gateway(|c| {
+        c.ingress.ip_rate = interop_gate::config::RateLimit { per_second: 1, burst: 2 };
+        c.ingress.api_tiers.insert(
+            "unlimited".into(),
+            interop_gate::config::RateLimit { per_second: 0, burst: 0 },
+        );
+        c.ingress.api_keys.insert("ws-key-0123456789abcdef".into(), "unlimited".into());
+    })
+    .await;
+    let mut req = g.ws_url("/").into_client_request().expect("request");
+    req.headers_mut().insert("x-api-key", "ws-key-0123456789abcdef".parse().expect("header"));
+    let (mut keyed, _) = tokio_tungstenite::connect_async(req).await.expect("ws connects");
+    for i in 0..6 {
+        send(&mut keyed, &call(json!(i), "eth_chainId", json!([]))).await;
+        let v = recv(&mut keyed).await;
+        assert_eq!(v["result"], "0xa", "keyed call {i} is not IP-limited: {v}");
+    }
+    // The same IP without a key has the anonymous per-IP burst of 2.
+    let mut anonymous = g.connect().await;
+    let mut limited = 0;
+    for i in 0..6 {
+        send(&mut anonymous, &call(json!(i), "eth_chainId", json!([]))).await;
+        if recv(&mut anonymous).await["error"]["code"] == -32016 {
+            limited += 1;
+        }
+    }
+    assert!(limited >= 1, "the anonymous client hits the per-IP limit");
+}
+
+#[tokio::test]
+async fn a_message_nested_deeper_than_the_bound_is_refused_before_the_upstream() {
+    let g = ws_gateway(|c| c.server.max_json_depth = 8).await;
+    let mut ws = g.connect().await;
+    let mut deep = json!(1);
+    for _ in 0..20 {
+        deep = json!([deep]);
+    }
+    send(&mut ws, &call(json!(1), "eth_call", deep)).await;
+    let v = recv(&mut ws).await;
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    assert_eq!(g.up.mock.received().len(), 0, "nothing reached the upstream");
+    // The connection keeps serving.
+    send(&mut ws, &call(json!(2), "eth_chainId", json!([]))).await;
+    assert_eq!(recv(&mut ws).await["result"], "0xa");
+}

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{check_listen, check_positive, check_url, ConfigError};
 use crate::interop::SafetyLevel;
 
-/// `[server]`: the public JSON-RPC listener.
+/// `[server]`: the public JSON-RPC listener, and the connection limits every listener applies.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -15,8 +15,25 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest batch (proxyd's default: 100).
     pub max_batch: usize,
-    /// `X-Forwarded-For` hops that are our own proxies (0: use the TCP peer).
+    /// Deepest JSON nesting accepted in a request body (`[` and `{` levels, batch included).
+    pub max_json_depth: usize,
+    /// CIDR ranges of our own proxies (nginx's `set_real_ip_from`): `X-Forwarded-For` is read
+    /// only on connections from these addresses.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Most `X-Forwarded-For` hops (from the right) walked through trusted proxies; needs
+    /// `trusted_proxies` (0 with no ranges: the TCP peer is the client).
     pub trusted_proxy_depth: usize,
+    /// From a request's first byte to its complete head, ms; slower clients are disconnected.
+    pub header_read_timeout_ms: u64,
+    /// From a request's head to the end of its body, ms; slower clients get 408 and are
+    /// disconnected.
+    pub body_read_timeout_ms: u64,
+    /// A keep-alive connection with no request for this long is closed, ms.
+    pub idle_timeout_ms: u64,
+    /// Open connections per listener; beyond it new connections get a 503 and are closed.
+    pub max_connections: usize,
+    /// How often the background task probes the upstream and backends for `/readyz`, ms.
+    pub readiness_interval_ms: u64,
     /// How long shutdown waits for in-flight requests, ms.
     pub shutdown_grace_ms: u64,
 }
@@ -27,7 +44,14 @@ impl Default for ServerConfig {
             listen: "0.0.0.0:8545".into(),
             max_body_bytes: 256 * 1024,
             max_batch: 100,
+            max_json_depth: 128,
+            trusted_proxies: Vec::new(),
             trusted_proxy_depth: 0,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            idle_timeout_ms: 75_000,
+            max_connections: 512,
+            readiness_interval_ms: 1_000,
             shutdown_grace_ms: 10_000,
         }
     }
@@ -38,7 +62,30 @@ impl ServerConfig {
         check_listen("server.listen", &self.listen)?;
         check_positive("server.max_body_bytes", self.max_body_bytes as u64)?;
         check_positive("server.max_batch", self.max_batch as u64)?;
-        Ok(())
+        check_positive("server.max_json_depth", self.max_json_depth as u64)?;
+        check_positive("server.header_read_timeout_ms", self.header_read_timeout_ms)?;
+        check_positive("server.body_read_timeout_ms", self.body_read_timeout_ms)?;
+        check_positive("server.idle_timeout_ms", self.idle_timeout_ms)?;
+        check_positive("server.max_connections", self.max_connections as u64)?;
+        check_positive("server.readiness_interval_ms", self.readiness_interval_ms)?;
+        // `trusted_proxy_depth` alone trusted any client's X-Forwarded-For (a direct client
+        // could pick its own rate-limit key); it now only counts together with the ranges.
+        match (self.trusted_proxies.is_empty(), self.trusted_proxy_depth) {
+            (true, d) if d > 0 => Err(ConfigError::invalid(
+                "server.trusted_proxy_depth",
+                format!(
+                    "is {d} but server.trusted_proxies is empty: X-Forwarded-For is only read on \
+                     connections from trusted proxy ranges; list your proxies' CIDR ranges in \
+                     server.trusted_proxies (e.g. [\"10.0.0.0/8\"]) or set the depth to 0"
+                ),
+            )),
+            (false, 0) => Err(ConfigError::invalid(
+                "server.trusted_proxy_depth",
+                "must be at least 1 when server.trusted_proxies is set (the number of proxy \
+                 hops in front of the gateway)",
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -214,12 +261,20 @@ pub struct IngressConfig {
     pub ip_rate: RateLimit,
     /// Per sender address, submissions only.
     pub sender_rate: RateLimit,
+    /// Per sender address, interop submissions only (on top of `sender_rate`).
+    pub interop_sender_rate: RateLimit,
     /// Per method across all clients (`{ method = { per_second, burst } }`).
     pub method_rates: std::collections::BTreeMap<String, RateLimit>,
     /// Largest number of distinct IPs/senders tracked by the rate limiters.
     pub rate_limit_keys: usize,
     /// Most transactions in one `eth_sendBundle` (proxyd's and builders' limit: 100).
     pub max_bundle_txs: usize,
+    /// The request header that carries an API key.
+    pub api_key_header: String,
+    /// API-key tiers: name -> per-key limit that replaces the per-IP limit (0 = unlimited).
+    pub api_tiers: std::collections::BTreeMap<String, RateLimit>,
+    /// API keys: key -> tier name. Unknown keys get the anonymous (per-IP) limits.
+    pub api_keys: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for IngressConfig {
@@ -236,9 +291,13 @@ impl Default for IngressConfig {
             max_in_flight: 1_024,
             ip_rate: RateLimit { per_second: 0, burst: 0 },
             sender_rate: RateLimit { per_second: 0, burst: 0 },
+            interop_sender_rate: RateLimit { per_second: 0, burst: 0 },
             method_rates: Default::default(),
             rate_limit_keys: 100_000,
             max_bundle_txs: 100,
+            api_key_header: "x-api-key".into(),
+            api_tiers: Default::default(),
+            api_keys: Default::default(),
         }
     }
 }
@@ -250,6 +309,23 @@ impl IngressConfig {
         check_positive("ingress.max_in_flight", self.max_in_flight as u64)?;
         check_positive("ingress.rate_limit_keys", self.rate_limit_keys as u64)?;
         check_positive("ingress.max_bundle_txs", self.max_bundle_txs as u64)?;
+        if http::HeaderName::from_bytes(self.api_key_header.as_bytes()).is_err() {
+            return Err(ConfigError::invalid("ingress.api_key_header", "not a valid header name"));
+        }
+        for (key, tier) in &self.api_keys {
+            if key.len() < 16 {
+                return Err(ConfigError::invalid(
+                    "ingress.api_keys",
+                    "every key must be at least 16 characters",
+                ));
+            }
+            if !self.api_tiers.contains_key(tier) {
+                return Err(ConfigError::invalid(
+                    "ingress.api_keys",
+                    format!("tier {tier:?} is not defined in [ingress.api_tiers]"),
+                ));
+            }
+        }
         if self.min_safety == SafetyLevel::Invalid {
             return Err(ConfigError::invalid(
                 "ingress.min_safety",
@@ -382,6 +458,22 @@ impl AdminConfig {
             return Err(ConfigError::invalid(
                 "admin.token",
                 "must not be empty (omit it to disable auth)",
+            ));
+        }
+        // Anyone who reaches an unauthenticated admin API can set `bypass`: beyond loopback a
+        // token is required, not merely recommended.
+        let exposed = self
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| !a.ip().to_canonical().is_loopback());
+        if exposed && self.token.is_none() {
+            return Err(ConfigError::invalid(
+                "admin.token",
+                format!(
+                    "is required when admin.listen ({}) is not a loopback address: set it (or \
+                     INTEROP_GATE_ADMIN_TOKEN), or listen on 127.0.0.1",
+                    self.listen
+                ),
             ));
         }
         Ok(())

@@ -4,6 +4,7 @@
 
 mod gateway;
 mod light_server;
+mod redis;
 mod revalidator;
 mod validation;
 
@@ -16,6 +17,7 @@ pub use gateway::{
     MetricsConfig, RateLimit, ServerConfig, UpstreamConfig, WebSocketConfig,
 };
 pub use light_server::LightServerConfig;
+pub use redis::{OnRedisError, RedisConfig};
 pub use revalidator::RevalidatorConfig;
 pub use validation::{
     ChainRpcConfig, EndpointConfig, LightConfig, Namespace, PolicyMode, Strategy, SupervisorConfig,
@@ -50,6 +52,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The shared state store of replicas (rate limits, invalid verdicts); absent URL = none.
+    pub redis: RedisConfig,
 }
 
 /// A configuration that could not be loaded; the message names the file and key.
@@ -93,6 +97,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("INTEROP_GATE_SUPERVISOR_URLS", "supervisor.endpoints (comma-separated name=url or url)"),
     ("INTEROP_GATE_REVALIDATOR_EL_URL", "revalidator.el_url"),
     ("INTEROP_GATE_ADMIN_TOKEN", "admin.token"),
+    ("INTEROP_GATE_REDIS_URL", "redis.url"),
 ];
 
 impl Config {
@@ -141,6 +146,9 @@ impl Config {
         if let Some(v) = get("INTEROP_GATE_ADMIN_TOKEN") {
             self.admin.token = Some(v);
         }
+        if let Some(v) = get("INTEROP_GATE_REDIS_URL") {
+            self.redis.url = Some(v);
+        }
         Ok(())
     }
 
@@ -156,6 +164,7 @@ impl Config {
         self.light_server.validate()?;
         self.revalidator.validate()?;
         self.admin.validate()?;
+        self.redis.validate()?;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ pub mod chain;
 pub mod devnet;
 pub mod el_pool;
 pub mod misbehave;
+pub mod redis_server;
 pub mod supervisor;
 pub mod upstream;
 pub mod wallet;

@@ -155,7 +155,12 @@ async fn serve_ws(ws: Arc<WsUpstream>, socket: WebSocket, peer: SocketAddr) {
     }
     ws.open.fetch_add(1, Ordering::SeqCst);
     ws.accepted.fetch_add(1, Ordering::SeqCst);
-    let ctx = CallContext { client_ip: peer.ip(), request_id: "ws".into(), in_batch: false };
+    let ctx = CallContext {
+        client_ip: peer.ip(),
+        request_id: "ws".into(),
+        in_batch: false,
+        api_key: None,
+    };
     let (mut sink, mut stream) = socket.split();
     loop {
         tokio::select! {

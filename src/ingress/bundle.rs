@@ -100,7 +100,13 @@ impl Bundles {
                 at(i, reason, submitter.refuse(ctx, &tx, e, reason))
             };
             submitter.check_chain(&tx).map_err(|e| refuse(e, "wrong_chain"))?;
-            limits.check_sender(tx.sender).map_err(|e| refuse(e, "sender_rate_limited"))?;
+            limits.check_sender(tx.sender).await.map_err(|e| refuse(e, "sender_rate_limited"))?;
+            if tx.is_interop() {
+                limits
+                    .check_interop_sender(tx.sender)
+                    .await
+                    .map_err(|e| refuse(e, "interop_sender_rate_limited"))?;
+            }
             txs.push(tx);
         }
         let interop: Vec<usize> = (0..n).filter(|&i| txs[i].is_interop()).collect();
@@ -129,11 +135,11 @@ impl Bundles {
             return Err(refuse(first, e, "unavailable"));
         };
         let slots = u32::try_from(reqs.len()).unwrap_or(u32::MAX);
-        let _permit = submitter.reserve(slots).inspect_err(|_| {
+        let slot = submitter.reserve(slots).inspect_err(|_| {
             count("refused", "over_capacity");
         })?;
         let verdicts = engine.check_batch(&reqs).await;
-        drop(_permit);
+        drop(slot);
         for (k, &i) in interop.iter().enumerate() {
             // A missing verdict is no answer: fail closed.
             let missing = Verdict::Unavailable("the engine gave no verdict for it".into());

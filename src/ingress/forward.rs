@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use crate::config::UpstreamConfig;
 use crate::rpc::client::{http_client, ClientError, RpcClient};
 use crate::rpc::codes;
+use crate::rpc::drain::DrainGate;
 use crate::rpc::types::{Call, RpcError};
 
 /// The EIP-7966 method that waits for inclusion.
@@ -40,6 +41,9 @@ pub enum UpstreamError {
         /// The wait that expired.
         timeout_ms: u64,
     },
+    /// The gateway is shutting down and its grace period is over: nothing new is forwarded.
+    #[error("the gateway is shutting down: the request was not forwarded; retry")]
+    ShuttingDown,
 }
 
 impl From<UpstreamError> for RpcError {
@@ -59,6 +63,8 @@ pub struct Forwarder {
     client: RpcClient,
     /// Same pool, `upstream.sync_timeout_ms`: for `eth_sendRawTransactionSync` only.
     sync_client: RpcClient,
+    /// Counts forwarded calls so that shutdown waits for their answers.
+    gate: DrainGate,
 }
 
 impl Forwarder {
@@ -82,11 +88,14 @@ impl Forwarder {
             http,
         )
         .with_max_response_bytes(cfg.max_response_bytes);
-        Ok(Self { client, sync_client })
+        Ok(Self { client, sync_client, gate: DrainGate::new() })
     }
 
     /// Forwards a call; the caller has checked the allow-list.
     pub async fn forward(&self, call: &Call) -> Result<Box<RawValue>, RpcError> {
+        let Some(_in_flight) = self.gate.enter() else {
+            return Err(UpstreamError::ShuttingDown.into());
+        };
         let result = match &call.params {
             Some(p) => self.client.call_raw(&call.method, &**p).await,
             None => self.client.call_raw(&call.method, &[(); 0]).await,
@@ -100,6 +109,9 @@ impl Forwarder {
         if call.method != SYNC_METHOD {
             return self.forward(call).await;
         }
+        let Some(_in_flight) = self.gate.enter() else {
+            return Err(UpstreamError::ShuttingDown.into());
+        };
         let result = match &call.params {
             Some(p) => self.sync_client.call_raw(&call.method, &**p).await,
             None => self.sync_client.call_raw(&call.method, &[(); 0]).await,
@@ -119,6 +131,11 @@ impl Forwarder {
             ClientError::Rpc { .. } => Ok(()),
             other => Err(upstream_error(other)),
         })
+    }
+
+    /// The gate every forwarded call passes (shutdown closes it and waits for it to empty).
+    pub fn drain_gate(&self) -> DrainGate {
+        self.gate.clone()
     }
 
     /// The per-call timeout.

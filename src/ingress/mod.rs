@@ -21,8 +21,9 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::ModeCell;
 use crate::config::Config;
 use crate::rpc::codes;
-use crate::rpc::server::{rpc_router, CallContext, Handler, Limits};
+use crate::rpc::server::{rpc_router_with, CallContext, Handler, Limits, RpcOptions};
 use crate::rpc::types::{Call, RpcError};
+use crate::shared_state::SharedState;
 use crate::validation::retry::Retry;
 use crate::validation::DynBackend;
 use bundle::{Bundles, BUNDLE_METHOD};
@@ -44,6 +45,10 @@ pub struct Ingress {
     submitter: Submitter,
     bundles: Bundles,
     live: RwLock<Arc<Live>>,
+    /// The shared state store when `[redis]` is configured (limits are then shared by replicas).
+    shared: Option<Arc<SharedState>>,
+    /// The header carrying an API key (validated at config load).
+    api_key_header: Option<http::HeaderName>,
 }
 
 /// The `'static` label of each method, reusing `known` labels so that reloads leak a label only
@@ -63,16 +68,18 @@ fn method_labels(
 }
 
 impl Ingress {
-    /// Builds the ingress from config, a shared forwarder, the interop mode and the engine
-    /// (`None` when no backend is configured: interop transactions are then refused).
+    /// Builds the ingress from config, a shared forwarder, the interop mode, the engine (`None`
+    /// when no backend is configured: interop transactions are then refused), and the shared
+    /// state store when `[redis]` is configured (limits are then shared by replicas).
     pub fn new(
         cfg: &Config,
         forwarder: Arc<Forwarder>,
         mode: Arc<ModeCell>,
         engine: Option<DynBackend>,
+        shared: Option<Arc<SharedState>>,
     ) -> Self {
         let live = Live {
-            limits: RateLimits::new(&cfg.ingress),
+            limits: RateLimits::new(&cfg.ingress, shared.clone()),
             methods: method_labels(&cfg.upstream.methods, &HashMap::new()),
         };
         // Registered up front so every series is exported (at zero) from start-up.
@@ -91,20 +98,26 @@ impl Ingress {
             // Bundles check the engine itself, in one batch (see `bundle`).
             bundles: Bundles::new(cfg.ingress.max_bundle_txs, engine),
             live: RwLock::new(Arc::new(live)),
+            shared,
+            api_key_header: http::HeaderName::from_bytes(cfg.ingress.api_key_header.as_bytes())
+                .ok(),
         }
     }
 
     /// The ingress router: JSON-RPC on `POST /`, WebSocket upgrades on the configured paths (a
-    /// plain GET on `/` gets a one-line banner).
+    /// plain GET on `/` gets a one-line banner). WebSocket clients get the same client-IP rules
+    /// (`options.trusted_proxies`), JSON depth bound and API-key header as HTTP ones.
     pub fn router(
         self: Arc<Self>,
         cfg: &Config,
         limits: Limits,
+        options: RpcOptions,
         shutdown: CancellationToken,
     ) -> Router {
-        let router = rpc_router("ingress", self.clone(), limits);
+        let router = rpc_router_with("ingress", self.clone(), limits, options.clone());
         if cfg.websocket.enabled {
-            ws::routes(router, Arc::new(ws::WsServer::new(self, cfg, limits, shutdown)))
+            let ws = ws::WsServer::new(self, cfg, limits, options, shutdown);
+            ws::routes(router, Arc::new(ws))
         } else {
             router.route("/", axum::routing::get(|| async { ws::BANNER }))
         }
@@ -112,7 +125,7 @@ impl Ingress {
 
     /// The checks every call passes first, whatever the transport: the allow-list, then the
     /// per-IP and per-method rate limits. Returns the snapshot the call uses to the end.
-    fn admit(&self, ctx: &CallContext, method: &str) -> Result<Arc<Live>, RpcError> {
+    async fn admit(&self, ctx: &CallContext, method: &str) -> Result<Arc<Live>, RpcError> {
         let live = self.live();
         if !live.methods.contains_key(method) {
             return Err(RpcError::new(
@@ -120,14 +133,15 @@ impl Ingress {
                 format!("method {method:?} is not served by this gateway (not on its allow-list)"),
             ));
         }
-        live.limits.check_call(ctx.client_ip, method)?;
+        live.limits.check_call(ctx.client_ip, ctx.api_key.as_deref(), method).await?;
         Ok(live)
     }
 
     /// The per-IP and per-method rate limits alone (for WebSocket-only methods such as
     /// `eth_subscribe`, which the HTTP allow-list does not name).
-    pub(crate) fn check_rate(&self, ctx: &CallContext, method: &str) -> Result<(), RpcError> {
-        self.live().limits.check_call(ctx.client_ip, method)
+    pub(crate) async fn check_rate(&self, ctx: &CallContext, method: &str) -> Result<(), RpcError> {
+        let live = self.live();
+        live.limits.check_call(ctx.client_ip, ctx.api_key.as_deref(), method).await
     }
 
     /// Answers a call the way HTTP does, whatever the transport: admission, then the interop
@@ -142,7 +156,7 @@ impl Ingress {
     where
         F: std::future::Future<Output = Result<Box<RawValue>, RpcError>>,
     {
-        let live = self.admit(ctx, &call.method)?;
+        let live = self.admit(ctx, &call.method).await?;
         if call.method == BUNDLE_METHOD {
             return self
                 .bundles
@@ -160,12 +174,12 @@ impl Ingress {
         self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Replaces the rate limiters (buckets start full) and the method allow-list from `cfg`
-    /// (SIGHUP). Calls in flight finish with the old ones.
+    /// Replaces the rate limiters (local buckets start full; shared ones live in Redis) and the
+    /// method allow-list from `cfg` (SIGHUP). Calls in flight finish with the old ones.
     pub fn reload(&self, cfg: &Config) {
         let known = self.live().methods.clone();
         let live = Live {
-            limits: RateLimits::new(&cfg.ingress),
+            limits: RateLimits::new(&cfg.ingress, self.shared.clone()),
             methods: method_labels(&cfg.upstream.methods, &known),
         };
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
@@ -183,5 +197,9 @@ impl Handler for Ingress {
 
     fn method_label(&self, method: &str) -> &'static str {
         self.live().methods.get(method).copied().unwrap_or("other")
+    }
+
+    fn api_key_header(&self) -> Option<&http::HeaderName> {
+        self.api_key_header.as_ref()
     }
 }

@@ -1,6 +1,6 @@
 //! The submission pipeline every `eth_sendRawTransaction*` call goes through:
-//! decode → chain id → sender rate limit → (interop only) mode → size caps → parse → de-dup →
-//! in-flight bound → validate → forward. Cheap checks come before any remote call; an invalid
+//! decode → chain id → sender rate limit → (interop only) interop sender rate limit → mode →
+//! size caps → parse → de-dup → in-flight bound → validate → forward. Cheap checks come before any remote call; an invalid
 //! transaction is never forwarded; a non-interop transaction costs no backend call.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
 use super::forward::Forwarder;
-use super::limits::RateLimits;
+use super::limits::{RateLimits, ValidationSlot};
 use crate::admin::ModeCell;
 use crate::config::{ConditionalInterop, IngressConfig, InteropMode};
 use crate::interop::access_list::dedup;
@@ -70,10 +70,15 @@ impl Submitter {
         self.check_chain(&tx).map_err(|e| self.refuse(ctx, &tx, e, "wrong_chain"))?;
         limits
             .check_sender(tx.sender)
+            .await
             .map_err(|e| self.refuse(ctx, &tx, e, "sender_rate_limited"))?;
         if !tx.is_interop() {
             return self.forward(call, tx.hash, forwarder, "non_interop").await;
         }
+        limits
+            .check_interop_sender(tx.sender)
+            .await
+            .map_err(|e| self.refuse(ctx, &tx, e, "interop_sender_rate_limited"))?;
         match self.gate() {
             Ok(Gate::Bypass) => return self.forward(call, tx.hash, forwarder, "bypass").await,
             Ok(Gate::Validate) => {}
@@ -92,9 +97,9 @@ impl Submitter {
         }
         let messages = self.messages(&tx).map_err(|e| self.refuse(ctx, &tx, e, "malformed"))?;
         let engine = self.engine().map_err(|e| self.refuse(ctx, &tx, e, "unavailable"))?;
-        let _permit = self.reserve(1).map_err(|e| self.refuse(ctx, &tx, e, "over_capacity"))?;
+        let slot = self.reserve(1).map_err(|e| self.refuse(ctx, &tx, e, "over_capacity"))?;
         let verdict = engine.check(&self.request(messages)).await;
-        drop(_permit);
+        drop(slot);
         match verdict_outcome(&tx.hash, &verdict) {
             Ok(()) => self.forward(call, tx.hash, forwarder, "valid").await,
             Err((e, reason)) => Err(self.refuse(ctx, &tx, e, reason)),
@@ -138,15 +143,13 @@ impl Submitter {
     /// Takes `n` of the in-flight validation slots (one per transaction checked), or -32024.
     /// The slots and the gauge are given back when the guard drops, also when the caller is
     /// cancelled (a WebSocket client that went away).
-    pub(crate) fn reserve(&self, n: u32) -> Result<InFlight<'_>, RpcError> {
-        let permit = self.in_flight.try_acquire_many(n).map_err(|_| {
+    pub(crate) fn reserve(&self, n: u32) -> Result<ValidationSlot<'_>, RpcError> {
+        ValidationSlot::try_acquire_many(&self.in_flight, n).ok_or_else(|| {
             RpcError::new(
                 codes::OVER_CAPACITY,
                 "too many interop validations in flight; retry shortly",
             )
-        })?;
-        metrics().validations_in_flight.add(i64::from(n));
-        Ok(InFlight { _permit: permit, n })
+        })
     }
 
     /// The engine request for one transaction's messages.
@@ -260,18 +263,6 @@ pub(crate) enum Gate {
     Validate,
     /// Forward it unchecked.
     Bypass,
-}
-
-/// Held in-flight validation slots (see [`Submitter::reserve`]).
-pub(crate) struct InFlight<'a> {
-    _permit: tokio::sync::SemaphorePermit<'a>,
-    n: u32,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        metrics().validations_in_flight.sub(i64::from(self.n));
-    }
 }
 
 /// Decodes a 0x-prefixed raw transaction (-32602 when it is not hex or not a transaction).

@@ -33,7 +33,10 @@ use super::Ingress;
 use crate::config::{Config, WebSocketConfig};
 use crate::metrics::metrics;
 use crate::rpc::codes;
-use crate::rpc::server::{client_ip, count, encode, parse_request, CallContext, Handler, Limits};
+use crate::rpc::depth::check_depth;
+use crate::rpc::server::{
+    client_ip, count, encode, parse_request, CallContext, Handler, Limits, RpcOptions,
+};
 use crate::rpc::types::{null, Call, RpcError};
 
 /// What a plain GET on `/` answers.
@@ -62,6 +65,8 @@ pub struct WsServer {
     cfg: WebSocketConfig,
     upstream: Arc<UpstreamWsSettings>,
     limits: Limits,
+    /// Trusted proxy ranges and the JSON depth bound, as on the HTTP side.
+    options: RpcOptions,
     connections: Arc<Semaphore>,
     shutdown: CancellationToken,
     next_conn: AtomicU64,
@@ -84,6 +89,7 @@ impl WsServer {
         ingress: Arc<Ingress>,
         cfg: &Config,
         limits: Limits,
+        options: RpcOptions,
         shutdown: CancellationToken,
     ) -> Self {
         let m = ws_metrics();
@@ -103,6 +109,7 @@ impl WsServer {
             cfg: cfg.websocket.clone(),
             upstream: Arc::new(upstream),
             limits,
+            options,
             connections: Arc::new(Semaphore::new(cfg.websocket.max_connections)),
             shutdown,
             next_conn: AtomicU64::new(1),
@@ -124,7 +131,17 @@ async fn upgrade(
         return (StatusCode::SERVICE_UNAVAILABLE, "too many WebSocket connections; retry later\n")
             .into_response();
     };
-    let ip = client_ip(peer.ip(), &headers, ws.limits.trusted_proxy_depth);
+    let ip =
+        client_ip(peer.ip(), &headers, &ws.options.trusted_proxies, ws.limits.trusted_proxy_depth);
+    // Read once, at the upgrade: every call of the connection carries the same key (bounded as
+    // on the HTTP side).
+    let api_key: Option<Arc<str>> = ws
+        .ingress
+        .api_key_header()
+        .and_then(|h| headers.get(h))
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty() && k.len() <= 256)
+        .map(Arc::from);
     let max = ws.cfg.max_message_bytes;
     // Each answer is written at once (write buffer 0): the bounded queue is the only buffer.
     up.max_message_size(max)
@@ -134,7 +151,7 @@ async fn upgrade(
         .on_upgrade(move |socket| async move {
             let id = ws.next_conn.fetch_add(1, Ordering::Relaxed);
             let span = tracing::info_span!("ws", conn = id, client = %ip);
-            run(ws, socket, ip, id, permit).instrument(span).await
+            run(ws, socket, ip, api_key, id, permit).instrument(span).await
         })
 }
 
@@ -198,6 +215,7 @@ async fn run(
     ws: Arc<WsServer>,
     socket: WebSocket,
     ip: IpAddr,
+    api_key: Option<Arc<str>>,
     id: u64,
     _permit: OwnedSemaphorePermit,
 ) {
@@ -216,6 +234,7 @@ async fn run(
         client_ip: ip,
         request_id: format!("ws-{id:x}").into(),
         in_batch: false,
+        api_key,
     });
 
     // The writer: drains the bounded queue; on close, sends the close frame (briefly: a client
@@ -337,6 +356,14 @@ fn on_text(
         count(LISTENER, "-", e.code);
         conn.send(encode(&null(), Err(&e)).0, "response");
     };
+    // Before any parse, as on HTTP: `params` stay raw text, so a deep message would otherwise
+    // reach the upstream.
+    if let Err(d) = check_depth(text.as_bytes(), ws.options.max_json_depth) {
+        return reply_err(RpcError::invalid_request(format!(
+            "request JSON nests deeper than {} levels",
+            d.limit
+        )));
+    }
     let raw: Box<RawValue> = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => return reply_err(RpcError::parse_error(e)),
@@ -446,7 +473,7 @@ async fn dispatch(
         if ws.cfg.subscriptions.is_empty() {
             return Err(RpcError::method_not_found(&call.method));
         }
-        ws.ingress.check_rate(ctx, &call.method)?;
+        ws.ingress.check_rate(ctx, &call.method).await?;
         return session.call(call).await;
     }
     ws.ingress.answer(ctx, call, || session.call(call)).await

@@ -29,7 +29,8 @@ pub const TX_SYNC_TIMEOUT: i64 = 4;
 
 // proxyd's client-facing codes (ethereum-optimism/infra proxyd/errors.go), kept so that
 // dashboards and client retry logic built for proxyd work unchanged.
-/// No validation backend could give a verdict (fail closed; retry later).
+/// No validation backend could give a verdict (fail closed; retry later). Also: the shared
+/// rate-limit store is down and `redis.on_error = "refuse"`.
 pub const NO_BACKEND: i64 = -32011;
 /// The IP or method rate limit was hit.
 pub const RATE_LIMITED: i64 = -32016;

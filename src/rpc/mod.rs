@@ -3,6 +3,9 @@
 
 pub mod client;
 pub mod codes;
+pub mod depth;
+pub mod drain;
+pub mod listener;
 pub mod server;
 pub mod types;
 

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -24,7 +26,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::codes;
+use super::depth::check_depth;
+use super::listener::{is_body_timeout, serve_with, ConnLimits};
 use super::types::{null, Call, RawRequest, Response, RpcError};
+use crate::config::ServerConfig;
 use crate::metrics::metrics;
 
 /// Where a call came from, for rate limits and logs.
@@ -36,6 +41,8 @@ pub struct CallContext {
     pub request_id: Arc<str>,
     /// True when the call is an element of a batch.
     pub in_batch: bool,
+    /// The API key header's value, when the handler names one and the client sent it.
+    pub api_key: Option<Arc<str>>,
 }
 
 /// A listener's methods.
@@ -50,6 +57,11 @@ pub trait Handler: Send + Sync + 'static {
     /// A bounded metrics label for `method`: the method itself when this listener knows it,
     /// else `other`.
     fn method_label(&self, method: &str) -> &'static str;
+
+    /// The header whose value is passed as [`CallContext::api_key`] (none by default).
+    fn api_key_header(&self) -> Option<&axum::http::HeaderName> {
+        None
+    }
 }
 
 /// The `'static` metrics label for `method`: itself when it is one of `known`, else `other`, so
@@ -65,8 +77,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest batch accepted.
     pub max_batch: usize,
-    /// How many `X-Forwarded-For` hops (counted from the right) are our own proxies; 0 ignores
-    /// the header and uses the TCP peer.
+    /// Most `X-Forwarded-For` hops (from the right) walked through our own proxies; it counts
+    /// only on a connection from [`RpcOptions::trusted_proxies`] (none: the TCP peer is the
+    /// client, whatever the depth).
     pub trusted_proxy_depth: usize,
     /// Map a single call's JSON-RPC error to an HTTP status (429, 413, 409, 503, ...) as proxyd
     /// does for public traffic. Off, errors are HTTP 200 like geth and op-supervisor answer them,
@@ -74,38 +87,103 @@ pub struct Limits {
     pub error_status: bool,
 }
 
+/// Endpoint settings beyond [`Limits`]: the JSON depth bound and the trusted proxy ranges.
+#[derive(Debug, Clone)]
+pub struct RpcOptions {
+    /// Deepest `[`/`{` nesting accepted in a body; deeper is refused before parsing.
+    pub max_json_depth: usize,
+    /// Peers whose `X-Forwarded-For` is read (nginx's `set_real_ip_from`).
+    pub trusted_proxies: Arc<[IpNet]>,
+}
+
+impl Default for RpcOptions {
+    fn default() -> Self {
+        Self {
+            max_json_depth: ServerConfig::default().max_json_depth,
+            trusted_proxies: Arc::from([]),
+        }
+    }
+}
+
+impl RpcOptions {
+    /// The `[server]` settings.
+    pub fn from_config(cfg: &ServerConfig) -> Self {
+        Self {
+            max_json_depth: cfg.max_json_depth,
+            trusted_proxies: cfg.trusted_proxies.iter().copied().collect(),
+        }
+    }
+}
+
 struct Endpoint {
     listener: &'static str,
     handler: Arc<dyn Handler>,
     limits: Limits,
+    options: RpcOptions,
     next_request_id: AtomicU64,
 }
 
-/// A router that serves JSON-RPC on `POST /` for `handler`. `listener` names it in metrics.
+/// A router that serves JSON-RPC on `POST /` for `handler`, with default [`RpcOptions`] (no
+/// trusted proxies). `listener` names it in metrics.
 pub fn rpc_router(listener: &'static str, handler: Arc<dyn Handler>, limits: Limits) -> Router {
-    let ep = Arc::new(Endpoint { listener, handler, limits, next_request_id: AtomicU64::new(1) });
+    rpc_router_with(listener, handler, limits, RpcOptions::default())
+}
+
+/// [`rpc_router`] with explicit options.
+pub fn rpc_router_with(
+    listener: &'static str,
+    handler: Arc<dyn Handler>,
+    limits: Limits,
+    options: RpcOptions,
+) -> Router {
+    let ep = Arc::new(Endpoint {
+        listener,
+        handler,
+        limits,
+        options,
+        next_request_id: AtomicU64::new(1),
+    });
     Router::new().route("/", post(serve_rpc)).with_state(ep)
 }
 
-/// The client IP for `peer` given the `X-Forwarded-For` header and how many hops we trust.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_depth: usize) -> IpAddr {
-    if trusted_depth == 0 {
+fn trusted(ip: IpAddr, ranges: &[IpNet]) -> bool {
+    let ip = ip.to_canonical();
+    ranges.iter().any(|n| n.contains(&ip))
+}
+
+/// The client IP for a connection from `peer`, as nginx's `real_ip` module with
+/// `real_ip_recursive` finds it: `X-Forwarded-For` counts only when `peer` is one of our
+/// proxies (`trusted`). Then hops are walked from the right (each was appended by a proxy we
+/// trust), skipping addresses that are themselves trusted proxies, at most `depth` hops; the
+/// first untrusted address is the client. Anything further left was written by the client and
+/// is never used; an unparsable hop stops the walk at the last address known good.
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted_ranges: &[IpNet],
+    depth: usize,
+) -> IpAddr {
+    let peer = peer.to_canonical();
+    if depth == 0 || !trusted(peer, trusted_ranges) {
         return peer;
     }
-    // Each trusted proxy appends the address it received from; the client is `depth` hops from
-    // the right. Anything to the left of that was written by the client and is not trusted.
-    let hops: Vec<&str> = headers
+    let mut hops = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .collect();
-    hops.len()
-        .checked_sub(trusted_depth)
-        .and_then(|i| hops.get(i))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(peer)
+        .rev();
+    let mut client = peer;
+    for _ in 0..depth {
+        let Some(hop) = hops.next() else { break };
+        let Ok(ip) = hop.parse::<IpAddr>() else { break };
+        client = ip.to_canonical();
+        if !trusted(client, trusted_ranges) {
+            break;
+        }
+    }
+    client
 }
 
 fn request_id(ep: &Endpoint, headers: &HeaderMap) -> Arc<str> {
@@ -126,7 +204,8 @@ async fn serve_rpc(
     body: Body,
 ) -> HttpResponse {
     let rid = request_id(&ep, &headers);
-    let ip = client_ip(peer.ip(), &headers, ep.limits.trusted_proxy_depth);
+    let ip =
+        client_ip(peer.ip(), &headers, &ep.options.trusted_proxies, ep.limits.trusted_proxy_depth);
     let span = tracing::info_span!("rpc", listener = ep.listener, request_id = %rid, client = %ip);
     let mut resp = handle_body(&ep, rid.clone(), ip, &headers, body).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&rid) {
@@ -159,8 +238,32 @@ async fn handle_body(
     }
     let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => return too_large(),
+        Err(e) if is_body_timeout(&e) => {
+            count(ep.listener, "-", codes::INVALID_REQUEST);
+            let e = RpcError::invalid_request(e.to_string());
+            let (body, _) = encode(&null(), Err(&e));
+            let mut r = json_response(StatusCode::REQUEST_TIMEOUT, body);
+            // The rest of the body may still be on its way: the connection cannot be reused.
+            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+        Err(e) if is_length_limit(&e) => return too_large(),
+        Err(e) => {
+            count(ep.listener, "-", codes::INVALID_REQUEST);
+            return single_error(RpcError::invalid_request(format!(
+                "could not read the request body: {e}"
+            )));
+        }
     };
+    // Before any parse: serde_json keeps `params` raw without a depth bound, so without this a
+    // 100k-deep body would reach the upstream.
+    if let Err(d) = check_depth(&bytes, ep.options.max_json_depth) {
+        count(ep.listener, "-", codes::INVALID_REQUEST);
+        return single_error(RpcError::invalid_request(format!(
+            "request JSON nests deeper than {} levels",
+            d.limit
+        )));
+    }
     let raw: Box<RawValue> = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
         Err(e) => {
@@ -168,6 +271,10 @@ async fn handle_body(
             return single_error(RpcError::parse_error(e));
         }
     };
+    // Read once per HTTP request; bounded so a huge header cannot cost a big hash.
+    let api_key =
+        ep.handler.api_key_header().and_then(|h| headers.get(h)).and_then(|v| v.to_str().ok());
+    let api_key = api_key.filter(|k| !k.is_empty() && k.len() <= 256).map(Arc::from);
     let text = raw.get();
     if text.starts_with('[') {
         let elems: Vec<&RawValue> = match serde_json::from_str(text) {
@@ -190,7 +297,7 @@ async fn handle_body(
                 ),
             ));
         }
-        let ctx = CallContext { client_ip, request_id, in_batch: true };
+        let ctx = CallContext { client_ip, request_id, in_batch: true, api_key };
         let answers =
             futures::future::join_all(elems.into_iter().map(|e| handle_one(ep, &ctx, e))).await;
         let answers: Vec<String> = answers.into_iter().flatten().map(|(s, _)| s).collect();
@@ -203,7 +310,7 @@ async fn handle_body(
         out.push(']');
         json_response(StatusCode::OK, out)
     } else {
-        let ctx = CallContext { client_ip, request_id, in_batch: false };
+        let ctx = CallContext { client_ip, request_id, in_batch: false, api_key };
         match handle_one(ep, &ctx, &raw).await {
             Some((body, status)) => {
                 let status = if ep.limits.error_status { status } else { StatusCode::OK };
@@ -325,34 +432,68 @@ pub fn count(listener: &str, method: &str, code: i64) {
     metrics().rpc_requests.with_label_values(&[listener, method, outcome]).inc();
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting and waits up
-/// to `grace` for in-flight requests.
+fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// Serves `router` on `listener` with the default `[server]` connection limits until `shutdown`
+/// is cancelled, then stops accepting and waits up to `grace` for in-flight requests. Listeners
+/// built from the config use [`serve_with`] and their configured limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: CancellationToken,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let signal = shutdown.clone();
-    // Small JSON-RPC answers must not wait for Nagle's algorithm.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { signal.cancelled().await });
-    let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
-    tokio::select! {
-        r = &mut server => return r,
-        _ = shutdown.cancelled() => {}
+    let limits = ConnLimits::from_config(&ServerConfig::default(), grace);
+    serve_with("other", listener, router, shutdown, limits).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        h
     }
-    match tokio::time::timeout(grace, server).await {
-        Ok(r) => r,
-        Err(_) => {
-            tracing::warn!(
-                grace_ms = grace.as_millis() as u64,
-                "in-flight requests did not finish in time; closing"
-            );
-            Ok(())
-        }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let ranges: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let h = xff("6.6.6.6, 1.2.3.4");
+        // A direct client: the header is its own invention.
+        assert_eq!(client_ip(ip("9.9.9.9"), &h, &ranges, 1), ip("9.9.9.9"));
+        // From our balancer: the rightmost hop is the client; what it wrote on the left is not.
+        assert_eq!(client_ip(ip("10.1.1.1"), &h, &ranges, 1), ip("1.2.3.4"));
+        assert_eq!(client_ip(ip("10.1.1.1"), &h, &ranges, 2), ip("1.2.3.4"), "untrusted hop stops");
+        // Depth 0 or no ranges: the peer, whatever the header says.
+        assert_eq!(client_ip(ip("10.1.1.1"), &h, &ranges, 0), ip("10.1.1.1"));
+        assert_eq!(client_ip(ip("10.1.1.1"), &h, &[], 3), ip("10.1.1.1"));
+    }
+
+    #[test]
+    fn trusted_hops_are_skipped_up_to_the_depth() {
+        let ranges: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let h = xff("6.6.6.6, 1.2.3.4, 10.0.0.2");
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &ranges, 2), ip("1.2.3.4"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &ranges, 1), ip("10.0.0.2"), "depth bounds it");
+        // Garbage stops the walk at the last good address; no header: the peer.
+        assert_eq!(client_ip(ip("10.0.0.1"), &xff("1.2.3.4, junk"), &ranges, 2), ip("10.0.0.1"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &HeaderMap::new(), &ranges, 2), ip("10.0.0.1"));
+        // An IPv4 peer seen on a dual-stack socket matches IPv4 ranges.
+        assert_eq!(client_ip(ip("::ffff:10.0.0.1"), &xff("1.2.3.4"), &ranges, 1), ip("1.2.3.4"));
     }
 }

@@ -17,6 +17,7 @@ pub mod light;
 pub mod policy;
 pub mod receipts;
 pub mod retry;
+pub mod shared;
 
 pub use engine::Engine;
 

@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 pub fn loopback_config() -> Config {
     let mut cfg = interop_gate::dev::loopback_config();
     cfg.server.shutdown_grace_ms = 2_000;
+    // /readyz follows a peer going down within one probe interval.
+    cfg.server.readiness_interval_ms = 100;
     cfg
 }
 
@@ -84,6 +86,19 @@ pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
     cfg.validate().expect("valid test config");
     let running = start(cfg, CancellationToken::new()).await.expect("service starts");
     Gateway { running, upstream, upstream_peer, client: reqwest::Client::new() }
+}
+
+/// Polls `url` until it answers HTTP `want` (bounded: panics after 5 s).
+pub async fn wait_status(url: &str, want: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let got = reqwest::get(url).await.map(|r| r.status().as_u16()).unwrap_or(0);
+        if got == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{url} answers {got}, never {want}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// An address nothing listens on (bound then dropped).

@@ -1,0 +1,121 @@
+//! `[redis]`: the shared state store that lets replicas share rate limits and invalid verdicts.
+
+use serde::{Deserialize, Serialize};
+
+use super::{check_positive, ConfigError};
+
+/// What a replica does while Redis cannot be reached (or answers too slowly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRedisError {
+    /// Fall back to this replica's in-memory limiters and verdict cache (limits become per
+    /// replica again until Redis is back).
+    Local,
+    /// Admit every call the rate limits would have decided (verdicts still come from the
+    /// backends: nothing invalid is forwarded).
+    Allow,
+    /// Refuse every rate-limited call with -32011 (503) until Redis is back.
+    Refuse,
+}
+
+impl OnRedisError {
+    /// The config string, for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Allow => "allow",
+            Self::Refuse => "refuse",
+        }
+    }
+}
+
+/// `[redis]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]` (env `INTEROP_GATE_REDIS_URL`). Absent: every
+    /// limit and cache is in memory, per replica.
+    pub url: Option<String>,
+    /// Bound on establishing a connection, ms.
+    pub connect_timeout_ms: u64,
+    /// Bound on one Redis command (round trip included), ms. A slower answer counts as an error.
+    pub timeout_ms: u64,
+    /// After an error, calls skip Redis (and take the `on_error` path) for this long, ms, then
+    /// one call probes it again; so a dead Redis costs at most one timeout per period.
+    pub retry_ms: u64,
+    /// Prefix of every key written (several deployments can share one Redis).
+    pub key_prefix: String,
+    /// Multiplexed connections kept open; calls are spread over them round robin.
+    pub pool_size: usize,
+    /// What to do while Redis fails: `local`, `allow` or `refuse`.
+    pub on_error: OnRedisError,
+    /// Share definitive invalid verdicts between replicas (they keep `validation.invalid_cache_ttl_secs`).
+    pub share_verdicts: bool,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            connect_timeout_ms: 500,
+            timeout_ms: 50,
+            retry_ms: 1_000,
+            key_prefix: "interop-gate:".into(),
+            pool_size: 2,
+            on_error: OnRedisError::Local,
+            share_verdicts: true,
+        }
+    }
+}
+
+impl RedisConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.url {
+            let u = url::Url::parse(url)
+                .map_err(|e| ConfigError::invalid("redis.url", format!("not a URL: {e}")))?;
+            if !matches!(u.scheme(), "redis" | "redis+unix" | "unix") {
+                return Err(ConfigError::invalid(
+                    "redis.url",
+                    format!("unsupported scheme {:?} (use redis:// or unix://)", u.scheme()),
+                ));
+            }
+        }
+        check_positive("redis.connect_timeout_ms", self.connect_timeout_ms)?;
+        check_positive("redis.timeout_ms", self.timeout_ms)?;
+        check_positive("redis.retry_ms", self.retry_ms)?;
+        check_positive("redis.pool_size", self.pool_size as u64)?;
+        if self.pool_size > 64 {
+            return Err(ConfigError::invalid("redis.pool_size", "at most 64"));
+        }
+        if self.key_prefix.is_empty() {
+            return Err(ConfigError::invalid("redis.key_prefix", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    #[test]
+    fn redis_section_is_checked_and_names_the_key() {
+        let ok = "[redis]\nurl = \"redis://127.0.0.1:6379/0\"\non_error = \"refuse\"\n";
+        let cfg = Config::from_toml(ok, "x.toml").unwrap();
+        assert_eq!(cfg.redis.on_error, super::OnRedisError::Refuse);
+        for (text, key) in [
+            ("[redis]\nurl = \"http://x:1\"\n", "redis.url"),
+            ("[redis]\ntimeout_ms = 0\n", "redis.timeout_ms"),
+            ("[redis]\npool_size = 0\n", "redis.pool_size"),
+            ("[redis]\nkey_prefix = \"\"\n", "redis.key_prefix"),
+            ("[redis]\non_error = \"ignore\"\n", "ignore"),
+            ("[ingress.api_keys]\n\"short\" = \"t\"\n", "ingress.api_keys"),
+            ("[ingress.api_keys]\n\"long-enough-key-0001\" = \"none\"\n", "ingress.api_keys"),
+            ("[ingress]\napi_key_header = \"x api\"\n", "ingress.api_key_header"),
+        ] {
+            let e = Config::from_toml(text, "x.toml").unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+            assert!(!e.contains("long-enough-key-0001"), "keys are secrets: {e}");
+        }
+    }
+}

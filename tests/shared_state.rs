@@ -1,0 +1,339 @@
+//! Replicas sharing limits and verdicts through a real Redis (`redis-server` started on a free
+//! loopback port, no persistence): three real gateways in this process, one mock upstream and
+//! one mock supervisor (which counts the checks it answers), all over real HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_primitives::{Bytes, B256, U256};
+use interop_gate::app::{start, Running};
+use interop_gate::config::{Config, OnRedisError, PolicyMode, RateLimit};
+use interop_gate::dev::redis_server::RedisServer;
+use interop_gate::dev::supervisor::MockSupervisor;
+use interop_gate::dev::upstream::MockUpstream;
+use interop_gate::dev::wallet::{dev_signer, sign_1559, TxSpec};
+use interop_gate::dev::{endpoint, spawn_peer, Peer};
+use interop_gate::interop::Message;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+const DEST: u64 = 10;
+
+struct Cluster {
+    redis: RedisServer,
+    replicas: Vec<Running>,
+    upstream: Arc<MockUpstream>,
+    _upstream_peer: Peer,
+    supervisor: Arc<MockSupervisor>,
+    _supervisor_peer: Peer,
+    client: reqwest::Client,
+}
+
+/// Redis, the peers and `n` replicas configured alike (then adjusted by `tweak`).
+async fn cluster(n: usize, tweak: impl Fn(&mut Config)) -> Cluster {
+    let redis = RedisServer::start().await.expect("redis-server starts");
+    let upstream = Arc::new(MockUpstream::new());
+    let upstream_peer = spawn_peer("upstream", upstream.clone(), "127.0.0.1:0").await.unwrap();
+    let supervisor = Arc::new(MockSupervisor::new());
+    let supervisor_peer =
+        spawn_peer("supervisor", supervisor.clone(), "127.0.0.1:0").await.unwrap();
+    let mut replicas = Vec::new();
+    for _ in 0..n {
+        let mut cfg = interop_gate::dev::loopback_config();
+        cfg.metrics.listen = String::new();
+        cfg.admin.listen = String::new();
+        cfg.upstream.url = upstream_peer.url();
+        cfg.ingress.chain_id = DEST;
+        cfg.validation.policy = PolicyMode::Indexed;
+        cfg.supervisor.endpoints = vec![endpoint("sup", supervisor_peer.url())];
+        cfg.redis.url = Some(redis.url());
+        cfg.redis.retry_ms = 100;
+        tweak(&mut cfg);
+        cfg.validate().expect("valid test config");
+        replicas.push(start(cfg, CancellationToken::new()).await.expect("replica starts"));
+    }
+    // Generous bound: a request waiting on a dead Redis must come back long before it.
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    Cluster {
+        redis,
+        replicas,
+        upstream,
+        _upstream_peer: upstream_peer,
+        supervisor,
+        _supervisor_peer: supervisor_peer,
+        client,
+    }
+}
+
+impl Cluster {
+    async fn call(&self, replica: usize, body: &Value, api_key: Option<&str>) -> Value {
+        let url = format!("http://{}/", self.replicas[replica].rpc_addr.unwrap());
+        let mut req = self.client.post(url).json(body);
+        if let Some(k) = api_key {
+            req = req.header("x-api-key", k);
+        }
+        let resp = req.send().await.expect("answered (no request may hang)");
+        resp.json().await.expect("JSON")
+    }
+
+    async fn chain_id(&self, replica: usize, api_key: Option<&str>) -> Value {
+        self.call(replica, &json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId"}), api_key).await
+    }
+
+    async fn send(&self, replica: usize, raw: &Bytes) -> Value {
+        let body = json!({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":[raw]});
+        self.call(replica, &body, None).await
+    }
+
+    /// Round robin over the replicas: how many of `n` calls were admitted (others must be
+    /// refused with `code`).
+    async fn admitted(&self, n: usize, code: i64, api_key: Option<&str>) -> usize {
+        let mut ok = 0;
+        for i in 0..n {
+            let v = self.chain_id(i % self.replicas.len(), api_key).await;
+            if v.get("result").is_some() {
+                ok += 1;
+            } else {
+                assert_eq!(v["error"]["code"], code, "{v}");
+            }
+        }
+        ok
+    }
+}
+
+/// A message with a well-formed checksum entry (type 0x03); the supervisor knows it only if told.
+fn message(salt: u8) -> Message {
+    let mut checksum = B256::repeat_byte(salt);
+    checksum.0[0] = 0x03;
+    Message {
+        chain_id: U256::from(901),
+        block_number: 7,
+        timestamp: interop_gate::clock::unix_now() - 60,
+        log_index: u32::from(salt),
+        checksum,
+    }
+}
+
+fn transfer(key: u64, nonce: u64) -> Bytes {
+    sign_1559(&dev_signer(key), &TxSpec::transfer(DEST, nonce)).0
+}
+
+fn interop(key: u64, nonce: u64, msgs: &[Message]) -> Bytes {
+    sign_1559(&dev_signer(key), &TxSpec::interop(DEST, nonce, msgs)).0
+}
+
+const LIMITED: i64 = interop_gate::rpc::codes::RATE_LIMITED;
+const SENDER_LIMITED: i64 = interop_gate::rpc::codes::SENDER_RATE_LIMITED;
+
+#[tokio::test]
+async fn a_burst_spread_over_three_replicas_is_held_to_the_global_budget() {
+    // 1 token/s refill, 60 at once: 150 calls spread over 3 replicas would all pass with
+    // per-replica buckets (50 each); shared, about 60 pass (plus 1 per second elapsed).
+    let c = cluster(3, |cfg| cfg.ingress.ip_rate = RateLimit { per_second: 1, burst: 60 }).await;
+    let ok = c.admitted(150, LIMITED, None).await;
+    assert!((60..=66).contains(&ok), "admitted {ok}, global budget 60 (+10%)");
+}
+
+#[tokio::test]
+async fn sender_interop_sender_and_api_key_tiers_hold_across_replicas() {
+    let c = cluster(3, |cfg| {
+        cfg.ingress.ip_rate = RateLimit { per_second: 1, burst: 2 };
+        cfg.ingress.sender_rate = RateLimit { per_second: 1, burst: 6 };
+        cfg.ingress.interop_sender_rate = RateLimit { per_second: 1, burst: 3 };
+        cfg.ingress.api_tiers.insert("gold".into(), RateLimit { per_second: 1, burst: 12 });
+        cfg.ingress.api_tiers.insert("unlimited".into(), RateLimit { per_second: 0, burst: 0 });
+        cfg.ingress.api_keys.insert("gold-0123456789abcdef".into(), "gold".into());
+        cfg.ingress.api_keys.insert("free-0123456789abcdef".into(), "unlimited".into());
+    })
+    .await;
+    // API-key tier: 12 shared tokens for the key, whatever replica; the IP bucket is untouched.
+    let ok = c.admitted(30, LIMITED, Some("gold-0123456789abcdef")).await;
+    assert!((12..=13).contains(&ok), "gold key admitted {ok}, budget 12");
+    assert_eq!(c.admitted(30, LIMITED, Some("free-0123456789abcdef")).await, 30);
+    // A wrong key is anonymous: the per-IP budget of 2.
+    let ok = c.admitted(9, LIMITED, Some("gold-0123456789abcdeX")).await;
+    assert!((2..=3).contains(&ok), "unknown key admitted {ok}, per-IP budget 2");
+
+    // Sender and interop-sender limits (under the unlimited key, so the IP limit stays out).
+    let send = |i: usize, raw: Bytes| {
+        let c = &c;
+        async move {
+            let body =
+                json!({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":[raw]});
+            c.call(i % 3, &body, Some("free-0123456789abcdef")).await
+        }
+    };
+    let msgs = [message(1)];
+    c.supervisor.add_known(msgs);
+    let (mut ok, mut interop_refused) = (0, 0);
+    for n in 0..6 {
+        let v = send(n as usize, interop(31, n, &msgs)).await;
+        if v.get("result").is_some() {
+            ok += 1;
+        } else {
+            assert_eq!(v["error"]["code"], SENDER_LIMITED, "{v}");
+            assert!(v["error"]["message"].as_str().unwrap().contains("interop sender"), "{v}");
+            interop_refused += 1;
+        }
+    }
+    assert!((3..=4).contains(&ok), "interop txs admitted {ok}, interop-sender budget 3");
+    assert_eq!(ok + interop_refused, 6);
+    assert!(c.upstream.raw_transactions().len() == ok);
+    // Every attempt also took a token of the sender's bucket (6): its plain transfers now get
+    // at most what refilled meanwhile.
+    let mut plain = 0;
+    for n in 0..6 {
+        let v = send(n as usize, transfer(31, 100 + n)).await;
+        if v.get("result").is_some() {
+            plain += 1;
+        } else {
+            assert_eq!(v["error"]["code"], SENDER_LIMITED, "{v}");
+        }
+    }
+    assert!(plain <= 2, "sender budget 6 is shared with the interop txs: {plain} passed");
+}
+
+#[tokio::test]
+async fn one_invalid_tx_sprayed_over_replicas_costs_one_backend_call() {
+    let c = cluster(3, |_| {}).await;
+    let raw = interop(41, 0, &[message(9)]); // unknown to the supervisor: conflicting data
+    for round in 0..3 {
+        for i in 0..3 {
+            let v = c.send(i, &raw).await;
+            assert_eq!(v["error"]["code"], -320600, "round {round} replica {i}: {v}");
+        }
+    }
+    assert_eq!(c.supervisor.checks(), 1, "one backend call cluster-wide");
+    assert!(c.upstream.raw_transactions().is_empty(), "nothing invalid forwarded");
+    // What is stored: a compact verdict under the prefix, with a TTL.
+    let mut r = c.redis.connection().await.unwrap();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg("interop-gate:v:*").query_async(&mut r).await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ttl: i64 = redis::cmd("PTTL").arg(&keys[0]).query_async(&mut r).await.unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
+
+    // A valid tx is not shared: every replica asks (its own short-lived cache aside).
+    let good = [message(10)];
+    c.supervisor.add_known(good);
+    let raw = interop(42, 0, &good);
+    for i in 0..3 {
+        assert!(c.send(i, &raw).await.get("result").is_some());
+    }
+    assert_eq!(c.supervisor.checks(), 4);
+}
+
+/// Redis dies mid-run under `mode`: what the replicas do with limits, and that nothing invalid
+/// passes and nothing hangs.
+async fn redis_killed_mid_run(mode: OnRedisError) -> Cluster {
+    let mut c = cluster(2, |cfg| {
+        cfg.ingress.ip_rate = RateLimit { per_second: 1, burst: 4 };
+        cfg.redis.on_error = mode;
+    })
+    .await;
+    let ok = c.admitted(8, LIMITED, None).await;
+    assert!((4..=5).contains(&ok), "shared while Redis is up: budget 4, admitted {ok}");
+    c.redis.stop();
+    c
+}
+
+#[tokio::test]
+async fn redis_down_with_on_error_local_falls_back_to_per_replica_limits() {
+    let c = redis_killed_mid_run(OnRedisError::Local).await;
+    // Each replica's own (fresh) bucket: 4 each.
+    let ok = c.admitted(20, LIMITED, None).await;
+    assert!((8..=10).contains(&ok), "per-replica budgets 2 x 4, admitted {ok}");
+    let raw = interop(51, 0, &[message(20)]);
+    let v = c.send(0, &raw).await;
+    assert!(v["error"]["code"] == -320600 || v["error"]["code"] == LIMITED, "{v}");
+    assert!(c.upstream.raw_transactions().is_empty());
+}
+
+#[tokio::test]
+async fn redis_down_with_on_error_allow_admits_and_still_refuses_invalid_txs() {
+    let c = redis_killed_mid_run(OnRedisError::Allow).await;
+    assert_eq!(c.admitted(20, LIMITED, None).await, 20);
+    let raw = interop(52, 0, &[message(21)]);
+    for i in 0..2 {
+        assert_eq!(c.send(i, &raw).await["error"]["code"], -320600);
+    }
+    assert!(c.upstream.raw_transactions().is_empty(), "nothing invalid forwarded");
+}
+
+#[tokio::test]
+async fn redis_down_with_on_error_refuse_refuses_with_a_retryable_error() {
+    let c = redis_killed_mid_run(OnRedisError::Refuse).await;
+    let v = c.chain_id(0, None).await;
+    assert_eq!(v["error"]["code"], interop_gate::rpc::codes::NO_BACKEND, "{v}");
+    assert_eq!(c.admitted(6, interop_gate::rpc::codes::NO_BACKEND, None).await, 0);
+    assert!(c.upstream.raw_transactions().is_empty());
+}
+
+#[tokio::test]
+async fn a_hung_redis_costs_at_most_its_timeout_and_verdicts_fall_back_to_the_backend() {
+    let c = cluster(2, |cfg| {
+        cfg.ingress.ip_rate = RateLimit { per_second: 1, burst: 50 };
+        cfg.redis.timeout_ms = 50;
+        cfg.redis.retry_ms = 60_000;
+    })
+    .await;
+    assert!(c.chain_id(0, None).await.get("result").is_some());
+    assert!(c.chain_id(1, None).await.get("result").is_some());
+    // Freeze Redis: connections stay open, nothing answers (the worst case: no reset).
+    let pid = c.redis.pid().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    // The client's 5 s timeout fails the test if any of these waits on Redis.
+    for i in 0..6 {
+        assert!(c.chain_id(i % 2, None).await.get("result").is_some());
+    }
+    let raw = interop(53, 0, &[message(22)]);
+    for i in 0..2 {
+        assert_eq!(c.send(i, &raw).await["error"]["code"], -320600);
+    }
+    assert_eq!(c.supervisor.checks(), 2, "without Redis, each replica asks its backend once");
+    assert!(c.upstream.raw_transactions().is_empty());
+    let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+}
+
+#[tokio::test]
+async fn sharing_resumes_after_redis_restarts_without_restarting_replicas() {
+    let mut c = cluster(3, |cfg| {
+        cfg.ingress.sender_rate = RateLimit { per_second: 1, burst: 2 };
+        cfg.ingress.api_tiers.insert("probe".into(), RateLimit { per_second: 1, burst: 1000 });
+        for i in 0..3 {
+            cfg.ingress.api_keys.insert(format!("probe-key-{i}-0123456789"), "probe".into());
+        }
+    })
+    .await;
+    c.redis.stop();
+    // While down (on_error = local): per-replica sender buckets, 2 each.
+    let mut ok = 0;
+    for n in 0..6 {
+        ok += c.send(n as usize % 3, &transfer(61, n)).await.get("result").is_some() as usize;
+    }
+    assert_eq!(ok, 6, "local fallback: 3 replicas x 2");
+    c.redis.restart().await.unwrap();
+    // Each replica probes Redis again after retry_ms; its probe key's bucket appears in Redis
+    // once its calls go through Redis again.
+    let mut r = c.redis.connection().await.unwrap();
+    for _ in 0..100 {
+        for i in 0..3 {
+            c.chain_id(i, Some(&format!("probe-key-{i}-0123456789"))).await;
+        }
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg("interop-gate:rl:key:*").query_async(&mut r).await.unwrap();
+        if keys.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg("interop-gate:rl:key:*").query_async(&mut r).await.unwrap();
+    assert_eq!(keys.len(), 3, "every replica writes to Redis again: {keys:?}");
+    // Shared again: a new sender gets 2 tokens cluster-wide.
+    let mut ok = 0;
+    for n in 0..6 {
+        ok += c.send(n as usize % 3, &transfer(62, n)).await.get("result").is_some() as usize;
+    }
+    assert!((2..=3).contains(&ok), "shared sender budget 2, admitted {ok}");
+}
