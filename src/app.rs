@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
 use axum::Router;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -163,13 +162,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
             trusted_proxy_depth: cfg.server.trusted_proxy_depth,
             error_status: true,
         };
-        let router = rpc_router_with("ingress", ingress, limits, rpc_options.clone())
-            .route(
-                "/",
-                get(|| async {
-                    "interop-gate: JSON-RPC ingress filter. POST JSON-RPC 2.0 here.\n"
-                }),
-            )
+        let router = ingress
+            .router(&cfg, limits, rpc_options.clone(), shutdown.clone())
             .merge(health::routes(readiness.clone()));
         let listener = bind("server.listen", &cfg.server.listen).await?;
         rpc_addr = listener.local_addr().ok();

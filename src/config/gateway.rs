@@ -106,6 +106,10 @@ pub struct UpstreamConfig {
     pub max_response_bytes: usize,
     /// Methods forwarded; everything else is refused with -32601 without touching the upstream.
     pub methods: Vec<String>,
+    /// The upstream's WebSocket URL (`ws://` or `wss://`) that WebSocket clients' non-submission
+    /// calls and subscriptions are proxied to. Empty: derived from `url` (http→ws, https→wss),
+    /// as anvil, geth and op-geth serve WebSocket on their HTTP port.
+    pub ws_url: String,
 }
 
 impl Default for UpstreamConfig {
@@ -143,6 +147,7 @@ impl Default for UpstreamConfig {
             ]
             .map(String::from)
             .to_vec(),
+            ws_url: String::new(),
         }
     }
 }
@@ -153,7 +158,34 @@ impl UpstreamConfig {
         check_positive("upstream.timeout_ms", self.timeout_ms)?;
         check_positive("upstream.sync_timeout_ms", self.sync_timeout_ms)?;
         check_positive("upstream.max_response_bytes", self.max_response_bytes as u64)?;
+        if !self.ws_url.is_empty() {
+            match url::Url::parse(&self.ws_url) {
+                Ok(u) if matches!(u.scheme(), "ws" | "wss") => {}
+                Ok(u) => {
+                    return Err(ConfigError::invalid(
+                        "upstream.ws_url",
+                        format!("unsupported scheme {:?} (use ws or wss)", u.scheme()),
+                    ))
+                }
+                Err(e) => {
+                    return Err(ConfigError::invalid("upstream.ws_url", format!("not a URL: {e}")))
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The upstream WebSocket URL: `ws_url`, or `url` with its scheme swapped (http→ws,
+    /// https→wss) when `ws_url` is empty.
+    pub fn effective_ws_url(&self) -> String {
+        if !self.ws_url.is_empty() {
+            return self.ws_url.clone();
+        }
+        match self.url.split_once("://") {
+            Some(("https", rest)) => format!("wss://{rest}"),
+            Some((_, rest)) => format!("ws://{rest}"),
+            None => self.url.clone(),
+        }
     }
 }
 
@@ -235,6 +267,8 @@ pub struct IngressConfig {
     pub method_rates: std::collections::BTreeMap<String, RateLimit>,
     /// Largest number of distinct IPs/senders tracked by the rate limiters.
     pub rate_limit_keys: usize,
+    /// Most transactions in one `eth_sendBundle` (proxyd's and builders' limit: 100).
+    pub max_bundle_txs: usize,
     /// The request header that carries an API key.
     pub api_key_header: String,
     /// API-key tiers: name -> per-key limit that replaces the per-IP limit (0 = unlimited).
@@ -260,6 +294,7 @@ impl Default for IngressConfig {
             interop_sender_rate: RateLimit { per_second: 0, burst: 0 },
             method_rates: Default::default(),
             rate_limit_keys: 100_000,
+            max_bundle_txs: 100,
             api_key_header: "x-api-key".into(),
             api_tiers: Default::default(),
             api_keys: Default::default(),
@@ -273,6 +308,7 @@ impl IngressConfig {
         check_positive("ingress.max_messages", self.max_messages as u64)?;
         check_positive("ingress.max_in_flight", self.max_in_flight as u64)?;
         check_positive("ingress.rate_limit_keys", self.rate_limit_keys as u64)?;
+        check_positive("ingress.max_bundle_txs", self.max_bundle_txs as u64)?;
         if http::HeaderName::from_bytes(self.api_key_header.as_bytes()).is_err() {
             return Err(ConfigError::invalid("ingress.api_key_header", "not a valid header name"));
         }
@@ -296,6 +332,89 @@ impl IngressConfig {
                 "\"invalid\" cannot be a minimum safety level",
             ));
         }
+        Ok(())
+    }
+}
+
+/// `[websocket]`: JSON-RPC over WebSocket on the ingress listener. Every limit is per
+/// connection unless it says otherwise; the per-IP and per-method rate limits of `[ingress]`
+/// apply to every call, exactly as over HTTP.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Accept WebSocket upgrades on the ingress listener.
+    pub enabled: bool,
+    /// Paths that accept a GET upgrade (`POST /` stays HTTP JSON-RPC).
+    pub paths: Vec<String>,
+    /// Open WebSocket connections at once, all clients together; more are refused with HTTP 503.
+    pub max_connections: usize,
+    /// Largest message (and frame) a client may send, bytes; larger closes with 1009.
+    pub max_message_bytes: usize,
+    /// Largest message accepted from the upstream's WebSocket, bytes (results such as
+    /// `eth_getLogs` can be large).
+    pub upstream_max_message_bytes: usize,
+    /// Messages queued for a client that does not read; when full the client is disconnected.
+    pub send_queue: usize,
+    /// Calls of one connection being answered at once; more get -32024.
+    pub max_in_flight: usize,
+    /// Open subscriptions per connection; more `eth_subscribe` calls get -32024.
+    pub max_subscriptions: usize,
+    /// `eth_subscribe` kinds proxied to the upstream (empty: subscriptions disabled).
+    pub subscriptions: Vec<String>,
+    /// A connection with no subscription that sends no message for this long (ms) is closed.
+    pub idle_timeout_ms: u64,
+    /// A ping is sent this often (ms); a client that has not answered the previous one by the
+    /// next is closed.
+    pub ping_interval_ms: u64,
+    /// After the upstream WebSocket failed to connect, calls fail fast for this long (ms) before
+    /// the next connection attempt.
+    pub reconnect_backoff_ms: u64,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            paths: vec!["/".into(), "/ws".into()],
+            max_connections: 10_000,
+            max_message_bytes: 256 * 1024,
+            upstream_max_message_bytes: 32 << 20,
+            send_queue: 256,
+            max_in_flight: 64,
+            max_subscriptions: 32,
+            subscriptions: ["newHeads", "logs", "newPendingTransactions", "syncing"]
+                .map(String::from)
+                .to_vec(),
+            idle_timeout_ms: 300_000,
+            ping_interval_ms: 30_000,
+            reconnect_backoff_ms: 1_000,
+        }
+    }
+}
+
+impl WebSocketConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled && self.paths.is_empty() {
+            return Err(ConfigError::invalid("websocket.paths", "needs at least one path"));
+        }
+        for p in &self.paths {
+            if !p.starts_with('/') {
+                return Err(ConfigError::invalid(
+                    "websocket.paths",
+                    format!("{p:?} must start with '/'"),
+                ));
+            }
+        }
+        check_positive("websocket.max_connections", self.max_connections as u64)?;
+        check_positive("websocket.max_message_bytes", self.max_message_bytes as u64)?;
+        check_positive(
+            "websocket.upstream_max_message_bytes",
+            self.upstream_max_message_bytes as u64,
+        )?;
+        check_positive("websocket.send_queue", self.send_queue as u64)?;
+        check_positive("websocket.max_in_flight", self.max_in_flight as u64)?;
+        check_positive("websocket.idle_timeout_ms", self.idle_timeout_ms)?;
+        check_positive("websocket.ping_interval_ms", self.ping_interval_ms)?;
         Ok(())
     }
 }

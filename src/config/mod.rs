@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use gateway::{
     AdminConfig, ConditionalInterop, IngressConfig, InteropMode, LogConfig, LogFormat,
-    MetricsConfig, RateLimit, ServerConfig, UpstreamConfig,
+    MetricsConfig, RateLimit, ServerConfig, UpstreamConfig, WebSocketConfig,
 };
 pub use light_server::LightServerConfig;
 pub use redis::{OnRedisError, RedisConfig};
@@ -34,6 +34,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// The ingress filter role.
     pub ingress: IngressConfig,
+    /// JSON-RPC over WebSocket on the ingress listener.
+    pub websocket: WebSocketConfig,
     /// The validation engine shared by every role.
     pub validation: ValidationConfig,
     /// The indexed backend: op-supervisor compatible endpoints.
@@ -155,6 +157,7 @@ impl Config {
         self.server.validate()?;
         self.upstream.validate()?;
         self.ingress.validate()?;
+        self.websocket.validate()?;
         self.validation.validate()?;
         self.supervisor.validate()?;
         self.light.validate()?;

@@ -11,6 +11,7 @@ pub mod supervisor;
 pub mod upstream;
 pub mod wallet;
 pub mod wallet_rpc;
+pub mod ws_upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -300,20 +300,27 @@ impl RateLimits {
 /// (client gone, future dropped) releases them too.
 pub struct ValidationSlot<'a> {
     _permit: tokio::sync::SemaphorePermit<'a>,
+    n: u32,
 }
 
 impl<'a> ValidationSlot<'a> {
     /// A slot, or `None` when `bound` has no permit left.
     pub fn try_acquire(bound: &'a tokio::sync::Semaphore) -> Option<Self> {
-        let permit = bound.try_acquire().ok()?;
-        metrics().validations_in_flight.inc();
-        Some(Self { _permit: permit })
+        Self::try_acquire_many(bound, 1)
+    }
+
+    /// `n` slots held as one (a bundle's interop transactions, validated in one batch), or
+    /// `None` when `bound` has fewer than `n` permits left.
+    pub fn try_acquire_many(bound: &'a tokio::sync::Semaphore, n: u32) -> Option<Self> {
+        let permit = bound.try_acquire_many(n).ok()?;
+        metrics().validations_in_flight.add(i64::from(n));
+        Some(Self { _permit: permit, n })
     }
 }
 
 impl Drop for ValidationSlot<'_> {
     fn drop(&mut self) {
-        metrics().validations_in_flight.dec();
+        metrics().validations_in_flight.sub(i64::from(self.n));
     }
 }
 

@@ -1,24 +1,32 @@
 //! The ingress role: the public JSON-RPC front door. Allow-listed methods are forwarded to the
-//! upstream EL; transaction submissions go through the interop pipeline first.
+//! upstream EL; transaction submissions and bundles go through the interop pipeline first. The
+//! same pipeline serves HTTP (`POST /`) and WebSocket ([`ws`]).
 
+pub mod bundle;
 pub mod forward;
 pub mod limits;
 pub mod submit;
+pub mod upstream_ws;
+pub mod ws;
+pub mod ws_metrics;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use axum::Router;
 use futures::future::BoxFuture;
 use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
 
 use crate::admin::ModeCell;
 use crate::config::Config;
 use crate::rpc::codes;
-use crate::rpc::server::{CallContext, Handler};
+use crate::rpc::server::{rpc_router_with, CallContext, Handler, Limits, RpcOptions};
 use crate::rpc::types::{Call, RpcError};
 use crate::shared_state::SharedState;
 use crate::validation::retry::Retry;
 use crate::validation::DynBackend;
+use bundle::{Bundles, BUNDLE_METHOD};
 use forward::Forwarder;
 use limits::RateLimits;
 use submit::{Submitter, SUBMIT_METHODS};
@@ -35,6 +43,7 @@ struct Live {
 pub struct Ingress {
     forwarder: Arc<Forwarder>,
     submitter: Submitter,
+    bundles: Bundles,
     live: RwLock<Arc<Live>>,
     /// The shared state store when `[redis]` is configured (limits are then shared by replicas).
     shared: Option<Arc<SharedState>>,
@@ -73,6 +82,8 @@ impl Ingress {
             limits: RateLimits::new(&cfg.ingress, shared.clone()),
             methods: method_labels(&cfg.upstream.methods, &HashMap::new()),
         };
+        // Registered up front so every series is exported (at zero) from start-up.
+        ws_metrics::ws_metrics();
         Self {
             forwarder,
             // Retry-after-delay belongs to the ingress alone: it owns its descriptor ("now"),
@@ -80,13 +91,83 @@ impl Ingress {
             submitter: Submitter::new(
                 &cfg.ingress,
                 mode,
-                engine.map(|e| Arc::new(Retry::from_config(e, &cfg.validation)) as DynBackend),
+                engine
+                    .clone()
+                    .map(|e| Arc::new(Retry::from_config(e, &cfg.validation)) as DynBackend),
             ),
+            // Bundles check the engine itself, in one batch (see `bundle`).
+            bundles: Bundles::new(cfg.ingress.max_bundle_txs, engine),
             live: RwLock::new(Arc::new(live)),
             shared,
             api_key_header: http::HeaderName::from_bytes(cfg.ingress.api_key_header.as_bytes())
                 .ok(),
         }
+    }
+
+    /// The ingress router: JSON-RPC on `POST /`, WebSocket upgrades on the configured paths (a
+    /// plain GET on `/` gets a one-line banner). WebSocket clients get the same client-IP rules
+    /// (`options.trusted_proxies`), JSON depth bound and API-key header as HTTP ones.
+    pub fn router(
+        self: Arc<Self>,
+        cfg: &Config,
+        limits: Limits,
+        options: RpcOptions,
+        shutdown: CancellationToken,
+    ) -> Router {
+        let router = rpc_router_with("ingress", self.clone(), limits, options.clone());
+        if cfg.websocket.enabled {
+            let ws = ws::WsServer::new(self, cfg, limits, options, shutdown);
+            ws::routes(router, Arc::new(ws))
+        } else {
+            router.route("/", axum::routing::get(|| async { ws::BANNER }))
+        }
+    }
+
+    /// The checks every call passes first, whatever the transport: the allow-list, then the
+    /// per-IP and per-method rate limits. Returns the snapshot the call uses to the end.
+    async fn admit(&self, ctx: &CallContext, method: &str) -> Result<Arc<Live>, RpcError> {
+        let live = self.live();
+        if !live.methods.contains_key(method) {
+            return Err(RpcError::new(
+                codes::METHOD_NOT_FOUND,
+                format!("method {method:?} is not served by this gateway (not on its allow-list)"),
+            ));
+        }
+        live.limits.check_call(ctx.client_ip, ctx.api_key.as_deref(), method).await?;
+        Ok(live)
+    }
+
+    /// The per-IP and per-method rate limits alone (for WebSocket-only methods such as
+    /// `eth_subscribe`, which the HTTP allow-list does not name).
+    pub(crate) async fn check_rate(&self, ctx: &CallContext, method: &str) -> Result<(), RpcError> {
+        let live = self.live();
+        live.limits.check_call(ctx.client_ip, ctx.api_key.as_deref(), method).await
+    }
+
+    /// Answers a call the way HTTP does, whatever the transport: admission, then the interop
+    /// pipeline for submissions and bundles (forwarded over HTTP when they pass), else `proxy`
+    /// (the HTTP forwarder, or a WebSocket client's upstream link).
+    pub(crate) async fn answer<F>(
+        &self,
+        ctx: &CallContext,
+        call: &Call,
+        proxy: impl FnOnce() -> F,
+    ) -> Result<Box<RawValue>, RpcError>
+    where
+        F: std::future::Future<Output = Result<Box<RawValue>, RpcError>>,
+    {
+        let live = self.admit(ctx, &call.method).await?;
+        if call.method == BUNDLE_METHOD {
+            return self
+                .bundles
+                .send(ctx, call, &self.submitter, &live.limits, &self.forwarder)
+                .await;
+        }
+        if SUBMIT_METHODS.contains(&call.method.as_str()) {
+            return self.submitter.submit(ctx, call, &live.limits, &self.forwarder).await;
+        }
+        drop(live);
+        proxy().await
     }
 
     fn live(&self) -> Arc<Live> {
@@ -111,23 +192,7 @@ impl Handler for Ingress {
         ctx: &'a CallContext,
         call: Call,
     ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
-        Box::pin(async move {
-            let live = self.live();
-            if !live.methods.contains_key(&call.method) {
-                return Err(RpcError::new(
-                    codes::METHOD_NOT_FOUND,
-                    format!(
-                        "method {:?} is not served by this gateway (not on its allow-list)",
-                        call.method
-                    ),
-                ));
-            }
-            live.limits.check_call(ctx.client_ip, ctx.api_key.as_deref(), &call.method).await?;
-            if SUBMIT_METHODS.contains(&call.method.as_str()) {
-                return self.submitter.submit(ctx, &call, &live.limits, &self.forwarder).await;
-            }
-            self.forwarder.forward(&call).await
-        })
+        Box::pin(async move { self.answer(ctx, &call, || self.forwarder.forward(&call)).await })
     }
 
     fn method_label(&self, method: &str) -> &'static str {

@@ -67,19 +67,7 @@ impl Submitter {
         forwarder: &Forwarder,
     ) -> Result<Box<RawValue>, RpcError> {
         let tx = self.decode(call)?;
-        if let Some(id) = tx.chain_id {
-            if id != self.chain_id {
-                return Err(self.refuse(
-                    ctx,
-                    &tx,
-                    RpcError::invalid_params(format!(
-                        "transaction is signed for chain {id}, this endpoint serves chain {}",
-                        self.chain_id
-                    )),
-                    "wrong_chain",
-                ));
-            }
-        }
+        self.check_chain(&tx).map_err(|e| self.refuse(ctx, &tx, e, "wrong_chain"))?;
         limits
             .check_sender(tx.sender)
             .await
@@ -91,16 +79,10 @@ impl Submitter {
             .check_interop_sender(tx.sender)
             .await
             .map_err(|e| self.refuse(ctx, &tx, e, "interop_sender_rate_limited"))?;
-        match self.mode.get() {
-            InteropMode::Bypass => return self.forward(call, tx.hash, forwarder, "bypass").await,
-            InteropMode::RejectAll => {
-                let e = RpcError::new(
-                    codes::SUP_FAILSAFE,
-                    "interop transactions are temporarily refused by the operator (reject-all mode); retry later",
-                );
-                return Err(self.refuse(ctx, &tx, e, "reject_all"));
-            }
-            InteropMode::Enforce => {}
+        match self.gate() {
+            Ok(Gate::Bypass) => return self.forward(call, tx.hash, forwarder, "bypass").await,
+            Ok(Gate::Validate) => {}
+            Err(e) => return Err(self.refuse(ctx, &tx, e, "reject_all")),
         }
         if call.method == "eth_sendRawTransactionConditional"
             && self.conditional_interop == ConditionalInterop::Refuse
@@ -114,25 +96,65 @@ impl Submitter {
             return Err(self.refuse(ctx, &tx, e, "conditional_refused"));
         }
         let messages = self.messages(&tx).map_err(|e| self.refuse(ctx, &tx, e, "malformed"))?;
-        let Some(engine) = &self.engine else {
-            let e = RpcError::new(
+        let engine = self.engine().map_err(|e| self.refuse(ctx, &tx, e, "unavailable"))?;
+        let slot = self.reserve(1).map_err(|e| self.refuse(ctx, &tx, e, "over_capacity"))?;
+        let verdict = engine.check(&self.request(messages)).await;
+        drop(slot);
+        match verdict_outcome(&tx.hash, &verdict) {
+            Ok(()) => self.forward(call, tx.hash, forwarder, "valid").await,
+            Err((e, reason)) => Err(self.refuse(ctx, &tx, e, reason)),
+        }
+    }
+
+    /// -32602 when `tx` is signed for another chain than this endpoint's.
+    pub(crate) fn check_chain(&self, tx: &DecodedTx) -> Result<(), RpcError> {
+        match tx.chain_id {
+            Some(id) if id != self.chain_id => Err(RpcError::invalid_params(format!(
+                "transaction is signed for chain {id}, this endpoint serves chain {}",
+                self.chain_id
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// What the current interop mode says about an interop transaction: validate it, forward it
+    /// unchecked (bypass), or refuse it (reject-all, the error).
+    pub(crate) fn gate(&self) -> Result<Gate, RpcError> {
+        match self.mode.get() {
+            InteropMode::Bypass => Ok(Gate::Bypass),
+            InteropMode::RejectAll => Err(RpcError::new(
+                codes::SUP_FAILSAFE,
+                "interop transactions are temporarily refused by the operator (reject-all mode); retry later",
+            )),
+            InteropMode::Enforce => Ok(Gate::Validate),
+        }
+    }
+
+    /// The engine, or -32011 when none is configured (fail closed).
+    pub(crate) fn engine(&self) -> Result<&DynBackend, RpcError> {
+        self.engine.as_ref().ok_or_else(|| {
+            RpcError::new(
                 codes::NO_BACKEND,
                 "interop validation is unavailable (no backend configured); retry later",
-            );
-            return Err(self.refuse(ctx, &tx, e, "unavailable"));
-        };
-        let slot = ValidationSlot::try_acquire(&self.in_flight).ok_or_else(|| {
-            self.refuse(
-                ctx,
-                &tx,
-                RpcError::new(
-                    codes::OVER_CAPACITY,
-                    "too many interop validations in flight; retry shortly",
-                ),
-                "over_capacity",
             )
-        })?;
-        let req = CheckRequest {
+        })
+    }
+
+    /// Takes `n` of the in-flight validation slots (one per transaction checked), or -32024.
+    /// The slots and the gauge are given back when the guard drops, also when the caller is
+    /// cancelled (a WebSocket client that went away).
+    pub(crate) fn reserve(&self, n: u32) -> Result<ValidationSlot<'_>, RpcError> {
+        ValidationSlot::try_acquire_many(&self.in_flight, n).ok_or_else(|| {
+            RpcError::new(
+                codes::OVER_CAPACITY,
+                "too many interop validations in flight; retry shortly",
+            )
+        })
+    }
+
+    /// The engine request for one transaction's messages.
+    pub(crate) fn request(&self, messages: Vec<Message>) -> CheckRequest {
+        CheckRequest {
             messages: messages.into(),
             min_safety: self.min_safety,
             descriptor: ExecutingDescriptor {
@@ -140,25 +162,6 @@ impl Submitter {
                 timeout: Some(self.timeout_secs),
                 chain_id: Some(alloy_primitives::U256::from(self.chain_id)),
             },
-        };
-        let verdict = engine.check(&req).await;
-        drop(slot);
-        match verdict {
-            Verdict::Valid { .. } => self.forward(call, tx.hash, forwarder, "valid").await,
-            Verdict::Invalid(r) => {
-                Err(self.refuse(ctx, &tx, rejection_error(&tx.hash, &r, false), r.label()))
-            }
-            Verdict::NotYetKnown(r) => {
-                Err(self.refuse(ctx, &tx, rejection_error(&tx.hash, &r, true), "not_yet_known"))
-            }
-            Verdict::Unavailable(why) => {
-                let e = RpcError::new(
-                    codes::NO_BACKEND,
-                    format!("interop validation is unavailable ({why}); the transaction was not forwarded, retry later"),
-                )
-                .with_data(json!({ "txHash": tx.hash }));
-                Err(self.refuse(ctx, &tx, e, "unavailable"))
-            }
         }
     }
 
@@ -167,17 +170,11 @@ impl Submitter {
         let raw = params.first().and_then(|v| v.as_str()).ok_or_else(|| {
             RpcError::invalid_params("expected the raw transaction as a 0x-prefixed hex string")
         })?;
-        let bytes: Bytes = raw.parse().map_err(|e| {
-            RpcError::invalid_params(format!("raw transaction is not valid hex: {e}"))
-        })?;
-        decode_tx(&bytes).map_err(|e| {
-            metrics().ingress_txs.with_label_values(&["refused", "undecodable"]).inc();
-            RpcError::invalid_params(format!("cannot decode transaction: {e}"))
-        })
+        decode_raw(raw)
     }
 
     /// Size caps, parse, de-dup: all local, before any remote call.
-    fn messages(&self, tx: &DecodedTx) -> Result<Vec<Message>, RpcError> {
+    pub(crate) fn messages(&self, tx: &DecodedTx) -> Result<Vec<Message>, RpcError> {
         let n = tx.inbox_entries.len();
         if n > self.max_inbox_entries {
             return Err(RpcError::new(
@@ -220,7 +217,7 @@ impl Submitter {
     }
 
     /// Counts and logs a refusal (one line per refused transaction, filterable by target).
-    fn refuse(
+    pub(crate) fn refuse(
         &self,
         ctx: &CallContext,
         tx: &DecodedTx,
@@ -257,6 +254,46 @@ impl Submitter {
             "transaction refused"
         );
         e
+    }
+}
+
+/// What the interop mode says about an interop transaction (see [`Submitter::gate`]).
+pub(crate) enum Gate {
+    /// Validate it.
+    Validate,
+    /// Forward it unchecked.
+    Bypass,
+}
+
+/// Decodes a 0x-prefixed raw transaction (-32602 when it is not hex or not a transaction).
+pub(crate) fn decode_raw(raw: &str) -> Result<DecodedTx, RpcError> {
+    let bytes: Bytes = raw
+        .parse()
+        .map_err(|e| RpcError::invalid_params(format!("raw transaction is not valid hex: {e}")))?;
+    decode_tx(&bytes).map_err(|e| {
+        metrics().ingress_txs.with_label_values(&["refused", "undecodable"]).inc();
+        RpcError::invalid_params(format!("cannot decode transaction: {e}"))
+    })
+}
+
+/// A verdict as the client sees it: `Ok` when the transaction may be forwarded, else the error
+/// and the refusal's metrics label. Every verdict but `Valid` refuses (fail closed).
+pub(crate) fn verdict_outcome(
+    tx: &B256,
+    verdict: &Verdict,
+) -> Result<(), (RpcError, &'static str)> {
+    match verdict {
+        Verdict::Valid { .. } => Ok(()),
+        Verdict::Invalid(r) => Err((rejection_error(tx, r, false), r.label())),
+        Verdict::NotYetKnown(r) => Err((rejection_error(tx, r, true), "not_yet_known")),
+        Verdict::Unavailable(why) => Err((
+            RpcError::new(
+                codes::NO_BACKEND,
+                format!("interop validation is unavailable ({why}); the transaction was not forwarded, retry later"),
+            )
+            .with_data(json!({ "txHash": tx })),
+            "unavailable",
+        )),
     }
 }
 

@@ -321,18 +321,24 @@ async fn handle_body(
     }
 }
 
-/// Handles one request object. `None` for a notification.
-async fn handle_one(
-    ep: &Endpoint,
-    ctx: &CallContext,
-    raw: &RawValue,
-) -> Option<(String, StatusCode)> {
+/// One request object, parsed and checked against JSON-RPC 2.0 (shared by HTTP and WebSocket).
+pub struct ParsedRequest {
+    /// The id to answer with, raw (null when absent or unreadable).
+    pub reply_id: Box<RawValue>,
+    /// False for a notification (no `id` member): it is executed but never answered. An invalid
+    /// request is always answered (JSON-RPC 2.0 §5).
+    pub answer: bool,
+    /// The call, or the error to answer it with.
+    pub call: Result<Call, RpcError>,
+}
+
+/// Parses and validates one request object.
+pub fn parse_request(raw: &RawValue) -> ParsedRequest {
     let req: RawRequest = match serde_json::from_str(raw.get()) {
         Ok(r) => r,
         Err(_) => {
-            count(ep.listener, "-", codes::INVALID_REQUEST);
             let e = RpcError::invalid_request("expected a JSON-RPC request object");
-            return Some(encode(&null(), Err(&e)));
+            return ParsedRequest { reply_id: null(), answer: true, call: Err(e) };
         }
     };
     let id_ok = req.id.as_deref().is_none_or(|id| {
@@ -343,12 +349,22 @@ async fn handle_one(
         (Some(id), true) => id.clone(),
         _ => null(),
     };
-    let checked = validate(&req, id_ok);
-    let call = match checked {
+    let call = validate(&req, id_ok);
+    let answer = req.id.is_some() || call.is_err();
+    ParsedRequest { reply_id, answer, call }
+}
+
+/// Handles one request object. `None` for a notification.
+async fn handle_one(
+    ep: &Endpoint,
+    ctx: &CallContext,
+    raw: &RawValue,
+) -> Option<(String, StatusCode)> {
+    let ParsedRequest { reply_id, answer, call } = parse_request(raw);
+    let call = match call {
         Ok(c) => c,
         Err(e) => {
             count(ep.listener, "-", e.code);
-            // An invalid request is answered even without an id (JSON-RPC 2.0 §5).
             return Some(encode(&reply_id, Err(&e)));
         }
     };
@@ -360,7 +376,9 @@ async fn handle_one(
         .with_label_values(&[ep.listener, label])
         .observe(start.elapsed().as_secs_f64());
     count(ep.listener, label, result.as_ref().err().map_or(0, |e| e.code));
-    req.id.as_ref()?;
+    if !answer {
+        return None;
+    }
     Some(match &result {
         Ok(v) => encode(&reply_id, Ok(v)),
         Err(e) => encode(&reply_id, Err(e)),
@@ -387,7 +405,8 @@ fn validate(req: &RawRequest, id_ok: bool) -> Result<Call, RpcError> {
     Ok(Call { method, params: req.params.clone() })
 }
 
-fn encode(id: &RawValue, result: Result<&RawValue, &RpcError>) -> (String, StatusCode) {
+/// A response object as JSON text, and the HTTP status that goes with it for a single request.
+pub fn encode(id: &RawValue, result: Result<&RawValue, &RpcError>) -> (String, StatusCode) {
     let (resp, status) = match result {
         Ok(r) => (Response { jsonrpc: "2.0", result: Some(r), error: None, id }, StatusCode::OK),
         Err(e) => (Response { jsonrpc: "2.0", result: None, error: Some(e), id }, e.http_status()),
@@ -407,7 +426,8 @@ fn json_response(status: StatusCode, body: String) -> HttpResponse {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn count(listener: &str, method: &str, code: i64) {
+/// Counts one answered call in `rpc_requests_total`.
+pub fn count(listener: &str, method: &str, code: i64) {
     let outcome = if code == 0 { "ok" } else { codes::label(code) };
     metrics().rpc_requests.with_label_values(&[listener, method, outcome]).inc();
 }
