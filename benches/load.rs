@@ -14,7 +14,6 @@
 //!
 //! Run: `cargo bench --bench load` (options: `--secs N`, `--conns N`, `--only NAME`).
 
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +26,10 @@ use interop_gate::dev::upstream::MockUpstream;
 use interop_gate::dev::wallet::{dev_signer, sign_1559, TxSpec};
 use interop_gate::dev::{spawn_peer, Peer};
 use interop_gate::interop::Message;
-use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[path = "support/child.rs"]
+mod child;
+use child::Child;
 
 /// The executing chain (the upstream's) and the source chain of the messages.
 const CHAIN_ID: u64 = 10;
@@ -326,56 +328,6 @@ fn memchr(needle: &[u8], hay: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The gateway as a child process.
-struct Child {
-    child: tokio::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Child {
-    async fn start(config: String) -> Child {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, config).expect("write config");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_interop-gate"))
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "warn,interop_gate::app=info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn interop-gate");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut url = None;
-        while let Ok(Some(line)) = lines.next_line().await {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-            if v["message"] == "listening" && v["listener"] == "ingress" {
-                url = v["addr"].as_str().map(|a| format!("http://{a}/"));
-            }
-            if v["message"] == "started" {
-                break;
-            }
-        }
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Child { child, url: url.expect("ingress address in the start-up log"), _dir: dir }
-    }
-
-    /// Peak resident set size (VmHWM), MiB.
-    fn peak_rss_mib(&self) -> f64 {
-        let Some(pid) = self.child.id() else { return 0.0 };
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    }
-}
-
 fn row(target: &str, s: &Stats, calls_per_tx: Option<f64>, rss: Option<f64>, base: Option<f64>) {
     println!(
         "  {target:<18} {:>9.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  p999 {:>7.3} ms  ok {:>7} refused {:>7} failed {:>3}  backend calls/tx {:>6}  peak RSS {:>7}  vs bypass {:>6}",
@@ -399,21 +351,27 @@ async fn run_scenario(peers: &Peers, sc: &Scenario, o: &Opts) {
 
     let bypass = Child::start(peers.gateway_config("bypass")).await;
     if sc.warm_up {
-        drive(&bypass.url, sc.bodies.clone(), o.conns, 1).await;
+        drive(&bypass.url(), sc.bodies.clone(), o.conns, 1).await;
     }
-    let b = drive(&bypass.url, sc.bodies.clone(), o.conns, o.secs).await;
-    row("gateway bypass", &b, None, Some(bypass.peak_rss_mib()), Some(b.rps));
+    let b = drive(&bypass.url(), sc.bodies.clone(), o.conns, o.secs).await;
+    row("gateway bypass", &b, None, Some(bypass.status_kib("VmHWM") / 1024.0), Some(b.rps));
     drop(bypass);
 
     let gate = Child::start(peers.gateway_config("enforce")).await;
     if sc.warm_up {
-        drive(&gate.url, sc.bodies.clone(), o.conns, 1).await;
+        drive(&gate.url(), sc.bodies.clone(), o.conns, 1).await;
     }
     let before = peers.backend_calls();
-    let g = drive(&gate.url, sc.bodies.clone(), o.conns, o.secs).await;
+    let g = drive(&gate.url(), sc.bodies.clone(), o.conns, o.secs).await;
     let calls = peers.backend_calls().saturating_sub(before) as f64;
     let txs = (g.ok + g.refused + g.failed).max(1) as f64;
-    row("gateway enforce", &g, Some(calls / txs), Some(gate.peak_rss_mib()), Some(b.rps));
+    row(
+        "gateway enforce",
+        &g,
+        Some(calls / txs),
+        Some(gate.status_kib("VmHWM") / 1024.0),
+        Some(b.rps),
+    );
     println!(
         "  => enforce/bypass throughput {:.2}x, p99 added over bypass {:+.3} ms",
         g.rps / b.rps.max(1.0),
@@ -432,7 +390,7 @@ async fn replicas(config: &str, n: usize) -> (Vec<Child>, Vec<String>) {
     for _ in 0..n {
         children.push(Child::start(config.to_owned()).await);
     }
-    let urls = children.iter().map(|c| c.url.clone()).collect();
+    let urls = children.iter().map(|c| c.url()).collect();
     (children, urls)
 }
 
@@ -528,7 +486,7 @@ async fn run_shared(peers: &Peers, scenarios: &[Scenario], o: &Opts) {
                 drive_all(&urls, sc.bodies.clone(), o.conns, 1).await;
             }
             let st = drive_all(&urls, sc.bodies.clone(), o.conns, o.secs).await;
-            row(label, &st, None, Some(children[0].peak_rss_mib()), None);
+            row(label, &st, None, Some(children[0].status_kib("VmHWM") / 1024.0), None);
             match base {
                 None => base = Some(st),
                 Some(ref b) => println!(

@@ -9,7 +9,6 @@
 //!
 //! Run: `cargo bench --bench ws` (options: `--secs N`, `--conns N`, `--idle N`).
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,11 @@ use interop_gate::dev::upstream::MockUpstream;
 use interop_gate::dev::wallet::{dev_signer, sign_1559, TxSpec};
 use interop_gate::dev::ws_upstream::spawn_ws_upstream;
 use interop_gate::dev::{spawn_peer, Peer};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
+
+#[path = "support/child.rs"]
+mod child;
+use child::Child;
 
 const CHAIN_ID: u64 = 10;
 const SOURCE: u64 = 901;
@@ -46,55 +48,6 @@ fn opts() -> Opts {
         }
     }
     o
-}
-
-/// The gateway binary as a child process.
-struct Child {
-    child: tokio::process::Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Child {
-    async fn start(config: String) -> Child {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, config).expect("write config");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_interop-gate"))
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "warn,interop_gate::app=info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn interop-gate");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut addr = None;
-        while let Ok(Some(line)) = lines.next_line().await {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-            if v["message"] == "listening" && v["listener"] == "ingress" {
-                addr = v["addr"].as_str().map(str::to_owned);
-            }
-            if v["message"] == "started" {
-                break;
-            }
-        }
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Child { child, addr: addr.expect("ingress address in the start-up log"), _dir: dir }
-    }
-
-    /// Current resident set size (VmRSS), KiB.
-    fn rss_kib(&self) -> f64 {
-        let Some(pid) = self.child.id() else { return 0.0 };
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    }
 }
 
 struct Stats {
@@ -254,13 +207,13 @@ level = "warn"
 
         // Memory per idle connection: RSS of the binary before and after `idle` connections.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let before = gate.rss_kib();
+        let before = gate.status_kib("VmRSS");
         let mut idle = Vec::with_capacity(o.idle);
         for _ in 0..o.idle {
             idle.push(tokio_tungstenite::connect_async(gw_url.as_str()).await.expect("idle ws").0);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let after = gate.rss_kib();
+        let after = gate.status_kib("VmRSS");
         println!(
             "  idle connections: {} opened, RSS {:.1} MiB -> {:.1} MiB, {:.1} KiB per connection",
             o.idle,
