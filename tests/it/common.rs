@@ -195,3 +195,35 @@ impl InteropGateway {
         self.gw.upstream.raw_transactions().contains(raw)
     }
 }
+
+/// Set in a child process started by [`in_fresh_process`].
+const FRESH: &str = "INTEROP_GATE_IT_FRESH_PROCESS";
+
+/// Runs `body` in a fresh child process: the same test binary, filtered to the test `name`
+/// (its full path, e.g. `admin::some_test`). The integration tests share one process and the
+/// metrics registry is process-wide, so a test that asserts an absolute metric value (a gauge a
+/// concurrent test could move, a series at 0 before any traffic) runs where no other test runs.
+pub fn in_fresh_process<F, Fut>(name: &str, body: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    if std::env::var_os(FRESH).is_some() {
+        return tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(body());
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new(exe)
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env(FRESH, "1")
+        .output()
+        .expect("spawn the test binary");
+    let log =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{name} failed in its fresh process:\n{log}");
+    // The child really ran the test (not zero tests because of a wrong name).
+    assert!(log.contains("1 passed"), "the child ran no test named {name}:\n{log}");
+}

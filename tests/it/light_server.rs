@@ -3,7 +3,7 @@
 //! failsafe switch on the admin listener, block hashes and sync status, and the ingress using
 //! this endpoint as its indexed backend.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -1,6 +1,6 @@
 //! The admin listener: bearer token, interop mode, status.
 
-mod common;
+use crate::common;
 
 use common::{gateway, post_json};
 use serde_json::json;
@@ -55,8 +55,6 @@ async fn admin_requires_the_token_and_sets_modes() {
     let v = call(json!({"jsonrpc":"2.0","id":4,"method":"eth_chainId"})).await;
     assert_eq!(v["error"]["code"], -32601);
 
-    let m = reqwest::get(gw.metrics_url("/metrics")).await.unwrap().text().await.unwrap();
-    assert!(m.contains(r#"interop_gate_interop_mode{mode="bypass"} 1"#), "{m}");
     // The public listener does not serve admin methods.
     let (_, v) = post_json(
         &c,
@@ -65,6 +63,28 @@ async fn admin_requires_the_token_and_sets_modes() {
     )
     .await;
     assert_eq!(v["error"]["code"], -32601);
+}
+
+/// The `interop_mode` gauge follows `admin_setInteropMode` (a process-wide gauge: checked in a
+/// process of its own).
+#[test]
+fn interop_mode_gauge_follows_the_admin_switch() {
+    common::in_fresh_process("admin::interop_mode_gauge_follows_the_admin_switch", || async {
+        let gw = gateway(|c| c.admin.token = Some("t0ken".into())).await;
+        let url = format!("http://{}/", gw.running.admin_addr.expect("admin enabled"));
+        let scrape = || async {
+            reqwest::get(gw.metrics_url("/metrics")).await.unwrap().text().await.unwrap()
+        };
+        let m = scrape().await;
+        assert!(m.contains(r#"interop_gate_interop_mode{mode="enforce"} 1"#), "{m}");
+        let set =
+            json!({"jsonrpc":"2.0","id":2,"method":"admin_setInteropMode","params":["bypass"]});
+        let r = reqwest::Client::new().post(&url).bearer_auth("t0ken").json(&set).send().await;
+        assert_eq!(r.unwrap().json::<serde_json::Value>().await.unwrap()["result"], "bypass");
+        let m = scrape().await;
+        assert!(m.contains(r#"interop_gate_interop_mode{mode="bypass"} 1"#), "{m}");
+        assert!(m.contains(r#"interop_gate_interop_mode{mode="enforce"} 0"#), "{m}");
+    });
 }
 
 /// `admin_getFailsafeEnabled` answers on every admin listener: false where no light server runs

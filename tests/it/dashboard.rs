@@ -2,7 +2,7 @@
 //! service exports: every role runs, traffic exercises every path, then each metric name the
 //! dashboard's expressions use must appear on `/metrics`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! app with a mock upstream EL, a mock supervisor (indexed backend) and a simulated source chain
 //! (light backend). The same bundle or transaction gets the same answer over HTTP and WebSocket.
 
-mod common;
+use crate::common;
 
 use alloy_primitives::Bytes;
 use common::*;

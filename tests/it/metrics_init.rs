@@ -1,9 +1,11 @@
 //! Metrics on a freshly started service, before any client traffic: every labelled series the
 //! service can name from its config exists (at 0), the build and process metrics are there, and
 //! every `interop_gate_*` metric the alert rules (`deploy/prometheus/alerts.yml`) use is exported.
-//! This file holds one test so the process-wide registry is fresh when it scrapes.
+//! The registry is process-wide and the integration tests share one process, so the test re-runs
+//! itself in a fresh child process (the same test binary, filtered to this one test) and the
+//! scrape sees a registry no other test has touched.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -84,8 +86,15 @@ fn runbook_anchors_exist() {
     }
 }
 
-#[tokio::test]
-async fn every_known_series_and_every_alert_metric_is_exported_before_any_traffic() {
+#[test]
+fn every_known_series_and_every_alert_metric_is_exported_before_any_traffic() {
+    common::in_fresh_process(
+        "metrics_init::every_known_series_and_every_alert_metric_is_exported_before_any_traffic",
+        scrape_a_fresh_service,
+    );
+}
+
+async fn scrape_a_fresh_service() {
     runbook_anchors_exist();
     let chain = SimChain::new(SOURCE, now() - 3_600, 2);
     let chain_peer = spawn_peer("chain", chain.clone(), "127.0.0.1:0").await.unwrap();

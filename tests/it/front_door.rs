@@ -2,7 +2,7 @@
 //! connection floods, idle keep-alive, spoofed X-Forwarded-For, deep JSON, /readyz floods,
 //! shutdown with forwarded calls in flight, and the in-flight validation gauge.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The ingress filter end to end over real HTTP: the real app with a mock upstream EL, a mock
 //! supervisor (indexed backend) and a simulated source chain (light backend).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

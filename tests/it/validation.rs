@@ -2,7 +2,7 @@
 //! simulated chains, the indexed backend over mock supervisors, and the engine's cache and
 //! coalescing (asserting how many calls the peers received).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

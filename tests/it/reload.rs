@@ -1,7 +1,7 @@
 //! A config reload (what SIGHUP runs) applies new peer timeouts to the calls that start after
 //! it, on the real app over HTTP; the SIGHUP plumbing itself is tested on the binary.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! the gateway: nonce, gas estimate, fee history, the tx by hash, and its receipt once a block
 //! includes it (the e2e suite does the same with viem's wallet client).
 
-mod common;
+use crate::common;
 
 use common::*;
 use interop_gate::dev::chain::SimChain;

@@ -12,7 +12,7 @@
 //! still answering a plain
 //! call at the end. Runs 2 s by default; `FUZZ_SECS=600` for a long run, `FUZZ_SEED` to replay.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! through. `ingress.conditional_interop` validates or refuses interop txs sent with
 //! `eth_sendRawTransactionConditional`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

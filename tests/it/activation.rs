@@ -4,7 +4,7 @@
 //! not reached its fork time as "not yet", and changes nothing for a chain without the key. Then
 //! the same boundary through the ingress (a real gateway).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

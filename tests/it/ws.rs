@@ -2,7 +2,7 @@
 //! client (tokio-tungstenite) and an in-process upstream that speaks JSON-RPC over WebSocket and
 //! HTTP on one port (as anvil and geth do), with `newHeads` subscriptions.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

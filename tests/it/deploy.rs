@@ -65,7 +65,7 @@ fn systemd_unit_runs_the_binary_as_documented() {
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
-    // The same flags the binary's CLI accepts (tests/binary.rs runs them for real).
+    // The same flags the binary's CLI accepts (tests/it/binary.rs runs them for real).
     assert_eq!(exec("ExecStart=")[1..], ["--config", "/etc/interop-gate/config.toml"]);
     assert_eq!(
         exec("ExecStartPre=")[1..],

@@ -4,7 +4,7 @@
 //! in-process peer speaking HTTP, and shows both promises hold: nothing invalid is forwarded,
 //! nothing valid is published invalid.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

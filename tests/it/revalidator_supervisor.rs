@@ -2,7 +2,7 @@
 //! peer that counts HTTP requests. One pass sends exactly one HTTP request per presumed block
 //! it checks, through the real engine (cache, policy, the indexed backend).
 
-mod revalidator_support;
+use crate::revalidator_support;
 
 use std::sync::Arc;
 

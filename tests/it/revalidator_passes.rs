@@ -1,7 +1,7 @@
 //! Revalidation passes over real HTTP: the mock EL serves thousands of pool txs, passes place
 //! them into presumed blocks and send one backend request per presumed block.
 
-mod revalidator_support;
+use crate::revalidator_support;
 
 use std::collections::{BTreeMap, HashSet};
 

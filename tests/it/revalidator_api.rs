@@ -1,7 +1,7 @@
 //! The EL-facing API over real HTTP: the invalid feed and its cursor, the failsafe flag, the
 //! not-yet-known deadline, and the drop-in `checkAccessList` answered from results or forwarded.
 
-mod revalidator_support;
+use crate::revalidator_support;
 
 use std::collections::HashSet;
 use std::time::Duration;

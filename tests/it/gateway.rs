@@ -1,6 +1,6 @@
 //! Issue 2: the JSON-RPC gateway core against an in-process upstream over real HTTP.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! (the reason is the label of the log line and of `ingress_transactions_total`), plus
 //! `backendCode` and the message's fields whenever a message is at fault.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};
