@@ -1,11 +1,15 @@
 //! Load benchmark: the gateway as an operator would compare it with proxyd.
 //!
-//! Starts on loopback an upstream EL, a supervisor and two source chains that answer at once
-//! (in this process), then the real `interop-gate` binary as a child process (so its peak RSS is
-//! its own), and drives it with many concurrent keep-alive clients sending pre-signed
-//! transactions. Every scenario runs against three targets in the same run: the upstream
-//! directly, the gateway in `bypass` mode (the same stack as a bare pass-through) and the gateway
-//! enforcing; ratios are printed against the bypass baseline.
+//! Three kinds of process, so that no two of them share a runtime: the peers (an upstream EL, a
+//! supervisor and a preloaded source chain that answer at once; `support/peers.rs`), each
+//! target that is measured, and the load client (this process: many concurrent keep-alive
+//! clients sending pre-signed transactions). The bench re-executes itself with `--role` for its
+//! helpers. Every scenario runs against four targets in the same run: the upstream directly, a
+//! minimal forwarder on the same axum + reqwest stack that never decodes a tx
+//! (`support/forwarder.rs`, the honest baseline), the gateway in `bypass` mode and the gateway
+//! enforcing. Each row gives req/s, p50/p99, the serving process's CPU per request (from
+//! `/proc/<pid>/stat`; for "upstream direct" the peers' process), backend and header calls; a
+//! summary prints the issue-22 goal ratios.
 //!
 //! A last part (`shared`, needs `redis-server` on PATH) compares, in the same run, the local
 //! rate limiter against limits shared through a real Redis (one replica, then three replicas
@@ -14,71 +18,89 @@
 //!
 //! Run: `cargo bench --bench load` (options: `--secs N`, `--conns N`, `--only NAME`).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy_primitives::{Address, B256, U256};
 use bytes::Bytes;
-use interop_gate::dev::chain::{SimChain, SimLog};
-use interop_gate::dev::supervisor::MockSupervisor;
-use interop_gate::dev::upstream::MockUpstream;
+use interop_gate::dev::chain::SimChain;
 use interop_gate::dev::wallet::{dev_signer, sign_1559, TxSpec};
-use interop_gate::dev::{spawn_peer, Peer};
 use interop_gate::interop::Message;
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/forwarder.rs"]
+mod forwarder;
+#[path = "support/peers.rs"]
+mod peers;
+#[path = "support/procs.rs"]
+mod procs;
 use child::Child;
+use peers::{BLOCKS, LOGS_PER_BLOCK, SOURCE};
+use procs::{cpu_secs, RoleProc};
 
-/// The executing chain (the upstream's) and the source chain of the messages.
+/// The executing chain (the upstream's).
 const CHAIN_ID: u64 = 10;
-const SOURCE: u64 = 901;
-/// The preloaded source chain: blocks and logs per block (distinct messages).
-const BLOCKS: u64 = 200;
-const LOGS_PER_BLOCK: u64 = 100;
 
-/// The instant peers, in this process.
+/// The peers' call counters (see `support/peers.rs`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    upstream: u64,
+    supervisor: u64,
+    chain: u64,
+    headers: u64,
+    logs: u64,
+}
+
+impl std::ops::Sub for Counts {
+    type Output = Counts;
+    fn sub(self, b: Counts) -> Counts {
+        Counts {
+            upstream: self.upstream.saturating_sub(b.upstream),
+            supervisor: self.supervisor.saturating_sub(b.supervisor),
+            chain: self.chain.saturating_sub(b.chain),
+            headers: self.headers.saturating_sub(b.headers),
+            logs: self.logs.saturating_sub(b.logs),
+        }
+    }
+}
+
+/// The instant peers, in a process of their own (`--role peers`), and a local copy of the
+/// source chain (deterministic from the same `now`) to sign txs that declare its messages.
 struct Peers {
-    #[allow(dead_code)] // kept alive; calls are counted by the gateway's own metrics elsewhere
-    upstream: Arc<MockUpstream>,
-    upstream_peer: Peer,
-    supervisor: Arc<MockSupervisor>,
-    supervisor_peer: Peer,
+    proc: RoleProc,
     chain: Arc<SimChain>,
-    chain_peer: Peer,
 }
 
 impl Peers {
     async fn start() -> std::io::Result<Peers> {
-        let upstream = Arc::new(MockUpstream::counting());
-        let upstream_peer = spawn_peer("upstream", upstream.clone(), "127.0.0.1:0").await?;
-        let supervisor = Arc::new(MockSupervisor::new());
-        supervisor.set_accept_all(true);
-        let supervisor_peer = spawn_peer("supervisor", supervisor.clone(), "127.0.0.1:0").await?;
         let now = interop_gate::clock::unix_now();
-        let chain = SimChain::new(SOURCE, now - 7_200, 2);
-        for b in 0..BLOCKS {
-            let logs = (0..LOGS_PER_BLOCK)
-                .map(|i| SimLog {
-                    address: Address::repeat_byte(0x42),
-                    topics: vec![B256::repeat_byte(1), B256::from(U256::from(b * 1_000 + i))],
-                    data: alloy_primitives::Bytes::from(vec![7u8; 64]),
-                })
-                .collect();
-            chain.push_block_at(now - 3_600 + b, logs);
-        }
-        let chain_peer = spawn_peer("chain", chain.clone(), "127.0.0.1:0").await?;
-        Ok(Peers { upstream, upstream_peer, supervisor, supervisor_peer, chain, chain_peer })
+        let proc = RoleProc::start("peers", &["--now".into(), now.to_string()]);
+        Ok(Peers { proc, chain: peers::preloaded_chain(now) })
     }
 
     fn upstream_url(&self) -> String {
-        self.upstream_peer.url()
+        self.proc.field("upstream")
+    }
+
+    /// The peers' call counters so far.
+    fn counts(&self) -> Counts {
+        let v = self.proc.ask("counts");
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        Counts {
+            upstream: n("upstream"),
+            supervisor: n("supervisor"),
+            chain: n("chain"),
+            headers: n("headers"),
+            logs: n("logs"),
+        }
     }
 
     /// Calls the validation peers received (supervisor checks + chain RPC calls).
     fn backend_calls(&self) -> u64 {
-        self.supervisor.checks() as u64 + self.chain.all_calls()
+        let c = self.counts();
+        c.supervisor + c.chain
     }
 
     /// Message `i` of the preloaded source chain.
@@ -126,8 +148,8 @@ level = "warn"
 {tail}
 "#,
             upstream = self.upstream_url(),
-            sup = self.supervisor_peer.url(),
-            chain = self.chain_peer.url(),
+            sup = self.proc.field("supervisor"),
+            chain = self.proc.field("chain"),
         )
     }
 }
@@ -138,6 +160,8 @@ struct Scenario {
     about: &'static str,
     bodies: Arc<Vec<Bytes>>,
     warm_up: bool,
+    /// Each body is sent at most once (a cold run must not come round to cached verdicts).
+    once: bool,
 }
 
 fn body(raw: &alloy_primitives::Bytes, id: usize) -> Bytes {
@@ -163,7 +187,7 @@ fn scenarios(peers: &Peers) -> Vec<Scenario> {
             })
             .collect()
     };
-    let cold = interop(20_000, 0);
+    let cold = interop((BLOCKS * LOGS_PER_BLOCK) as usize, 0);
     let warm = interop(2_000, 0);
     let mut bad = peers.message(7);
     bad.checksum.0[31] ^= 1;
@@ -182,30 +206,35 @@ fn scenarios(peers: &Peers) -> Vec<Scenario> {
             about: "EIP-1559 transfers: decode, limits, forward (no backend call)",
             bodies: Arc::new(plain),
             warm_up: false,
+            once: false,
         },
         Scenario {
             name: "interop-valid-cold",
-            about: "20,000 distinct valid interop txs (1 message each, 100 per source block), caches cold",
+            about: "60,000 distinct valid interop txs (1 message each, 100 per source block), caches cold, each sent once",
             bodies: Arc::new(cold),
             warm_up: false,
+            once: true,
         },
         Scenario {
             name: "interop-valid-warm",
             about: "2,000 valid interop txs sent over and over: verdict cache warm",
             bodies: Arc::new(warm),
             warm_up: true,
+            once: false,
         },
         Scenario {
             name: "interop-invalid-spam",
             about: "the same invalid interop tx (bad checksum) over and over",
             bodies: Arc::new(spam),
             warm_up: false,
+            once: false,
         },
         Scenario {
             name: "mix",
             about: "50% transfers, 30% valid interop (warm), 20% invalid spam",
             bodies: Arc::new(mix),
             warm_up: true,
+            once: false,
         },
     ]
 }
@@ -226,6 +255,8 @@ fn opts() -> Opts {
             "--secs" => o.secs = next.and_then(|v| v.parse().ok()).unwrap_or(o.secs),
             "--conns" => o.conns = next.and_then(|v| v.parse().ok()).unwrap_or(o.conns),
             "--only" => o.only = next,
+            // Helper roles are dispatched before the options are read.
+            "--role" => return o,
             _ => {
                 i += 1;
                 continue;
@@ -262,6 +293,17 @@ async fn drive(url: &str, bodies: Arc<Vec<Bytes>>, conns: usize, secs: u64) -> S
 
 /// Drives several replicas: body `i` goes to `urls[i % urls.len()]` (a round-robin balancer).
 async fn drive_all(urls: &[String], bodies: Arc<Vec<Bytes>>, conns: usize, secs: u64) -> Stats {
+    drive_with(urls, bodies, conns, secs, false).await
+}
+
+/// [`drive_all`]; with `once`, the run also ends when every body has been sent once.
+async fn drive_with(
+    urls: &[String],
+    bodies: Arc<Vec<Bytes>>,
+    conns: usize,
+    secs: u64,
+    once: bool,
+) -> Stats {
     let urls = Arc::new(urls.to_vec());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(conns)
@@ -283,6 +325,9 @@ async fn drive_all(urls: &[String], bodies: Arc<Vec<Bytes>>, conns: usize, secs:
             let mut lat = Vec::with_capacity(1 << 16);
             while !stop.load(Ordering::Relaxed) {
                 let n = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if once && n >= bodies.len() {
+                    break;
+                }
                 let (i, url) = (n % bodies.len(), &urls[n % urls.len()]);
                 let t = Instant::now();
                 let resp = client
@@ -305,12 +350,18 @@ async fn drive_all(urls: &[String], bodies: Arc<Vec<Bytes>>, conns: usize, secs:
             lat
         }));
     }
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
+    let timer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
     let mut all = Vec::new();
     for w in workers {
         all.extend(w.await.unwrap_or_default());
     }
+    timer.abort();
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_unstable();
     Stats {
@@ -330,7 +381,7 @@ fn memchr(needle: &[u8], hay: &[u8]) -> bool {
 
 fn row(target: &str, s: &Stats, calls_per_tx: Option<f64>, rss: Option<f64>, base: Option<f64>) {
     println!(
-        "  {target:<18} {:>9.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  p999 {:>7.3} ms  ok {:>7} refused {:>7} failed {:>3}  backend calls/tx {:>6}  peak RSS {:>7}  vs bypass {:>6}",
+        "  {target:<18} {:>9.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  p999 {:>7.3} ms  ok {:>7} refused {:>7} failed {:>3}  backend calls/tx {:>6}  peak RSS {:>7}  vs base {:>6}",
         s.rps,
         s.p50.as_secs_f64() * 1e3,
         s.p99.as_secs_f64() * 1e3,
@@ -344,39 +395,115 @@ fn row(target: &str, s: &Stats, calls_per_tx: Option<f64>, rss: Option<f64>, bas
     );
 }
 
-async fn run_scenario(peers: &Peers, sc: &Scenario, o: &Opts) {
+/// One target measured on one scenario: the client's figures, the serving process's CPU per
+/// request, and what the peers were asked meanwhile.
+struct Measured {
+    st: Stats,
+    cpu_us_per_req: f64,
+    calls: Counts,
+}
+
+impl Measured {
+    fn sent(&self) -> f64 {
+        (self.st.ok + self.st.refused + self.st.failed).max(1) as f64
+    }
+}
+
+/// Drives `url` (served by process `pid`) with the scenario's bodies.
+async fn measure(peers: &Peers, pid: u32, url: &str, sc: &Scenario, o: &Opts) -> Measured {
+    if sc.warm_up {
+        drive(url, sc.bodies.clone(), o.conns, 1).await;
+    }
+    let (before, cpu) = (peers.counts(), cpu_secs(pid));
+    let st = drive_with(&[url.to_owned()], sc.bodies.clone(), o.conns, o.secs, sc.once).await;
+    let cpu = cpu_secs(pid) - cpu;
+    let calls = peers.counts() - before;
+    let sent = (st.ok + st.refused + st.failed).max(1) as f64;
+    Measured { st, cpu_us_per_req: cpu * 1e6 / sent, calls }
+}
+
+fn print_measured(target: &str, m: &Measured, rss: Option<f64>, base: Option<&Measured>) {
+    println!(
+        "  {target:<20} {:>8.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  CPU {:>6.1} us/req  ok {:>6} refused {:>6} failed {:>3}  backend calls/tx {:>6.3}  headers {:>5} logs {:>4}  RSS {:>9}  vs forwarder {:>6}",
+        m.st.rps,
+        m.st.p50.as_secs_f64() * 1e3,
+        m.st.p99.as_secs_f64() * 1e3,
+        m.cpu_us_per_req,
+        m.st.ok,
+        m.st.refused,
+        m.st.failed,
+        (m.calls.supervisor + m.calls.chain) as f64 / m.sent(),
+        m.calls.headers,
+        m.calls.logs,
+        rss.map_or("-".into(), |r| format!("{r:.1} MiB")),
+        base.map_or("-".into(), |b| format!("{:.2}x", m.st.rps / b.st.rps.max(1.0))),
+    );
+}
+
+/// What the goals compare, per scenario.
+struct Outcome {
+    forwarder: Measured,
+    enforce: Measured,
+}
+
+/// Runs one scenario against: the upstream directly (CPU: the peers' process), the minimal
+/// forwarder, the gateway in `bypass` mode and the gateway enforcing.
+async fn run_scenario(peers: &Peers, fwd: &RoleProc, sc: &Scenario, o: &Opts) -> Outcome {
     println!("\n{} — {}", sc.name, sc.about);
-    let direct = drive(&peers.upstream_url(), sc.bodies.clone(), o.conns, o.secs).await;
-    row("upstream direct", &direct, None, None, None);
+    let direct = measure(peers, peers.proc.pid(), &peers.upstream_url(), sc, o).await;
+    print_measured("upstream direct", &direct, None, None);
+    let forwarder = measure(peers, fwd.pid(), &fwd.field("url"), sc, o).await;
+    print_measured("minimal forwarder", &forwarder, None, Some(&forwarder));
 
     let bypass = Child::start(peers.gateway_config("bypass")).await;
-    if sc.warm_up {
-        drive(&bypass.url(), sc.bodies.clone(), o.conns, 1).await;
-    }
-    let b = drive(&bypass.url(), sc.bodies.clone(), o.conns, o.secs).await;
-    row("gateway bypass", &b, None, Some(bypass.status_kib("VmHWM") / 1024.0), Some(b.rps));
+    let b = measure(peers, bypass.pid(), &bypass.url(), sc, o).await;
+    print_measured(
+        "gateway bypass",
+        &b,
+        Some(bypass.status_kib("VmHWM") / 1024.0),
+        Some(&forwarder),
+    );
     drop(bypass);
 
     let gate = Child::start(peers.gateway_config("enforce")).await;
-    if sc.warm_up {
-        drive(&gate.url(), sc.bodies.clone(), o.conns, 1).await;
-    }
-    let before = peers.backend_calls();
-    let g = drive(&gate.url(), sc.bodies.clone(), o.conns, o.secs).await;
-    let calls = peers.backend_calls().saturating_sub(before) as f64;
-    let txs = (g.ok + g.refused + g.failed).max(1) as f64;
-    row(
+    let g = measure(peers, gate.pid(), &gate.url(), sc, o).await;
+    print_measured(
         "gateway enforce",
         &g,
-        Some(calls / txs),
         Some(gate.status_kib("VmHWM") / 1024.0),
-        Some(b.rps),
+        Some(&forwarder),
     );
     println!(
-        "  => enforce/bypass throughput {:.2}x, p99 added over bypass {:+.3} ms",
-        g.rps / b.rps.max(1.0),
-        (g.p99.as_secs_f64() - b.p99.as_secs_f64()) * 1e3
+        "  => enforce: {:.2}x forwarder, {:.2}x bypass; p99 {:+.3} ms over the forwarder",
+        g.st.rps / forwarder.st.rps.max(1.0),
+        g.st.rps / b.st.rps.max(1.0),
+        (g.st.p99.as_secs_f64() - forwarder.st.p99.as_secs_f64()) * 1e3
     );
+    Outcome { forwarder, enforce: g }
+}
+
+/// The issue's goals, from the same run.
+fn goals(out: &HashMap<&'static str, Outcome>) {
+    println!("\ngoals (throughput ratios, same run):");
+    let verdict = |r: f64, goal: f64| if r >= goal { "met" } else { "NOT met" };
+    if let Some(n) = out.get("non-interop") {
+        let r = n.enforce.st.rps / n.forwarder.st.rps.max(1.0);
+        println!(
+            "  non-interop via gateway / minimal forwarder: {r:.2}x (goal >= 0.8: {})",
+            verdict(r, 0.8)
+        );
+        for (name, goal) in [("interop-valid-warm", 0.9), ("interop-valid-cold", 0.7)] {
+            if let Some(s) = out.get(name) {
+                let r = s.enforce.st.rps / n.enforce.st.rps.max(1.0);
+                println!(
+                    "  {name} / non-interop (gateway enforce): {r:.2}x (goal >= {goal}: {}); CPU {:.1} vs {:.1} us/req",
+                    verdict(r, goal),
+                    s.enforce.cpu_us_per_req,
+                    n.enforce.cpu_us_per_req
+                );
+            }
+        }
+    }
 }
 
 /// Limits high enough never to refuse, so every bucket is evaluated on every call.
@@ -547,6 +674,13 @@ async fn run_shared(peers: &Peers, scenarios: &[Scenario], o: &Opts) {
 }
 
 fn main() {
+    // A helper process of this bench (peers, forwarder): serve and exit.
+    match procs::role_arg() {
+        Some((role, args)) if role == "peers" => return peers::run(&args),
+        Some((role, args)) if role == "forwarder" => return forwarder::run(&args),
+        Some((role, _)) => panic!("unknown role {role}"),
+        None => {}
+    }
     let o = opts();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
@@ -557,13 +691,16 @@ fn main() {
             o.secs,
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
+        let fwd = RoleProc::start("forwarder", &["--upstream".into(), peers.upstream_url()]);
         let all = scenarios(&peers);
+        let mut outcomes = HashMap::new();
         for sc in &all {
             if o.only.as_deref().is_some_and(|n| !sc.name.contains(n)) {
                 continue;
             }
-            run_scenario(&peers, sc, &o).await;
+            outcomes.insert(sc.name, run_scenario(&peers, &fwd, sc, &o).await);
         }
+        goals(&outcomes);
         if o.only.as_deref().is_none_or(|n| "shared".contains(n)) {
             run_shared(&peers, &all, &o).await;
         }

@@ -53,6 +53,12 @@ impl Child {
         format!("http://{}/", self.addr)
     }
 
+    /// Its process id (0 once it has exited).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
     /// A `/proc/<pid>/status` memory field (`VmRSS`, `VmHWM`), KiB; 0 when unreadable.
     pub fn status_kib(&self, field: &str) -> f64 {
         let Some(pid) = self.child.id() else { return 0.0 };
