@@ -37,8 +37,13 @@ pub struct ValidationConfig {
     pub max_waiting: usize,
     /// How long a definitive invalid verdict is cached, seconds.
     pub invalid_cache_ttl_secs: u64,
-    /// How long a valid verdict is cached, seconds (also bounded by the descriptor window).
+    /// How long a valid verdict is cached, seconds, when the reorg watch does not cover every
+    /// source chain of its messages (also bounded by the messages' expiry).
     pub valid_cache_ttl_secs: u64,
+    /// How long a valid verdict is cached, seconds, when the reorg watch covers every source
+    /// chain of its messages: a reorg drops it sooner, and it never outlives the messages'
+    /// expiry (see `validation/cache.rs` for why that is safe).
+    pub valid_cache_watched_ttl_secs: u64,
     /// Verdict cache capacity (entries).
     pub cache_capacity: u64,
     /// Accept messages executed at the same timestamp they were initiated (refused by default,
@@ -58,6 +63,7 @@ impl Default for ValidationConfig {
             max_waiting: 1_000,
             invalid_cache_ttl_secs: 60,
             valid_cache_ttl_secs: 2,
+            valid_cache_watched_ttl_secs: 3_600,
             cache_capacity: 100_000,
             allow_same_timestamp: false,
             expiry_window_secs: crate::interop::MESSAGE_EXPIRY_WINDOW_SECS,

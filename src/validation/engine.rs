@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::cache::{Cached, Ttls};
+use super::cache::{Cached, Ttls, Watched};
 use super::indexed::{IndexedBackend, IndexedError};
 use super::light::{LightBackend, LightError};
 use super::policy::{Policy, PolicyError};
@@ -53,15 +53,30 @@ impl Engine {
         light: Option<DynBackend>,
         cfg: &crate::config::ValidationConfig,
     ) -> Result<Self, EngineError> {
+        Self::build(indexed, light, cfg, None)
+    }
+
+    /// [`Self::new`]; `watched` says which source chains the reorg watch covers (their valid
+    /// verdicts live `valid_cache_watched_ttl_secs`, see `cache.rs`).
+    fn build(
+        indexed: Option<DynBackend>,
+        light: Option<DynBackend>,
+        cfg: &crate::config::ValidationConfig,
+        watched: Option<Watched>,
+    ) -> Result<Self, EngineError> {
         let policy = Policy::new(cfg.policy, cfg.shadow_primary, indexed, light)?;
         let ttls = Ttls {
             invalid: Duration::from_secs(cfg.invalid_cache_ttl_secs),
             // Half the re-test delay: the ingress's re-test always reaches the backends.
             soft_invalid: Duration::from_millis(cfg.retry_delay_ms / 2),
             valid: Duration::from_secs(cfg.valid_cache_ttl_secs),
+            valid_watched: Duration::from_secs(cfg.valid_cache_watched_ttl_secs),
         };
-        let cached =
+        let mut cached =
             Cached::new(Arc::new(policy), cfg.cache_capacity, ttls, cfg.expiry_window_secs);
+        if let Some(w) = watched {
+            cached = cached.with_watched(w);
+        }
         Ok(Self { cached: Arc::new(cached), light: None, indexed: None })
     }
 
@@ -69,10 +84,16 @@ impl Engine {
     pub fn from_config(cfg: &Config) -> Result<Self, EngineError> {
         let indexed = IndexedBackend::from_config(&cfg.supervisor)?.map(Arc::new);
         let light = LightBackend::from_config(&cfg.light, &cfg.validation)?.map(Arc::new);
-        let mut engine = Self::new(
+        // Valid verdicts on chains the light backend's reorg watch covers live longer: a reorg
+        // there drops them (below). The watch is started by the app (`light.reorg_watch_ms`).
+        let watched = light
+            .clone()
+            .map(|l| Arc::new(move |chain: &crate::interop::ChainId| l.watches(chain)) as Watched);
+        let mut engine = Self::build(
             indexed.clone().map(|b| b as DynBackend),
             light.clone().map(|b| b as DynBackend),
             &cfg.validation,
+            watched,
         )?;
         if let (Some(l), Ok(rt)) = (&light, tokio::runtime::Handle::try_current()) {
             // A reorg on a source chain: valid verdicts may rest on replaced blocks, so they are

@@ -18,8 +18,9 @@
 //! an RPC that ignores the `blockHash` filter can no longer make a forged message valid.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, Bytes, B256, U256};
 use futures::future::{join_all, BoxFuture};
@@ -145,9 +146,13 @@ pub struct Chain {
     verify_receipts: bool,
     /// `latest`/`safe`/`finalized` → header, briefly.
     heads: Cache<&'static str, Header>,
-    /// Height → canonical header, briefly (re-read to notice reorgs). Concurrent reads of one
-    /// height share one call.
+    /// Height → canonical header. Concurrent reads of one height share one call. Kept briefly
+    /// (re-read to notice reorgs) unless the reorg watch runs: then until a reorg or a gap in
+    /// the watch drops them all (see [`HeaderExpiry`]).
     by_number: Cache<u64, Header>,
+    /// The watch has walked this chain once (a later walk that cannot reach a block it saw is
+    /// a gap, see [`Chain::watch_once`]).
+    walked: AtomicBool,
     /// Last canonical hash seen per height, to notice a change.
     seen: moka::sync::Cache<u64, B256>,
     /// Block hash → its logs (immutable for a given hash).
@@ -156,6 +161,38 @@ pub struct Chain {
     /// The interop activation rule (`interop_time`), see `activation.rs`.
     pub(super) activation: super::activation::Activation,
 }
+
+/// How long a canonical header by number is kept: `head_ttl_ms` without the reorg watch (it is
+/// re-read to notice a reorg); with the watch, [`WATCHED_HEADER_TTL`]: the watch sees every
+/// replaced block (or a gap it cannot see across) and drops them all, so a header is read once
+/// per block instead of once per `head_ttl_ms`.
+struct HeaderExpiry {
+    watching: Arc<AtomicBool>,
+    short: Duration,
+}
+
+/// The lifetime of a canonical header while the reorg watch runs (a bound, not the mechanism).
+const WATCHED_HEADER_TTL: Duration = Duration::from_secs(3_600);
+
+impl moka::Expiry<u64, Header> for HeaderExpiry {
+    fn expire_after_create(&self, _: &u64, _: &Header, _: Instant) -> Option<Duration> {
+        Some(if self.watching.load(Ordering::SeqCst) { WATCHED_HEADER_TTL } else { self.short })
+    }
+
+    fn expire_after_update(
+        &self,
+        k: &u64,
+        h: &Header,
+        at: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(k, h, at)
+    }
+}
+
+/// Blocks past the cached `latest` head a message may be in and still be looked up by number
+/// (the head is up to `head_ttl_ms` old); beyond that, not yet known without a call.
+const LATEST_MARGIN: u64 = 64;
 
 /// Why a header could not be had.
 #[derive(Debug, Clone)]
@@ -283,6 +320,10 @@ impl Chain {
             if old != h.hash {
                 metrics().reorgs.with_label_values(&[&self.label]).inc();
                 tracing::warn!(chain = %self.label, number = h.number, old = %old, new = %h.hash, "reorg: canonical block replaced");
+                // Every header read by number may be of the replaced branch (heights above the
+                // fork point too): read them anew.
+                self.by_number.invalidate_all();
+                self.heads.invalidate_all();
                 let logs = self.logs.clone();
                 tokio::spawn(async move { logs.invalidate(&old).await });
                 let _ = self.reorgs.send(ReorgEvent {
@@ -372,22 +413,46 @@ impl Chain {
 
     /// One round of the reorg watch: reads `latest` and walks back through headers not seen yet
     /// (or seen with another hash) until one matches what was seen, at most `depth` blocks.
-    /// A replaced block is announced like one found by a check. Costs one call per new block.
+    /// A replaced block is announced like one found by a check. Costs one call per tick plus
+    /// one per new block beyond the first (a parent already seen with the hash the child names
+    /// is not fetched). The `latest` it read serves the checks' `latest` too.
+    ///
+    /// A walk of `depth` blocks that reaches no block seen before (the chain could not be read
+    /// for a while, or a reorg deeper than `depth`) cannot rule a reorg out: after the first
+    /// walk it is announced as one (`old` zero), so valid verdicts and headers are re-read.
     pub async fn watch_once(&self, depth: u64) {
         let Ok(Some(mut h)) = self.fetch_header(BlockAt::Tag("latest")).await else { return };
+        self.heads.insert("latest", h).await;
         for _ in 0..depth {
             if self.seen.get(&h.number) == Some(h.hash) {
+                self.walked.store(true, Ordering::SeqCst);
                 return;
             }
             self.note_canonical(h);
             self.by_number.insert(h.number, h).await;
             if h.number == 0 {
+                self.walked.store(true, Ordering::SeqCst);
+                return;
+            }
+            if self.seen.get(&(h.number - 1)) == Some(h.parent_hash) {
+                self.walked.store(true, Ordering::SeqCst);
                 return;
             }
             match self.fetch_header(BlockAt::Number(h.number - 1)).await {
                 Ok(Some(p)) => h = p,
                 _ => return,
             }
+        }
+        if self.walked.swap(true, Ordering::SeqCst) {
+            tracing::warn!(chain = %self.label, head = h.number, depth, "reorg watch: walked {depth} blocks without reaching a block seen before; treating it as a reorg");
+            self.by_number.invalidate_all();
+            self.heads.invalidate_all();
+            let _ = self.reorgs.send(ReorgEvent {
+                chain_id: self.id,
+                number: h.number,
+                old: B256::ZERO,
+                new: h.hash,
+            });
         }
     }
 
@@ -411,6 +476,8 @@ pub struct LightBackend {
     window: u64,
     allow_same_timestamp: bool,
     reorgs: broadcast::Sender<ReorgEvent>,
+    /// Set once the reorg watch runs (see [`Self::watches`]); shared with every chain.
+    watching: Arc<AtomicBool>,
 }
 
 impl LightBackend {
@@ -426,6 +493,7 @@ impl LightBackend {
         let http = http_client(16);
         let ttl = Duration::from_millis(light.head_ttl_ms.max(1));
         let (reorgs, _) = broadcast::channel(256);
+        let watching = Arc::new(AtomicBool::new(false));
         let mut chains = HashMap::new();
         for (index, c) in light.chains.iter().enumerate() {
             let err = |reason: String| LightError::Chain { index, reason };
@@ -458,7 +526,11 @@ impl LightBackend {
                 agreement: c.agreement,
                 verify_receipts: c.verify_receipts,
                 heads: Cache::builder().max_capacity(8).time_to_live(ttl).build(),
-                by_number: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+                by_number: Cache::builder()
+                    .max_capacity(100_000)
+                    .expire_after(HeaderExpiry { watching: watching.clone(), short: ttl })
+                    .build(),
+                walked: AtomicBool::new(false),
                 seen: moka::sync::Cache::builder()
                     .max_capacity(light.block_cache_capacity.saturating_mul(4))
                     .build(),
@@ -473,6 +545,7 @@ impl LightBackend {
             window: validation.expiry_window_secs,
             allow_same_timestamp: validation.allow_same_timestamp,
             reorgs,
+            watching,
         }))
     }
 
@@ -493,6 +566,7 @@ impl LightBackend {
         every: Duration,
         stop: tokio_util::sync::CancellationToken,
     ) {
+        self.watching.store(true, Ordering::SeqCst);
         for chain in self.chains.values() {
             let (chain, stop) = (Arc::clone(chain), stop.clone());
             tokio::spawn(async move {
@@ -515,6 +589,13 @@ impl LightBackend {
                 e.set_timeout(timeout);
             }
         }
+    }
+
+    /// True when the reorg watch runs and covers `chain`: a replaced block of that chain is
+    /// announced within the watch's period even if no check reads it (the verdict cache keeps
+    /// valid verdicts on such chains longer).
+    pub fn watches(&self, chain: &ChainId) -> bool {
+        self.watching.load(Ordering::SeqCst) && self.chains.contains_key(chain)
     }
 
     /// Reorgs noticed from now on.
@@ -590,7 +671,11 @@ impl LightBackend {
             Ok(h) => h,
             Err(e) => return no_answer(e),
         };
-        if m.block_number > head.number {
+        // `latest`: a header the RPC returns by number is at or below its head, so the lookup
+        // by number below answers alone (one call per block, shared) and a block newer than
+        // the cached head is not refused for it; the head only screens out heights far beyond.
+        let beyond = if tag == "latest" { LATEST_MARGIN } else { 0 };
+        if m.block_number > head.number.saturating_add(beyond) {
             let latest = if tag == "latest" { Ok(head) } else { chain.head("latest").await };
             let above_latest = latest.map(|l| m.block_number > l.number).unwrap_or(true);
             let why = if above_latest || tag == "latest" {

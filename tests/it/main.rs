@@ -18,6 +18,7 @@ mod gateway;
 mod ingress;
 mod light_server;
 mod metrics_init;
+mod peer_calls;
 mod receipts_anvil;
 mod refusals;
 mod reload;
