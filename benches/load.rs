@@ -9,14 +9,16 @@
 //! (`support/forwarder.rs`, the honest baseline), the gateway in `bypass` mode and the gateway
 //! enforcing. Each row gives req/s, p50/p99, the serving process's CPU per request (from
 //! `/proc/<pid>/stat`; for "upstream direct" the peers' process), backend and header calls; a
-//! summary prints the issue-22 goal ratios.
+//! summary prints the issue-22 goal ratios. `INTEROP_GATE_BENCH_BIN=path` runs another build of
+//! the gateway (before/after comparisons); `--validation 'k = v'` adds `[validation]` keys.
 //!
 //! A last part (`shared`, needs `redis-server` on PATH) compares, in the same run, the local
 //! rate limiter against limits shared through a real Redis (one replica, then three replicas
 //! behind a client-side round robin), and counts the backend calls shared invalid verdicts save
 //! when distinct invalid txs are each sprayed over three replicas.
 //!
-//! Run: `cargo bench --bench load` (options: `--secs N`, `--conns N`, `--only NAME`).
+//! Run: `cargo bench --bench load` (options: `--secs N`, `--conns N`, `--only NAME`,
+//! `--validation 'k = v'`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,6 +44,10 @@ use procs::{cpu_secs, RoleProc};
 
 /// The executing chain (the upstream's).
 const CHAIN_ID: u64 = 10;
+
+/// Extra `[validation]` keys for every gateway of the run (`--validation 'key = value'`), e.g.
+/// `valid_cache_watched_ttl_secs = 2` to measure the short valid-verdict lifetime.
+static VALIDATION_EXTRA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// The peers' call counters (see `support/peers.rs`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -133,6 +139,7 @@ max_in_flight = 4096
 {ingress}
 [validation]
 policy = "both"
+{validation}
 [supervisor]
 endpoints = [{{ name = "sup", url = "{sup}" }}]
 [[light.chains]]
@@ -148,6 +155,7 @@ level = "warn"
 {tail}
 "#,
             upstream = self.upstream_url(),
+            validation = VALIDATION_EXTRA.get().map_or("", String::as_str),
             sup = self.proc.field("supervisor"),
             chain = self.proc.field("chain"),
         )
@@ -255,6 +263,9 @@ fn opts() -> Opts {
             "--secs" => o.secs = next.and_then(|v| v.parse().ok()).unwrap_or(o.secs),
             "--conns" => o.conns = next.and_then(|v| v.parse().ok()).unwrap_or(o.conns),
             "--only" => o.only = next,
+            "--validation" => {
+                let _ = VALIDATION_EXTRA.set(next.unwrap_or_default().replace(';', "\n"));
+            }
             // Helper roles are dispatched before the options are read.
             "--role" => return o,
             _ => {

@@ -21,7 +21,10 @@ impl Child {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).expect("write config");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_interop-gate"))
+        // `INTEROP_GATE_BENCH_BIN`: another build of the binary (a before/after comparison).
+        let bin = std::env::var("INTEROP_GATE_BENCH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_interop-gate").to_owned());
+        let mut child = tokio::process::Command::new(bin)
             .arg("--config")
             .arg(&path)
             .env("RUST_LOG", "warn,interop_gate::app=info")
