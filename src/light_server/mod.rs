@@ -27,13 +27,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::FailsafeSwitch;
 use crate::config::LightServerConfig;
+use crate::interop::access_list::Bounds;
 use crate::interop::types::parse_chain_id;
 use crate::rpc::codes;
 use crate::rpc::server::method_label_of;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{to_raw, Call, RpcError};
 use crate::validation::codec::{
-    answer, decode, decode_messages, is_check_access_list, is_check_messages, Decoded,
+    answer, decode_messages, decode_or_invalid_params, is_check_access_list, is_check_messages,
+    Decoded,
 };
 use crate::validation::light::LightBackend;
 use crate::validation::{Backend, Rejection, Verdict};
@@ -68,6 +70,13 @@ impl LightServer {
     /// Serves `light` with `failsafe`, at most `max_messages` messages per check.
     pub fn new(light: Arc<LightBackend>, failsafe: Arc<Failsafe>, max_messages: usize) -> Self {
         Self { light, failsafe, max_messages }
+    }
+
+    /// The caps on a `checkAccessList` call: `max_messages` distinct messages, and at most the
+    /// entries that many messages can take (lookup, extension, checksum), so an oversized list
+    /// is refused before it is parsed.
+    fn bounds(&self) -> Bounds {
+        Bounds { max_entries: self.max_messages.saturating_mul(3), max_messages: self.max_messages }
     }
 
     /// One check, whichever form it came in: the same rules, the same answer encoding.
@@ -153,7 +162,9 @@ impl Handler for LightServer {
     ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
         Box::pin(async move {
             match call.method.as_str() {
-                m if is_check_access_list(m) => self.check(decode(&call)?).await,
+                m if is_check_access_list(m) => {
+                    self.check(decode_or_invalid_params(&call, self.bounds())?).await
+                }
                 m if is_check_messages(m) => {
                     self.check(decode_messages(&call, self.max_messages)?).await
                 }

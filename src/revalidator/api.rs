@@ -15,11 +15,13 @@ use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 
 use super::service::Revalidator;
+use crate::interop::access_list::{BoundedParseError, Bounds};
 use crate::rpc::server::method_label_of;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{to_raw, Call, RpcError};
 use crate::validation::codec::{
-    answer, decode, decode_messages, is_check_access_list, is_check_messages,
+    access_list_rpc_error, answer, decode, decode_messages, is_check_access_list,
+    is_check_messages, DecodeError,
 };
 
 /// The handler; cheap to clone.
@@ -65,7 +67,17 @@ impl Handler for Api {
         Box::pin(async move {
             match call.method.as_str() {
                 m if is_check_access_list(m) => {
-                    let decoded = decode(&call)?;
+                    let max_entries = self.core.config().max_inbox_entries;
+                    let bounds = Bounds { max_entries, max_messages: usize::MAX };
+                    let decoded = match decode(&call, bounds) {
+                        Ok(d) => d,
+                        Err(DecodeError::AccessList(BoundedParseError::TooManyEntries {
+                            found,
+                            ..
+                        })) => return answer(&self.core.too_many_entries(found)),
+                        Err(DecodeError::AccessList(e)) => return Err(access_list_rpc_error(&e)),
+                        Err(DecodeError::Params(e)) => return Err(e),
+                    };
                     let verdict =
                         self.core.check_access_list(&decoded.request, decoded.entries.len()).await;
                     answer(&verdict)
