@@ -329,6 +329,7 @@ impl SimChain {
 
     fn send_raw(&self, raw: Bytes) -> Result<Value, RpcError> {
         let tx = decode_tx(&raw).map_err(|e| RpcError::new(-32000, e.to_string()))?;
+        let sender = tx.sender().map_err(|e| RpcError::new(-32000, e.to_string()))?;
         let access_list = if tx.inbox_entries.is_empty() {
             AccessList::default()
         } else {
@@ -339,7 +340,7 @@ impl SimChain {
         };
         let mock = MockTx {
             hash: tx.hash,
-            from: tx.sender,
+            from: sender,
             nonce: tx.nonce,
             gas: tx.gas_limit,
             fees: Fees::Dynamic { max_fee: 2_000_000_000, max_priority_fee: 1_000_000_000 },
@@ -347,9 +348,9 @@ impl SimChain {
         };
         let mut s = lock(&self.state);
         if s.txs.len() < MAX_KEPT_TXS {
-            s.txs.insert(tx.hash, (raw.clone(), tx.sender));
+            s.txs.insert(tx.hash, (raw.clone(), sender));
         }
-        let next = s.nonces.entry(tx.sender).or_default();
+        let next = s.nonces.entry(sender).or_default();
         *next = (*next).max(tx.nonce + 1);
         s.pool.push((raw, mock));
         Ok(json!(tx.hash))

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::limits::RateLimits;
 use super::refusal::Refusal;
-use super::submit::{decode_raw, Gate, Pass, Submitter};
+use super::submit::{decode_raw, sender, Gate, Pass, Submitter};
 use super::ws_metrics::ws_metrics;
 use crate::interop::tx::DecodedTx;
 use crate::rpc::server::CallContext;
@@ -100,10 +100,12 @@ impl Bundles {
             })?;
             let local = async {
                 submitter.check_chain(&tx)?;
-                limits.check_sender(tx.sender).await.map_err(Refusal::SenderRateLimited)?;
-                if tx.is_interop() {
+                if limits.limits_senders() {
+                    limits.check_sender(sender(&tx)?).await.map_err(Refusal::SenderRateLimited)?;
+                }
+                if tx.is_interop() && limits.limits_interop_senders() {
                     limits
-                        .check_interop_sender(tx.sender)
+                        .check_interop_sender(sender(&tx)?)
                         .await
                         .map_err(Refusal::InteropSenderRateLimited)?;
                 }
@@ -127,6 +129,10 @@ impl Bundles {
         for &i in &interop {
             let messages = submitter.messages(&txs[i]).map_err(|r| refuse(i, &txs[i], r))?;
             reqs.push(submitter.request(messages));
+        }
+        // Before the batch reaches the backends: every interop tx's signature recovers a sender.
+        for &i in &interop {
+            sender(&txs[i]).map_err(|r| refuse(i, &txs[i], r))?;
         }
         let Some(engine) = self.engine.as_ref() else {
             // No backend configured: the refusal a single submission gets.

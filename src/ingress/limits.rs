@@ -208,6 +208,16 @@ impl RateLimits {
         self.decide(buckets).await
     }
 
+    /// True when a per-sender limit is set (a submission's sender must then be recovered).
+    pub fn limits_senders(&self) -> bool {
+        self.sender_rate.per_second > 0
+    }
+
+    /// True when an interop per-sender limit is set.
+    pub fn limits_interop_senders(&self) -> bool {
+        self.interop_sender_rate.per_second > 0
+    }
+
     /// Submissions: the sender's bucket. -32017 when exhausted.
     pub async fn check_sender(&self, sender: Address) -> Result<(), RpcError> {
         self.decide(vec![(Bucket::Sender(sender), self.sender_rate)]).await

@@ -25,6 +25,10 @@ pub enum Refusal {
         /// `ingress.chain_id`.
         serves: u64,
     },
+    /// No sender recovers from the signature (-32602). Found only when something needs the
+    /// sender: a sender limit, or a validation that would call a backend.
+    #[error("cannot decode transaction: {}", crate::interop::tx::DecodeError::Unrecoverable)]
+    Unrecoverable,
     /// Over the per-sender limit: the limiter's own error (its code and sentence).
     #[error("{}", .0.message)]
     SenderRateLimited(RpcError),
@@ -86,7 +90,7 @@ impl Refusal {
     /// The JSON-RPC code.
     pub fn code(&self) -> i64 {
         match self {
-            Self::WrongChain { .. } => codes::INVALID_PARAMS,
+            Self::WrongChain { .. } | Self::Unrecoverable => codes::INVALID_PARAMS,
             Self::SenderRateLimited(e) | Self::InteropSenderRateLimited(e) => e.code,
             Self::RejectAll => codes::SUP_FAILSAFE,
             Self::ConditionalRefused => codes::METHOD_NOT_FOUND,
@@ -108,6 +112,7 @@ impl Refusal {
     pub fn label(&self) -> &'static str {
         match self {
             Self::WrongChain { .. } => "wrong_chain",
+            Self::Unrecoverable => "undecodable",
             Self::SenderRateLimited(_) => "sender_rate_limited",
             Self::InteropSenderRateLimited(_) => "interop_sender_rate_limited",
             Self::RejectAll => "reject_all",
@@ -149,7 +154,7 @@ impl Refusal {
             Self::AccessList(BoundedParseError::Malformed(e)) => {
                 format!("invalid params: malformed interop access list: {e}")
             }
-            Self::WrongChain { .. } => format!("invalid params: {self}"),
+            Self::WrongChain { .. } | Self::Unrecoverable => format!("invalid params: {self}"),
             other => other.to_string(),
         };
         RpcError::new(self.code(), message).with_data(data)
@@ -166,6 +171,7 @@ mod tests {
         let r = Rejection::new(codes::SUP_CONFLICTING_DATA, "checksum mismatch");
         let all = [
             Refusal::WrongChain { signed_for: 1, serves: 2 },
+            Refusal::Unrecoverable,
             Refusal::SenderRateLimited(RpcError::new(codes::SENDER_RATE_LIMITED, "slow")),
             Refusal::RejectAll,
             Refusal::ConditionalRefused,

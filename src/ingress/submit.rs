@@ -1,7 +1,14 @@
 //! The submission pipeline every `eth_sendRawTransaction*` call goes through:
 //! decode → chain id → sender rate limit → (interop only) interop sender rate limit → mode →
-//! size caps → parse → de-dup → in-flight bound → validate → forward. Cheap checks come before any remote call; an invalid
-//! transaction is never forwarded; a non-interop transaction costs no backend call.
+//! size caps → parse → de-dup → verdict cache → sender recovery → in-flight bound → validate →
+//! forward. Cheap checks come before any remote call; an invalid transaction is never
+//! forwarded; a non-interop transaction costs no backend call.
+//!
+//! The sender is recovered (secp256k1, most of a submission's CPU) only when something needs
+//! it: a sender limit, a validation that would call a backend (so a tx whose signature
+//! recovers no sender is refused before any backend call), or a refusal's log line. Without
+//! sender limits, a non-interop tx, a bypassed one and one whose verdict is cached are
+//! forwarded without it; the EL checks every signature itself.
 
 use std::sync::Arc;
 
@@ -13,7 +20,7 @@ use super::refusal::Refusal;
 use crate::admin::ModeCell;
 use crate::config::{ConditionalInterop, IngressConfig, InteropMode};
 use crate::interop::access_list::{parse_bounded, Bounds};
-use crate::interop::tx::{decode_tx, DecodedTx};
+use crate::interop::tx::{decode_unrecovered, DecodedTx};
 use crate::interop::{ExecutingDescriptor, Message, SafetyLevel};
 use crate::metrics::metrics;
 use crate::rpc::server::CallContext;
@@ -77,11 +84,16 @@ impl Submitter {
         limits: &RateLimits,
     ) -> Result<&'static str, Refusal> {
         self.check_chain(tx)?;
-        limits.check_sender(tx.sender).await.map_err(Refusal::SenderRateLimited)?;
+        if limits.limits_senders() {
+            limits.check_sender(sender(tx)?).await.map_err(Refusal::SenderRateLimited)?;
+        }
         if !tx.is_interop() {
             return Ok("non_interop");
         }
-        limits.check_interop_sender(tx.sender).await.map_err(Refusal::InteropSenderRateLimited)?;
+        if limits.limits_interop_senders() {
+            let s = sender(tx)?;
+            limits.check_interop_sender(s).await.map_err(Refusal::InteropSenderRateLimited)?;
+        }
         if self.gate()? == Gate::Bypass {
             return Ok("bypass");
         }
@@ -92,9 +104,18 @@ impl Submitter {
         }
         let messages = self.messages(tx)?;
         let engine = self.engine()?;
-        let slot = self.reserve(1)?;
-        let verdict = engine.check(&self.request(messages)).await;
-        drop(slot);
+        let req = self.request(messages);
+        let verdict = match engine.remembered(&req).await {
+            Some(v) => v,
+            None => {
+                // Before any backend call: garbage signatures cost no backend its time.
+                sender(tx)?;
+                let slot = self.reserve(1)?;
+                let v = engine.check(&req).await;
+                drop(slot);
+                v
+            }
+        };
         match Refusal::of_verdict(&verdict) {
             None => Ok("valid"),
             Some(refusal) => Err(refusal),
@@ -172,7 +193,7 @@ impl Submitter {
         tracing::info!(
             target: "interop_gate::refused",
             tx = %tx.hash,
-            sender = %tx.sender,
+            sender = %LazySender(tx),
             message_id = message_id.as_deref().unwrap_or("-"),
             client = %ctx.client_ip,
             request_id = %ctx.request_id,
@@ -211,12 +232,30 @@ pub(crate) enum Gate {
     Bypass,
 }
 
-/// Decodes a 0x-prefixed raw transaction (-32602 when it is not hex or not a transaction).
+/// The sender, recovered now if it was not yet; refused when none recovers.
+pub(crate) fn sender(tx: &DecodedTx) -> Result<alloy_primitives::Address, Refusal> {
+    tx.sender().map_err(|_| Refusal::Unrecoverable)
+}
+
+/// Shows the sender in a log line, recovering it only if the line is written.
+struct LazySender<'a>(&'a DecodedTx);
+
+impl std::fmt::Display for LazySender<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.sender() {
+            Ok(a) => write!(f, "{a}"),
+            Err(_) => f.write_str("unrecoverable"),
+        }
+    }
+}
+
+/// Decodes a 0x-prefixed raw transaction (-32602 when it is not hex or not a transaction); the
+/// sender is recovered later, when needed (see the module doc).
 pub(crate) fn decode_raw(raw: &str) -> Result<DecodedTx, RpcError> {
     let bytes: Bytes = raw
         .parse()
         .map_err(|e| RpcError::invalid_params(format!("raw transaction is not valid hex: {e}")))?;
-    decode_tx(&bytes).map_err(|e| {
+    decode_unrecovered(&bytes).map_err(|e| {
         metrics().ingress_txs.with_label_values(&["refused", "undecodable"]).inc();
         RpcError::invalid_params(format!("cannot decode transaction: {e}"))
     })

@@ -1,11 +1,17 @@
 //! Raw `eth_sendRawTransaction` bytes → the facts the gateway acts on: hash, sender, chain id and
 //! the `CrossL2Inbox` entries. Decoding is alloy's (EIP-2718 envelopes, RLP, signatures); this
 //! module only decides what an OP chain's front door accepts and says why it refuses the rest.
+//!
+//! Recovering the sender (secp256k1 public-key recovery) costs more than everything else a
+//! submission needs together, so [`decode_unrecovered`] leaves it for later: the ingress
+//! recovers it only when something needs it (a sender limit, a validation, a refusal's log
+//! line) through [`DecodedTx::sender`], once. [`decode_tx`] recovers at once.
 
-use alloy_consensus::transaction::SignerRecoverable;
+use std::sync::OnceLock;
+
 use alloy_consensus::{Transaction, TxEnvelope};
 use alloy_eips::eip2718::{Decodable2718, Eip2718Error};
-use alloy_primitives::{Address, B256};
+use alloy_primitives::{Address, Signature, B256};
 
 use super::access_list::inbox_entries;
 
@@ -19,8 +25,6 @@ const DEPOSIT_TX_TYPE: u8 = 0x7e;
 pub struct DecodedTx {
     /// The transaction hash (keccak of the raw bytes), as the EL will report it.
     pub hash: B256,
-    /// The recovered sender.
-    pub sender: Address,
     /// The chain id it is signed for; `None` for a pre-EIP-155 legacy transaction.
     pub chain_id: Option<u64>,
     /// EIP-2718 type (0 for legacy).
@@ -31,9 +35,46 @@ pub struct DecodedTx {
     pub gas_limit: u64,
     /// Every storage key listed under `CrossL2Inbox`, across all its occurrences, in order.
     pub inbox_entries: Vec<B256>,
+    /// What the sender is recovered from, and the sender once recovered.
+    signer: Signer,
 }
 
+/// The signature and the hash it signs; the recovered sender (or `None`: unrecoverable) is
+/// remembered on first use.
+#[derive(Debug, Clone)]
+struct Signer {
+    signature: Signature,
+    signature_hash: B256,
+    recovered: OnceLock<Option<Address>>,
+}
+
+/// Two decodings are equal when they are of the same signed transaction, recovered or not.
+impl PartialEq for Signer {
+    fn eq(&self, other: &Self) -> bool {
+        (self.signature, self.signature_hash) == (other.signature, other.signature_hash)
+    }
+}
+
+impl Eq for Signer {}
+
 impl DecodedTx {
+    /// The sender, recovered from the signature on first use (then remembered).
+    /// [`DecodeError::Unrecoverable`] when no public key recovers from it.
+    pub fn sender(&self) -> Result<Address, DecodeError> {
+        let s = &self.signer;
+        s.recovered
+            .get_or_init(|| {
+                alloy_consensus::crypto::secp256k1::recover_signer(&s.signature, s.signature_hash)
+                    .ok()
+            })
+            .ok_or(DecodeError::Unrecoverable)
+    }
+
+    /// True once the sender has been recovered (or found unrecoverable).
+    pub fn sender_recovered(&self) -> bool {
+        self.signer.recovered.get().is_some()
+    }
+
     /// An interop transaction declares at least one inbox entry.
     pub fn is_interop(&self) -> bool {
         !self.inbox_entries.is_empty()
@@ -89,6 +130,14 @@ impl DecodeError {
 /// Decodes one EIP-2718 transaction (legacy with or without EIP-155, 2930, 1559, 7702), checks
 /// there is nothing after it, recovers the sender and extracts the inbox entries.
 pub fn decode_tx(raw: &[u8]) -> Result<DecodedTx, DecodeError> {
+    let tx = decode_unrecovered(raw)?;
+    tx.sender()?;
+    Ok(tx)
+}
+
+/// [`decode_tx`] without recovering the sender: every other check (type, RLP, trailing bytes,
+/// EIP-2 `s`) is done; [`DecodedTx::sender`] recovers it when asked.
+pub fn decode_unrecovered(raw: &[u8]) -> Result<DecodedTx, DecodeError> {
     let Some(&first) = raw.first() else { return Err(DecodeError::Empty) };
     match first {
         BLOB_TX_TYPE => return Err(DecodeError::Blob),
@@ -118,11 +167,15 @@ pub fn decode_tx(raw: &[u8]) -> Result<DecodedTx, DecodeError> {
     if tx.signature().s() > alloy_consensus::crypto::SECP256K1N_HALF {
         return Err(DecodeError::HighS);
     }
-    let sender = tx.recover_signer().map_err(|_| DecodeError::Unrecoverable)?;
+    let signer = Signer {
+        signature: *tx.signature(),
+        signature_hash: tx.signature_hash(),
+        recovered: OnceLock::new(),
+    };
     let inbox_entries = tx.access_list().map(inbox_entries).unwrap_or_default();
     Ok(DecodedTx {
         hash: *tx.tx_hash(),
-        sender,
+        signer,
         chain_id: tx.chain_id(),
         tx_type: u8::from(tx.tx_type()),
         nonce: tx.nonce(),

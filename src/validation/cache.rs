@@ -170,7 +170,17 @@ impl Cached {
         self.valid.invalidate_all();
     }
 
+    /// A remembered verdict for `req` (counted as a hit), `None` without counting a miss: the
+    /// check that follows counts it.
+    pub async fn remembered(&self, req: &CheckRequest) -> Option<Verdict> {
+        self.find(&key(req), req, false).await
+    }
+
     async fn lookup(&self, k: &Key, req: &CheckRequest) -> Option<Verdict> {
+        self.find(k, req, true).await
+    }
+
+    async fn find(&self, k: &Key, req: &CheckRequest, count_miss: bool) -> Option<Verdict> {
         let lookups = &metrics().cache;
         for (kind, c) in
             [("verdict_invalid", &self.invalid), ("verdict_soft_invalid", &self.soft_invalid)]
@@ -188,7 +198,9 @@ impl Cached {
                 return Some(Verdict::Valid { until: req.window().to });
             }
         }
-        lookups.with_label_values(&["verdict", "miss"]).inc();
+        if count_miss {
+            lookups.with_label_values(&["verdict", "miss"]).inc();
+        }
         None
     }
 

@@ -163,6 +163,16 @@ impl Backend for Engine {
         })
     }
 
+    fn remembered<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Option<Verdict>> {
+        Box::pin(async move {
+            let v = self.cached.remembered(req).await;
+            if let Some(v) = &v {
+                record(std::slice::from_ref(v));
+            }
+            v
+        })
+    }
+
     fn ready(&self) -> BoxFuture<'_, bool> {
         self.cached.ready()
     }

@@ -214,6 +214,13 @@ pub trait Backend: Send + Sync + 'static {
         Box::pin(futures::future::join_all(reqs.iter().map(|r| self.check(r))))
     }
 
+    /// A verdict this layer (or one below it) already holds for `req`, without calling any
+    /// backend; `None` when an answer would need a backend call. Lets the ingress put work that
+    /// only protects the backends (sender recovery) after the cache.
+    fn remembered<'a>(&'a self, _req: &'a CheckRequest) -> BoxFuture<'a, Option<Verdict>> {
+        Box::pin(async { None })
+    }
+
     /// Whether the backend can currently give verdicts (for `/readyz`).
     fn ready(&self) -> BoxFuture<'_, bool> {
         Box::pin(async { true })

@@ -91,6 +91,13 @@ impl Backend for Retry {
         })
     }
 
+    /// A remembered verdict that would be re-tested is not final: `None`, so the caller checks.
+    fn remembered<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Option<Verdict>> {
+        Box::pin(async move {
+            self.inner.remembered(req).await.filter(|v| !worth_retest(v, req, unix_now()))
+        })
+    }
+
     fn ready(&self) -> BoxFuture<'_, bool> {
         self.inner.ready()
     }

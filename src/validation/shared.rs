@@ -162,6 +162,11 @@ impl Backend for SharedVerdicts {
         })
     }
 
+    /// The local cache below answers; a shared verdict is only read by [`Backend::check`].
+    fn remembered<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Option<Verdict>> {
+        self.inner.remembered(req)
+    }
+
     fn ready(&self) -> BoxFuture<'_, bool> {
         self.inner.ready()
     }

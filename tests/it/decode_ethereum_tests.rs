@@ -77,7 +77,7 @@ fn transaction_tests_corpus_agrees_or_is_explained() {
                 (Some(h), Ok(tx)) => {
                     let sender = Address::from_str(expect["sender"].as_str().unwrap()).unwrap();
                     if tx.hash == B256::from_str(h.as_str().unwrap()).unwrap()
-                        && tx.sender == sender
+                        && tx.sender() == Ok(sender)
                     {
                         agree += 1;
                     } else {

@@ -207,7 +207,7 @@ fn round_trip_build_sign_decode_parse() {
     let (raw, hash) = sign_1559(&signer, &TxSpec::interop(901, 7, &msgs));
     let tx = decode_tx(&raw).expect("decodes");
     assert_eq!(tx.hash, hash);
-    assert_eq!(tx.sender, signer.address());
+    assert_eq!(tx.sender(), Ok(signer.address()));
     assert_eq!(tx.chain_id, Some(901));
     assert_eq!((tx.tx_type, tx.nonce), (2, 7));
     assert!(tx.is_interop());

@@ -143,3 +143,60 @@ async fn the_reorg_watch_reads_one_header_per_tick_and_announces_a_gap_it_cannot
     assert_eq!(ev.old, alloy_primitives::B256::ZERO, "{ev:?}");
     assert_eq!(ev.chain_id, alloy_primitives::U256::from(SOURCE));
 }
+
+/// `raw` (an EIP-1559 tx) re-signed with `r = 0`: it decodes, but no sender recovers from it.
+fn unrecoverable(raw: &alloy_primitives::Bytes) -> alloy_primitives::Bytes {
+    use alloy_consensus::{Signed, TxEnvelope};
+    use alloy_eips::eip2718::{Decodable2718, Encodable2718};
+    use alloy_primitives::{Signature, U256};
+    let Ok(TxEnvelope::Eip1559(signed)) = TxEnvelope::decode_2718(&mut raw.as_ref()) else {
+        panic!("an EIP-1559 tx");
+    };
+    let sig = *signed.signature();
+    let zero = Signature::new(U256::ZERO, sig.s(), sig.v());
+    let env = TxEnvelope::Eip1559(Signed::new_unhashed(signed.tx().clone(), zero));
+    alloy_primitives::Bytes::from(env.encoded_2718())
+}
+
+#[tokio::test]
+async fn an_interop_tx_whose_signature_recovers_no_sender_is_refused_before_any_backend_call() {
+    let g = interop_gateway(|_| {}).await;
+    let msgs = g.emit(1, 33);
+    let (good, _) = g.interop_tx(43, 0, &msgs);
+    let bad = unrecoverable(&good);
+    let (status, body) = g.send(&bad).await;
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap_or_default().contains("cannot recover the sender"),
+        "{body}"
+    );
+    assert_eq!(body["error"]["data"]["reason"], "undecodable", "{body}");
+    assert_eq!(status, 400);
+    assert_eq!(g.supervisor.checks(), 0, "no supervisor call");
+    assert_eq!(g.chain.all_calls(), 0, "no chain call");
+    assert!(!g.forwarded(&bad));
+    // The same messages signed properly pass: the refusal was the signature's.
+    let (_, ok) = g.send(&good).await;
+    assert!(ok.get("result").is_some(), "{ok}");
+}
+
+#[tokio::test]
+async fn a_sender_limit_needs_the_sender_so_a_plain_tx_without_one_is_refused_only_then() {
+    use interop_gate::dev::wallet::{dev_signer, sign_1559, TxSpec};
+    let (good, _) = sign_1559(&dev_signer(44), &TxSpec::transfer(crate::common::DEST, 0));
+    let bad = unrecoverable(&good);
+    let call = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":[bad]});
+    // No sender limit: nothing at the gateway needs the sender; the EL judges the signature.
+    let free = interop_gateway(|_| {}).await;
+    let (_, body) = free.gw.post(&call).await;
+    assert!(body.get("result").is_some(), "{body}");
+    assert!(free.forwarded(&bad), "forwarded without recovering its sender");
+    // A sender limit needs the sender: refused, never forwarded.
+    let limited = interop_gateway(|c| {
+        c.ingress.sender_rate = interop_gate::config::RateLimit { per_second: 100, burst: 100 };
+    })
+    .await;
+    let (_, body) = limited.gw.post(&call).await;
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    assert!(!limited.forwarded(&bad));
+}
