@@ -23,6 +23,7 @@ mod refusals;
 mod reload;
 mod revalidator_api;
 mod revalidator_passes;
+mod revalidator_push;
 mod revalidator_supervisor;
 mod revalidator_support;
 mod shared_state;
