@@ -21,6 +21,7 @@ mod metrics_init;
 mod receipts_anvil;
 mod refusals;
 mod reload;
+mod revalidator_acted;
 mod revalidator_api;
 mod revalidator_passes;
 mod revalidator_push;
