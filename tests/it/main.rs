@@ -6,6 +6,7 @@ mod admin;
 mod binary;
 mod bundle;
 mod common;
+mod conductor;
 mod dashboard;
 mod decode_corpus;
 mod decode_ethereum_tests;
