@@ -5,6 +5,7 @@ mod activation;
 mod admin;
 mod binary;
 mod bundle;
+mod client_follower;
 mod common;
 mod conductor;
 mod dashboard;
