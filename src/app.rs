@@ -98,13 +98,15 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
 
     let shared =
         crate::shared_state::SharedState::from_config(&cfg.redis).map_err(StartError::Build)?;
-    // One engine for every role: the ingress and the revalidator share its caches (and, with
-    // `[redis]`, other replicas' invalid verdicts, read below the local cache).
+    // One engine for every role: the ingress and the revalidator share its caches. With
+    // `[redis]`, an engine that serves an ingress also reads other replicas' invalid verdicts
+    // (below its local cache); a revalidator-only instance never does: it is meant to judge with
+    // its own, different supervisor (docs/operations.md, topology).
     let needs_engine = cfg.ingress.enabled || cfg.revalidator.enabled;
     let has_backend = !cfg.supervisor.endpoints.is_empty() || !cfg.light.chains.is_empty();
     let engine = if needs_engine && has_backend {
         Some(Arc::new(
-            Engine::from_config_with(&cfg, shared.clone())
+            Engine::from_config_with(&cfg, shared.clone().filter(|_| cfg.ingress.enabled))
                 .map_err(|e| StartError::Build(e.to_string()))?,
         ))
     } else {
