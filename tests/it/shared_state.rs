@@ -303,6 +303,30 @@ async fn a_local_cache_hit_costs_no_redis_command() {
     assert_eq!(c.upstream.raw_transactions().len(), 4, "only the valid txs were forwarded");
 }
 
+/// A bundle's checks reach Redis as one `MGET` (its misses reach the backend as one batch) and
+/// its new invalid verdicts as one pipelined write: another replica then pays a backend call
+/// only for the valid tx (valid verdicts stay local).
+#[tokio::test]
+async fn a_bundle_shares_its_invalid_verdicts_in_one_round_trip_each_way() {
+    let c = cluster(2, |cfg| cfg.upstream.methods.push("eth_sendBundle".into())).await;
+    let good = [message(13)];
+    c.supervisor.add_known(good);
+    let (ok, bad) = (interop(45, 0, &good), interop(46, 0, &[message(14)]));
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendBundle", "params": [{
+        "txs": [ok, bad], "blockNumber": "0x10", "minTimestamp": 0, "revertingTxHashes": [],
+    }]});
+    for replica in 0..2 {
+        let v = c.call(replica, &body, None).await;
+        assert_eq!(v["error"]["code"], -320600, "replica {replica}: {v}");
+        assert_eq!(v["error"]["data"]["index"], 1, "{v}");
+    }
+    assert_eq!(c.redis.command_calls("mget").await.unwrap(), 2, "one lookup per bundle");
+    assert_eq!(c.redis.command_calls("get").await.unwrap(), 0);
+    assert_eq!(c.redis.command_calls("set").await.unwrap(), 1, "the invalid verdict, once");
+    assert_eq!(c.supervisor.checks(), 3, "2 on the first replica, the valid one on the second");
+    assert!(c.upstream.raw_transactions().is_empty(), "nothing of the bundles was forwarded");
+}
+
 /// Redis dies mid-run under `mode`: what the replicas do with limits, and that nothing invalid
 /// passes and nothing hangs.
 async fn redis_killed_mid_run(mode: OnRedisError) -> Cluster {
