@@ -1,4 +1,6 @@
-//! The engine every role uses: cache → policy → the two backends. It answers for exactly the
+//! The engine every role uses: cache → shared verdicts (with `[redis]`) → policy → the two
+//! backends. A local cache hit costs nothing else; a local miss asks Redis for another replica's
+//! invalid verdict before any backend (see [`super::shared`]). It answers for exactly the
 //! descriptor it is given (the light endpoint and the revalidator's drop-in serve other
 //! callers' descriptors). Retry-after-delay is not part of it: only the ingress owns its
 //! descriptor ("now"), so only the ingress wraps the engine in [`super::retry::Retry`].
@@ -14,9 +16,11 @@ use super::cache::{Cached, Ttls, Watched};
 use super::indexed::{IndexedBackend, IndexedError};
 use super::light::{LightBackend, LightError};
 use super::policy::{Policy, PolicyError};
+use super::shared::SharedVerdicts;
 use super::{Backend, CheckRequest, DynBackend, Verdict};
 use crate::config::Config;
 use crate::metrics::metrics;
+use crate::shared_state::SharedState;
 
 /// Why the engine could not be built from the config.
 #[derive(Debug, thiserror::Error)]
@@ -47,24 +51,46 @@ fn record(verdicts: &[Verdict]) {
 }
 
 impl Engine {
-    /// Builds the engine from explicit backends (tests plug fakes in here).
+    /// Builds the engine from explicit backends (tests plug fakes in here), without Redis.
     pub fn new(
         indexed: Option<DynBackend>,
         light: Option<DynBackend>,
         cfg: &crate::config::ValidationConfig,
     ) -> Result<Self, EngineError> {
-        Self::build(indexed, light, cfg, None)
+        Self::build(indexed, light, cfg, None, None)
     }
 
-    /// [`Self::new`]; `watched` says which source chains the reorg watch covers (their valid
-    /// verdicts live `valid_cache_watched_ttl_secs`, see `cache.rs`).
+    /// [`Self::new`] with the shared-verdict layer between the cache and the policy when
+    /// `shared` is given.
+    pub fn with_shared(
+        indexed: Option<DynBackend>,
+        light: Option<DynBackend>,
+        cfg: &crate::config::ValidationConfig,
+        shared: Option<Arc<SharedState>>,
+    ) -> Result<Self, EngineError> {
+        Self::build(indexed, light, cfg, shared, None)
+    }
+
+    /// [`Self::with_shared`]; `watched` says which source chains the reorg watch covers (their
+    /// valid verdicts live `valid_cache_watched_ttl_secs`, see `cache.rs`).
     fn build(
         indexed: Option<DynBackend>,
         light: Option<DynBackend>,
         cfg: &crate::config::ValidationConfig,
+        shared: Option<Arc<SharedState>>,
         watched: Option<Watched>,
     ) -> Result<Self, EngineError> {
-        let policy = Policy::new(cfg.policy, cfg.shadow_primary, indexed, light)?;
+        let policy: DynBackend =
+            Arc::new(Policy::new(cfg.policy, cfg.shadow_primary, indexed, light)?);
+        let below_cache = match shared {
+            Some(store) => Arc::new(SharedVerdicts::new(
+                policy,
+                store,
+                Duration::from_secs(cfg.invalid_cache_ttl_secs),
+                cfg.expiry_window_secs,
+            )) as DynBackend,
+            None => policy,
+        };
         let ttls = Ttls {
             invalid: Duration::from_secs(cfg.invalid_cache_ttl_secs),
             // Half the re-test delay: the ingress's re-test always reaches the backends.
@@ -72,16 +98,25 @@ impl Engine {
             valid: Duration::from_secs(cfg.valid_cache_ttl_secs),
             valid_watched: Duration::from_secs(cfg.valid_cache_watched_ttl_secs),
         };
-        let mut cached =
-            Cached::new(Arc::new(policy), cfg.cache_capacity, ttls, cfg.expiry_window_secs);
+        let mut cached = Cached::new(below_cache, cfg.cache_capacity, ttls, cfg.expiry_window_secs);
         if let Some(w) = watched {
             cached = cached.with_watched(w);
         }
         Ok(Self { cached: Arc::new(cached), light: None, indexed: None })
     }
 
-    /// Builds both backends from `[supervisor]` and `[light]`, then the layers.
+    /// Builds both backends from `[supervisor]` and `[light]`, then the layers (no Redis: see
+    /// [`Self::from_config_with`]).
     pub fn from_config(cfg: &Config) -> Result<Self, EngineError> {
+        Self::from_config_with(cfg, None)
+    }
+
+    /// [`Self::from_config`] sharing invalid verdicts through `shared` (the replica's Redis
+    /// handle) unless `redis.share_verdicts` is off.
+    pub fn from_config_with(
+        cfg: &Config,
+        shared: Option<Arc<SharedState>>,
+    ) -> Result<Self, EngineError> {
         let indexed = IndexedBackend::from_config(&cfg.supervisor)?.map(Arc::new);
         let light = LightBackend::from_config(&cfg.light, &cfg.validation)?.map(Arc::new);
         // Valid verdicts on chains the light backend's reorg watch covers live longer: a reorg
@@ -93,6 +128,7 @@ impl Engine {
             indexed.clone().map(|b| b as DynBackend),
             light.clone().map(|b| b as DynBackend),
             &cfg.validation,
+            shared.filter(|_| cfg.redis.share_verdicts),
             watched,
         )?;
         if let (Some(l), Ok(rt)) = (&light, tokio::runtime::Handle::try_current()) {
