@@ -35,9 +35,26 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A component could not be built from the config.
-    #[error("{0}")]
-    Build(String),
+    /// The config was built in code and breaks a rule start-up enforces whoever built it.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The validation engine could not be built (the policy names a missing backend).
+    #[error(transparent)]
+    Engine(#[from] crate::validation::engine::EngineError),
+    /// The Redis client could not be built.
+    #[error(transparent)]
+    SharedState(#[from] crate::shared_state::BuildError),
+    /// The light server is enabled without a light backend to serve from.
+    #[error("light_server.enabled needs at least one [[light.chains]] entry")]
+    LightServerWithoutChains,
+    /// The revalidator is enabled without any backend to check with.
+    #[error(
+        "revalidator.enabled needs a validation backend ([supervisor] endpoints or [[light.chains]])"
+    )]
+    RevalidatorWithoutBackend,
+    /// The revalidator could not start.
+    #[error(transparent)]
+    Revalidator(#[from] crate::revalidator::StartError),
 }
 
 /// The running service: bound addresses and the serving tasks.
@@ -72,10 +89,10 @@ impl Running {
     }
 }
 
-async fn bind(what: &'static str, addr: &str) -> Result<tokio::net::TcpListener, StartError> {
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
     tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
         what,
-        addr: addr.to_owned(),
+        addr: addr.to_string(),
         source,
     })
 }
@@ -84,7 +101,7 @@ async fn bind(what: &'static str, addr: &str) -> Result<tokio::net::TcpListener,
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     // Config::load validated everything; this one is re-checked because an exposed admin API
     // without a token must never start, whoever built the config.
-    cfg.admin.validate().map_err(|e| StartError::Build(e.to_string()))?;
+    cfg.admin.validate()?;
     let grace = Duration::from_millis(cfg.server.shutdown_grace_ms);
     crate::metrics::init_series(&cfg);
     let conn_limits = ConnLimits::from_config(&cfg.server, grace);
@@ -100,11 +117,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     // One engine for every role: the ingress and the revalidator share its caches.
     let needs_engine = cfg.ingress.enabled || cfg.revalidator.enabled;
     let has_backend = !cfg.supervisor.endpoints.is_empty() || !cfg.light.chains.is_empty();
-    let engine = if needs_engine && has_backend {
-        Some(Arc::new(Engine::from_config(&cfg).map_err(|e| StartError::Build(e.to_string()))?))
-    } else {
-        None
-    };
+    let engine =
+        if needs_engine && has_backend { Some(Arc::new(Engine::from_config(&cfg)?)) } else { None };
     if let Some(e) = &engine {
         reload.engine = Some(e.clone());
         health.backend = Some(e.clone() as DynBackend);
@@ -112,14 +126,13 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         admin.flushers.push(("verdicts", Arc::new(move || flush.flush_caches())));
     }
     let dyn_engine = engine.clone().map(|e| e as DynBackend);
-    let shared =
-        crate::shared_state::SharedState::from_config(&cfg.redis).map_err(StartError::Build)?;
+    let shared = crate::shared_state::SharedState::from_config(&cfg.redis)?;
     // The one light backend: the engine's, or (light server only) one of its own.
     let light: Option<Arc<LightBackend>> = match engine.as_ref().and_then(|e| e.light().cloned()) {
         Some(l) => Some(l),
-        None if cfg.light_server.enabled => LightBackend::from_config(&cfg.light, &cfg.validation)
-            .map_err(|e| StartError::Build(e.to_string()))?
-            .map(Arc::new),
+        None if cfg.light_server.enabled => {
+            LightBackend::from_config(&cfg.light, &cfg.validation).map(Arc::new)
+        }
         None => None,
     };
     if let Some(l) = &light {
@@ -131,7 +144,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     }
 
     if cfg.ingress.enabled {
-        let forwarder = Arc::new(Forwarder::new(&cfg.upstream).map_err(StartError::Build)?);
+        let forwarder = Arc::new(Forwarder::new(&cfg.upstream));
         health.upstream = Some(forwarder.clone());
         let mode = Arc::new(ModeCell::new(cfg.ingress.mode));
         admin.mode = Some(mode.clone());
@@ -165,7 +178,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         let router = ingress
             .router(&cfg, limits, rpc_options.clone(), shutdown.clone())
             .merge(health::routes(readiness.clone()));
-        let listener = bind("server.listen", &cfg.server.listen).await?;
+        let listener = bind("server.listen", cfg.server.listen).await?;
         rpc_addr = listener.local_addr().ok();
         log_listening("ingress", rpc_addr);
         // A forwarded transaction may be accepted by the EL: its client must hear the answer,
@@ -178,11 +191,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
 
     let mut light_server_addr = None;
     if cfg.light_server.enabled {
-        let light = light.clone().ok_or_else(|| {
-            StartError::Build(
-                "light_server.enabled needs at least one [[light.chains]] entry".into(),
-            )
-        })?;
+        let light = light.clone().ok_or(StartError::LightServerWithoutChains)?;
         if health.backend.is_none() {
             health.backend = Some(light.clone() as DynBackend);
         }
@@ -206,7 +215,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
             limits,
             rpc_options.clone(),
         );
-        let listener = bind("light_server.listen", &cfg.light_server.listen).await?;
+        let listener = bind("light_server.listen", cfg.light_server.listen).await?;
         light_server_addr = listener.local_addr().ok();
         log_listening("light_server", light_server_addr);
         let limits = conn_limits.clone();
@@ -215,15 +224,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
 
     let mut revalidator_addr = None;
     if cfg.revalidator.enabled {
-        let backend = dyn_engine.clone().ok_or_else(|| {
-            StartError::Build(
-                "revalidator.enabled needs a validation backend ([supervisor] endpoints or [[light.chains]])"
-                    .into(),
-            )
-        })?;
-        let r = crate::revalidator::start(&cfg.revalidator, backend, shutdown.clone(), true)
-            .await
-            .map_err(|e| StartError::Build(e.to_string()))?;
+        let backend = dyn_engine.clone().ok_or(StartError::RevalidatorWithoutBackend)?;
+        let r =
+            crate::revalidator::start(&cfg.revalidator, backend, shutdown.clone(), true).await?;
         revalidator_addr = Some(r.addr);
         log_listening("revalidator", revalidator_addr);
         tasks.spawn(async move {
@@ -235,8 +238,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     }
 
     let mut metrics_addr = None;
-    if !cfg.metrics.listen.is_empty() {
-        let listener = bind("metrics.listen", &cfg.metrics.listen).await?;
+    if let Some(addr) = cfg.metrics.listen {
+        let listener = bind("metrics.listen", addr).await?;
         metrics_addr = listener.local_addr().ok();
         log_listening("metrics", metrics_addr);
         let router = health::metrics_router(readiness.clone());
@@ -251,8 +254,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     }
 
     let mut admin_addr = None;
-    if !cfg.admin.listen.is_empty() {
-        let listener = bind("admin.listen", &cfg.admin.listen).await?;
+    if let Some(addr) = cfg.admin.listen {
+        let listener = bind("admin.listen", addr).await?;
         admin_addr = listener.local_addr().ok();
         log_listening("admin", admin_addr);
         let router = crate::admin::router(admin, cfg.admin.token.as_deref());

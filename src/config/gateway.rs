@@ -2,7 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_listen, check_positive, check_url, ConfigError};
+use std::net::SocketAddr;
+
+use url::Url;
+
+use super::{check_positive, check_url, empty_is_none, ConfigError};
 use crate::interop::SafetyLevel;
 
 /// `[server]`: the public JSON-RPC listener, and the connection limits every listener applies.
@@ -10,7 +14,7 @@ use crate::interop::SafetyLevel;
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// Largest request body, bytes (proxyd's default: 256 KiB).
     pub max_body_bytes: usize,
     /// Largest batch (proxyd's default: 100).
@@ -41,7 +45,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:8545".into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 8545)),
             max_body_bytes: 256 * 1024,
             max_batch: 100,
             max_json_depth: 128,
@@ -59,7 +63,6 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        check_listen("server.listen", &self.listen)?;
         check_positive("server.max_body_bytes", self.max_body_bytes as u64)?;
         check_positive("server.max_batch", self.max_batch as u64)?;
         check_positive("server.max_json_depth", self.max_json_depth as u64)?;
@@ -94,7 +97,7 @@ impl ServerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// JSON-RPC URL (env `INTEROP_GATE_UPSTREAM_URL`).
-    pub url: String,
+    pub url: Url,
     /// Per-call timeout, ms.
     pub timeout_ms: u64,
     /// Timeout of `eth_sendRawTransactionSync` (EIP-7966), ms: the upstream holds that call
@@ -108,14 +111,15 @@ pub struct UpstreamConfig {
     pub methods: Vec<String>,
     /// The upstream's WebSocket URL (`ws://` or `wss://`) that WebSocket clients' non-submission
     /// calls and subscriptions are proxied to. Empty: derived from `url` (http→ws, https→wss),
-    /// as anvil, geth and op-geth serve WebSocket on their HTTP port.
-    pub ws_url: String,
+    /// as anvil, geth and op-geth serve WebSocket on their HTTP port (written `""` in TOML).
+    #[serde(with = "empty_is_none")]
+    pub ws_url: Option<Url>,
 }
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
-            url: "http://127.0.0.1:9545".into(),
+            url: Url::parse("http://127.0.0.1:9545").expect("a valid default URL"),
             timeout_ms: 5_000,
             sync_timeout_ms: 30_000,
             pool_size: 64,
@@ -147,7 +151,7 @@ impl Default for UpstreamConfig {
             ]
             .map(String::from)
             .to_vec(),
-            ws_url: String::new(),
+            ws_url: None,
         }
     }
 }
@@ -158,34 +162,27 @@ impl UpstreamConfig {
         check_positive("upstream.timeout_ms", self.timeout_ms)?;
         check_positive("upstream.sync_timeout_ms", self.sync_timeout_ms)?;
         check_positive("upstream.max_response_bytes", self.max_response_bytes as u64)?;
-        if !self.ws_url.is_empty() {
-            match url::Url::parse(&self.ws_url) {
-                Ok(u) if matches!(u.scheme(), "ws" | "wss") => {}
-                Ok(u) => {
-                    return Err(ConfigError::invalid(
-                        "upstream.ws_url",
-                        format!("unsupported scheme {:?} (use ws or wss)", u.scheme()),
-                    ))
-                }
-                Err(e) => {
-                    return Err(ConfigError::invalid("upstream.ws_url", format!("not a URL: {e}")))
-                }
+        if let Some(u) = &self.ws_url {
+            if !matches!(u.scheme(), "ws" | "wss") {
+                return Err(ConfigError::invalid(
+                    "upstream.ws_url",
+                    format!("unsupported scheme {:?} (use ws or wss)", u.scheme()),
+                ));
             }
         }
         Ok(())
     }
 
     /// The upstream WebSocket URL: `ws_url`, or `url` with its scheme swapped (http→ws,
-    /// https→wss) when `ws_url` is empty.
-    pub fn effective_ws_url(&self) -> String {
-        if !self.ws_url.is_empty() {
-            return self.ws_url.clone();
+    /// https→wss) when `ws_url` is unset.
+    pub fn effective_ws_url(&self) -> Url {
+        if let Some(u) = &self.ws_url {
+            return u.clone();
         }
-        match self.url.split_once("://") {
-            Some(("https", rest)) => format!("wss://{rest}"),
-            Some((_, rest)) => format!("ws://{rest}"),
-            None => self.url.clone(),
-        }
+        let mut u = self.url.clone();
+        // http/https and ws/wss are all "special" schemes, so the swap cannot fail.
+        let _ = u.set_scheme(if u.scheme() == "https" { "wss" } else { "ws" });
+        u
     }
 }
 
@@ -423,13 +420,14 @@ impl WebSocketConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Address to listen on; empty disables the listener.
-    pub listen: String,
+    /// Address to listen on; `None` (`""` in TOML) disables the listener.
+    #[serde(with = "empty_is_none")]
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { listen: "0.0.0.0:7300".into() }
+        Self { listen: Some(SocketAddr::from(([0, 0, 0, 0], 7300))) }
     }
 }
 
@@ -437,23 +435,21 @@ impl Default for MetricsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address to listen on (keep it on loopback); empty disables the listener.
-    pub listen: String,
+    /// Address to listen on (keep it on loopback); `None` (`""` in TOML) disables the listener.
+    #[serde(with = "empty_is_none")]
+    pub listen: Option<SocketAddr>,
     /// Bearer token required on every admin call (env `INTEROP_GATE_ADMIN_TOKEN`).
     pub token: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8546".into(), token: None }
+        Self { listen: Some(SocketAddr::from(([127, 0, 0, 1], 8546))), token: None }
     }
 }
 
 impl AdminConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if !self.listen.is_empty() {
-            check_listen("admin.listen", &self.listen)?;
-        }
         if self.token.as_deref() == Some("") {
             return Err(ConfigError::invalid(
                 "admin.token",
@@ -462,19 +458,16 @@ impl AdminConfig {
         }
         // Anyone who reaches an unauthenticated admin API can set `bypass`: beyond loopback a
         // token is required, not merely recommended.
-        let exposed = self
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .is_ok_and(|a| !a.ip().to_canonical().is_loopback());
-        if exposed && self.token.is_none() {
-            return Err(ConfigError::invalid(
-                "admin.token",
-                format!(
-                    "is required when admin.listen ({}) is not a loopback address: set it (or \
-                     INTEROP_GATE_ADMIN_TOKEN), or listen on 127.0.0.1",
-                    self.listen
-                ),
-            ));
+        if let Some(listen) = self.listen.filter(|a| !a.ip().to_canonical().is_loopback()) {
+            if self.token.is_none() {
+                return Err(ConfigError::invalid(
+                    "admin.token",
+                    format!(
+                        "is required when admin.listen ({listen}) is not a loopback address: set \
+                         it (or INTEROP_GATE_ADMIN_TOKEN), or listen on 127.0.0.1"
+                    ),
+                ));
+            }
         }
         Ok(())
     }

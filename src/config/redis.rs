@@ -35,7 +35,7 @@ impl OnRedisError {
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]` (env `INTEROP_GATE_REDIS_URL`). Absent: every
     /// limit and cache is in memory, per replica.
-    pub url: Option<String>,
+    pub url: Option<url::Url>,
     /// Bound on establishing a connection, ms.
     pub connect_timeout_ms: u64,
     /// Bound on one Redis command (round trip included), ms. A slower answer counts as an error.
@@ -70,9 +70,7 @@ impl Default for RedisConfig {
 
 impl RedisConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(url) = &self.url {
-            let u = url::Url::parse(url)
-                .map_err(|e| ConfigError::invalid("redis.url", format!("not a URL: {e}")))?;
+        if let Some(u) = &self.url {
             if !matches!(u.scheme(), "redis" | "redis+unix" | "unix") {
                 return Err(ConfigError::invalid(
                     "redis.url",

@@ -2,7 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_listen, check_positive, check_url, ConfigError};
+use std::net::SocketAddr;
+
+use url::Url;
+
+use super::{check_positive, check_url, ConfigError};
 use crate::interop::SafetyLevel;
 
 /// `[revalidator]`.
@@ -12,9 +16,9 @@ pub struct RevalidatorConfig {
     /// Run the revalidator.
     pub enabled: bool,
     /// Address of its EL-facing JSON-RPC listener.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// The execution client whose pool is watched (env `INTEROP_GATE_REVALIDATOR_EL_URL`).
-    pub el_url: String,
+    pub el_url: Url,
     /// Timeout of each call to the EL (`txpool_content`, `eth_getBlockByNumber`), ms. A big pool
     /// makes `txpool_content` slow, hence more than a check's timeout.
     pub el_timeout_ms: u64,
@@ -36,8 +40,10 @@ pub struct RevalidatorConfig {
     pub system_gas_margin: u64,
     /// Minimum safety asked for every initiating message.
     pub min_safety: SafetyLevel,
-    /// The executing (this) chain's id, sent as the descriptor's `chainID`; 0 omits it.
-    pub chain_id: u64,
+    /// The executing (this) chain's id, sent as the descriptor's `chainID`; `None` (0 in TOML)
+    /// omits it.
+    #[serde(with = "zero_is_none")]
+    pub chain_id: Option<u64>,
     /// Backend requests (one per presumed block) in flight at once.
     pub max_concurrent_requests: usize,
     /// Bound on one backend request, ms; when it expires the block's txs count as unanswered.
@@ -73,8 +79,8 @@ impl Default for RevalidatorConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            listen: "0.0.0.0:8561".into(),
-            el_url: "http://127.0.0.1:9545".into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 8561)),
+            el_url: Url::parse("http://127.0.0.1:9545").expect("a valid default URL"),
             el_timeout_ms: 5_000,
             // txpool_content is ~490 bytes of JSON per plain tx (measured); interop txs carry
             // access lists. 1 KiB per tx of the 200k `max_pool_txs` cap, rounded up.
@@ -85,7 +91,7 @@ impl Default for RevalidatorConfig {
             block_time_secs: 2,
             system_gas_margin: 100_000,
             min_safety: SafetyLevel::CrossUnsafe,
-            chain_id: 10,
+            chain_id: Some(10),
             max_concurrent_requests: 8,
             request_timeout_ms: 5_000,
             max_checks_per_request: 1_000,
@@ -107,7 +113,6 @@ impl RevalidatorConfig {
         if !self.enabled {
             return Ok(());
         }
-        check_listen("revalidator.listen", &self.listen)?;
         check_url("revalidator.el_url", &self.el_url)?;
         for (key, v) in [
             ("revalidator.el_timeout_ms", self.el_timeout_ms),
@@ -145,6 +150,19 @@ impl RevalidatorConfig {
     }
 }
 
+/// `chain_id = 0` in TOML reads as `None` (no chain id sent) and `None` writes back as 0.
+mod zero_is_none {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(v.unwrap_or(0))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Ok(Some(u64::deserialize(d)?).filter(|n| *n != 0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +182,12 @@ mod tests {
         assert_eq!(parsed.near_blocks, 2);
         assert_eq!(parsed.interval_ms, 2_000);
         assert!(toml::from_str::<RevalidatorConfig>("nope = 1").is_err());
+        assert_eq!(parsed.chain_id, Some(10));
+        let no_id: RevalidatorConfig = toml::from_str("chain_id = 0").unwrap();
+        assert_eq!(no_id.chain_id, None);
+        assert_eq!(
+            toml::to_string(&no_id).unwrap().lines().find(|l| l.starts_with("chain_id")),
+            Some("chain_id = 0")
+        );
     }
 }

@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use url::Url;
+
 use super::{check_positive, check_url, ConfigError};
+use crate::interop::types::ChainId;
 
 /// How the two backends' verdicts combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -21,6 +24,16 @@ pub enum PolicyMode {
     Shadow,
 }
 
+/// In `shadow` mode, the backend whose verdict decides (the other one is only recorded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShadowPrimary {
+    /// The indexed supervisor decides.
+    Indexed,
+    /// The light backend decides.
+    Light,
+}
+
 /// `[validation]`: the engine every role uses.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -28,7 +41,7 @@ pub struct ValidationConfig {
     /// How the backends combine.
     pub policy: PolicyMode,
     /// In `shadow` mode, which backend decides (`indexed` or `light`).
-    pub shadow_primary: PolicyMode,
+    pub shadow_primary: ShadowPrimary,
     /// Delay before re-testing a not-yet-known verdict, ms.
     pub retry_delay_ms: u64,
     /// Re-tests of a not-yet-known verdict.
@@ -52,7 +65,7 @@ impl Default for ValidationConfig {
     fn default() -> Self {
         Self {
             policy: PolicyMode::Both,
-            shadow_primary: PolicyMode::Indexed,
+            shadow_primary: ShadowPrimary::Indexed,
             retry_delay_ms: 1_000,
             max_retries: 1,
             max_waiting: 1_000,
@@ -67,12 +80,6 @@ impl Default for ValidationConfig {
 
 impl ValidationConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if !matches!(self.shadow_primary, PolicyMode::Indexed | PolicyMode::Light) {
-            return Err(ConfigError::invalid(
-                "validation.shadow_primary",
-                "must be \"indexed\" or \"light\"",
-            ));
-        }
         check_positive("validation.cache_capacity", self.cache_capacity)?;
         check_positive("validation.expiry_window_secs", self.expiry_window_secs)?;
         Ok(())
@@ -110,7 +117,7 @@ pub struct EndpointConfig {
     /// Label for metrics and logs.
     pub name: String,
     /// JSON-RPC URL (may carry credentials; never logged).
-    pub url: String,
+    pub url: Url,
 }
 
 /// `[supervisor]`: the indexed backend.
@@ -179,7 +186,8 @@ impl SupervisorConfig {
 #[serde(deny_unknown_fields)]
 pub struct ChainRpcConfig {
     /// The chain id (decimal or 0x-hex string, or an integer).
-    pub chain_id: toml::Value,
+    #[serde(with = "chain_id_int_or_string")]
+    pub chain_id: ChainId,
     /// RPC endpoints of that chain, tried in order (failover).
     pub endpoints: Vec<EndpointConfig>,
     /// When true, all endpoints are asked and must agree on block hash and logs.
@@ -236,17 +244,6 @@ impl LightConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         for (i, c) in self.chains.iter().enumerate() {
             let key = format!("light.chains[{i}]");
-            let ok = match &c.chain_id {
-                toml::Value::Integer(n) => *n > 0,
-                toml::Value::String(s) => crate::interop::types::parse_chain_id(s).is_ok(),
-                _ => false,
-            };
-            if !ok {
-                return Err(ConfigError::invalid(
-                    format!("{key}.chain_id"),
-                    "must be a positive integer or a decimal/0x-hex string",
-                ));
-            }
             if c.endpoints.is_empty() {
                 return Err(ConfigError::invalid(
                     format!("{key}.endpoints"),
@@ -261,5 +258,74 @@ impl LightConfig {
         check_positive("light.block_cache_capacity", self.block_cache_capacity)?;
         check_positive("light.max_response_bytes", self.max_response_bytes as u64)?;
         Ok(())
+    }
+}
+
+/// A chain id written as a TOML integer (`901`) or a decimal / `0x`-hex string (`"0x385"`, for
+/// ids beyond `i64`). Written back as an integer when it fits, else as a decimal string.
+mod chain_id_int_or_string {
+    use serde::{de, Deserializer, Serializer};
+
+    use crate::interop::types::{parse_chain_id, ChainId};
+
+    const EXPECTED: &str = "a positive integer or a decimal/0x-hex string";
+
+    pub fn serialize<S: Serializer>(v: &ChainId, s: S) -> Result<S::Ok, S::Error> {
+        match i64::try_from(*v) {
+            Ok(n) => s.serialize_i64(n),
+            Err(_) => s.collect_str(v),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ChainId, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = ChainId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<ChainId, E> {
+                u64::try_from(n)
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(ChainId::from)
+                    .ok_or_else(|| E::custom(format!("chain id {n}: must be {EXPECTED}")))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<ChainId, E> {
+                if n == 0 {
+                    return Err(E::custom(format!("chain id 0: must be {EXPECTED}")));
+                }
+                Ok(ChainId::from(n))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ChainId, E> {
+                parse_chain_id(s).map_err(|e| E::custom(format!("{e} (must be {EXPECTED})")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use crate::interop::types::ChainId;
+
+    #[test]
+    fn light_chain_ids_read_as_integers_or_strings_and_bad_ones_name_the_key() {
+        let chain = |id: &str| {
+            format!("[[light.chains]]\nchain_id = {id}\nendpoints = [{{ name = \"a\", url = \"http://a:1\" }}]\n")
+        };
+        for (id, want) in [("901", 901u64), ("\"901\"", 901), ("\"0x385\"", 901)] {
+            let cfg = Config::from_toml(&chain(id), "x.toml").unwrap();
+            assert_eq!(cfg.light.chains[0].chain_id, ChainId::from(want), "{id}");
+        }
+        for id in ["0", "-1", "\"abc\"", "1.5"] {
+            let e = Config::from_toml(&chain(id), "x.toml").unwrap_err().to_string();
+            assert!(e.contains("`light.chains[0].chain_id`"), "{id}: {e}");
+        }
+        let e = Config::from_toml("[validation]\nshadow_primary = \"both\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("shadow_primary"), "{e}");
     }
 }

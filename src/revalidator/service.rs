@@ -86,20 +86,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Revalidator {
     /// A revalidator watching `cfg.el_url` and checking with `backend`. Nothing runs until
     /// passes are driven ([`Revalidator::run_due_pass`] or [`super::start`]).
-    pub fn new(cfg: RevalidatorConfig, backend: DynBackend) -> Result<Arc<Self>, PoolError> {
+    pub fn new(cfg: RevalidatorConfig, backend: DynBackend) -> Arc<Self> {
         let pool = ElPool::new(
             &cfg.el_url,
             Duration::from_millis(cfg.el_timeout_ms),
             cfg.max_pool_txs,
             cfg.el_max_response_bytes,
-        )?;
+        );
         let limits = TrackerLimits {
             max_tracked: cfg.max_tracked,
             max_inbox_entries: cfg.max_inbox_entries,
             max_unknown: Duration::from_secs(cfg.max_unknown_secs),
-            chain_id: (cfg.chain_id != 0).then(|| U256::from(cfg.chain_id)),
+            chain_id: cfg.chain_id.map(U256::from),
         };
-        Ok(Arc::new(Self {
+        Arc::new(Self {
             store: Mutex::new(Tracker::new(limits, Feed::new(cfg.feed_capacity))),
             requests: tokio::sync::Semaphore::new(cfg.max_concurrent_requests.max(1)),
             schedule: tokio::sync::Mutex::new(Schedule::default()),
@@ -107,7 +107,7 @@ impl Revalidator {
             pool,
             backend,
             cfg,
-        }))
+        })
     }
 
     /// The configuration in use.
@@ -164,7 +164,7 @@ impl Revalidator {
             block_time: self.cfg.block_time_secs,
             system_gas_margin: self.cfg.system_gas_margin,
             min_safety: self.cfg.min_safety,
-            chain_id: (self.cfg.chain_id != 0).then(|| U256::from(self.cfg.chain_id)),
+            chain_id: self.cfg.chain_id.map(U256::from),
             interval: Duration::from_millis(self.cfg.interval_ms),
             next_full_in,
             max_checks_per_request: self.cfg.max_checks_per_request,

@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::cache::{Cached, Ttls};
-use super::indexed::{IndexedBackend, IndexedError};
-use super::light::{LightBackend, LightError};
+use super::indexed::IndexedBackend;
+use super::light::LightBackend;
 use super::policy::{Policy, PolicyError};
 use super::{Backend, CheckRequest, DynBackend, Verdict};
 use crate::config::Config;
@@ -21,15 +21,10 @@ use crate::metrics::metrics;
 /// Why the engine could not be built from the config.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The policy needs a backend that is not configured.
+    /// The policy needs a backend that is not configured. (Building the backends themselves
+    /// cannot fail: every URL and chain id was parsed with the config.)
     #[error(transparent)]
     Policy(#[from] PolicyError),
-    /// The indexed backend could not be built.
-    #[error(transparent)]
-    Indexed(#[from] IndexedError),
-    /// The light backend could not be built.
-    #[error(transparent)]
-    Light(#[from] LightError),
 }
 
 /// The composed engine.
@@ -67,8 +62,8 @@ impl Engine {
 
     /// Builds both backends from `[supervisor]` and `[light]`, then the layers.
     pub fn from_config(cfg: &Config) -> Result<Self, EngineError> {
-        let indexed = IndexedBackend::from_config(&cfg.supervisor)?.map(Arc::new);
-        let light = LightBackend::from_config(&cfg.light, &cfg.validation)?.map(Arc::new);
+        let indexed = IndexedBackend::from_config(&cfg.supervisor).map(Arc::new);
+        let light = LightBackend::from_config(&cfg.light, &cfg.validation).map(Arc::new);
         let mut engine = Self::new(
             indexed.clone().map(|b| b as DynBackend),
             light.clone().map(|b| b as DynBackend),

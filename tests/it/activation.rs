@@ -50,7 +50,7 @@ fn backend(peer: &Peer, interop_time: Option<u64>) -> LightBackend {
     let mut c = light_chain(SOURCE, &[peer.url()]);
     c.interop_time = interop_time;
     let cfg = LightConfig { chains: vec![c], head_ttl_ms: 50, ..Default::default() };
-    LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap().unwrap()
+    LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap()
 }
 
 #[tokio::test]

@@ -81,7 +81,7 @@ pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
     let upstream_peer =
         spawn_peer("upstream", upstream.clone(), "127.0.0.1:0").await.expect("bind upstream");
     let mut cfg = loopback_config();
-    cfg.upstream.url = upstream_peer.url();
+    cfg.upstream.url = interop_gate::dev::parse_url(&upstream_peer.url());
     tweak(&mut cfg);
     cfg.validate().expect("valid test config");
     let running = start(cfg, CancellationToken::new()).await.expect("service starts");

@@ -52,8 +52,8 @@ async fn every_metric_on_the_dashboard_is_exported() {
         c.light.head_ttl_ms = 50;
         c.light_server.enabled = true;
         c.revalidator.enabled = true;
-        c.revalidator.el_url = dest_url;
-        c.revalidator.chain_id = DEST;
+        c.revalidator.el_url = interop_gate::dev::parse_url(&dest_url);
+        c.revalidator.chain_id = Some(DEST);
         c.revalidator.interval_ms = 200;
         c.revalidator.full_interval_ms = 400;
     })

@@ -164,7 +164,8 @@ async fn size_limits_refuse_before_any_work() {
 #[tokio::test]
 async fn unreachable_or_slow_upstream_gives_clear_errors() {
     let dead = dead_addr().await;
-    let gw = gateway(|c| c.upstream.url = format!("http://{dead}/")).await;
+    let gw = gateway(|c| c.upstream.url = interop_gate::dev::parse_url(&format!("http://{dead}/")))
+        .await;
     let (s, v) = gw.post(&json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})).await;
     assert_eq!(s, 200);
     assert_eq!(v["error"]["code"], -32603);

@@ -110,8 +110,8 @@ async fn scrape_a_fresh_service() {
         c.light.reorg_watch_ms = 0;
         c.light_server.enabled = true;
         c.revalidator.enabled = true;
-        c.revalidator.el_url = el_url;
-        c.revalidator.chain_id = DEST;
+        c.revalidator.el_url = interop_gate::dev::parse_url(&el_url);
+        c.revalidator.chain_id = Some(DEST);
     })
     .await;
     let text = reqwest::get(gw.metrics_url("/metrics")).await.unwrap().text().await.unwrap();

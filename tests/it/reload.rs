@@ -19,7 +19,7 @@ async fn a_reload_applies_new_upstream_timeouts_to_the_next_calls() {
     let peer = spawn_peer("upstream", upstream.clone(), "127.0.0.1:0").await.unwrap();
     upstream.set_delay(Duration::from_millis(600));
     let mut cfg = loopback_config();
-    cfg.upstream.url = peer.url();
+    cfg.upstream.url = interop_gate::dev::parse_url(&peer.url());
     cfg.upstream.timeout_ms = 5_000;
     let running = interop_gate::app::start(cfg.clone(), CancellationToken::new()).await.unwrap();
     let url = format!("http://{}/", running.rpc_addr.unwrap());

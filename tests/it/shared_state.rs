@@ -40,13 +40,13 @@ async fn cluster(n: usize, tweak: impl Fn(&mut Config)) -> Cluster {
     let mut replicas = Vec::new();
     for _ in 0..n {
         let mut cfg = interop_gate::dev::loopback_config();
-        cfg.metrics.listen = String::new();
-        cfg.admin.listen = String::new();
-        cfg.upstream.url = upstream_peer.url();
+        cfg.metrics.listen = None;
+        cfg.admin.listen = None;
+        cfg.upstream.url = interop_gate::dev::parse_url(&upstream_peer.url());
         cfg.ingress.chain_id = DEST;
         cfg.validation.policy = PolicyMode::Indexed;
         cfg.supervisor.endpoints = vec![endpoint("sup", supervisor_peer.url())];
-        cfg.redis.url = Some(redis.url());
+        cfg.redis.url = Some(interop_gate::dev::parse_url(&redis.url()));
         cfg.redis.retry_ms = 100;
         tweak(&mut cfg);
         cfg.validate().expect("valid test config");

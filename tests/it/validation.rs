@@ -63,7 +63,7 @@ async fn light(tweak: impl FnOnce(&mut LightConfig)) -> Light {
         LightConfig { chains: vec![light_chain(SOURCE, &[peer.url()])], ..Default::default() };
     cfg.head_ttl_ms = 50;
     tweak(&mut cfg);
-    let backend = LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap().unwrap();
+    let backend = LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap();
     Light { backend, chain, _peer: peer }
 }
 
@@ -188,7 +188,7 @@ async fn light_fails_over_and_checks_agreement() {
         timeout_ms: 500,
         ..Default::default()
     };
-    let b = LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap().unwrap();
+    let b = LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap();
     let m = emit(&chain, 1, 100)[0];
     assert!(b.check(&now_req(&[m])).await.is_valid(), "the second endpoint answered");
 
@@ -199,7 +199,7 @@ async fn light_fails_over_and_checks_agreement() {
     let mut c = light_chain(SOURCE, &[peer.url(), other_peer.url()]);
     c.agreement = true;
     let cfg = LightConfig { chains: vec![c], ..Default::default() };
-    let b = LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap().unwrap();
+    let b = LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap();
     let v = b.check(&now_req(&[m])).await;
     assert!(matches!(v, Verdict::Unavailable(ref why) if why.contains("disagree")), "{v:?}");
 }
@@ -248,7 +248,7 @@ fn indexed(
         ..Default::default()
     };
     tweak(&mut cfg);
-    IndexedBackend::from_config(&cfg).unwrap().unwrap()
+    IndexedBackend::from_config(&cfg).unwrap()
 }
 
 fn msg(i: u8) -> Message {

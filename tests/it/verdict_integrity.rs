@@ -217,9 +217,9 @@ async fn revalidator_rig(
     let engine: DynBackend = Arc::new(Engine::from_config(&engine_cfg).unwrap());
     let mut cfg = interop_gate::config::RevalidatorConfig {
         enabled: true,
-        listen: "127.0.0.1:0".into(),
-        el_url: el_peer.url(),
-        chain_id: DEST,
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        el_url: interop_gate::dev::parse_url(&el_peer.url()),
+        chain_id: Some(DEST),
         max_unknown_secs: 1,
         request_timeout_ms: 600,
         ..Default::default()
@@ -402,9 +402,9 @@ async fn the_drop_in_faces_answer_for_the_callers_timestamp_not_their_own_clock(
     let engine: DynBackend = r.gw.running.engine.clone().unwrap();
     let rcfg = interop_gate::config::RevalidatorConfig {
         enabled: true,
-        listen: "127.0.0.1:0".into(),
-        el_url: el_peer.url(),
-        chain_id: DEST,
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        el_url: interop_gate::dev::parse_url(&el_peer.url()),
+        chain_id: Some(DEST),
         ..Default::default()
     };
     let shutdown = CancellationToken::new();
@@ -602,8 +602,8 @@ async fn the_three_faces_agree_on_a_seeded_corpus() {
             cfg.validation.max_retries = 0;
             cfg.light_server.enabled = true;
             cfg.revalidator.enabled = true;
-            cfg.revalidator.el_url = el_url;
-            cfg.revalidator.chain_id = DEST;
+            cfg.revalidator.el_url = interop_gate::dev::parse_url(&el_url);
+            cfg.revalidator.chain_id = Some(DEST);
         })
         .await;
         let light_url = format!("http://{}/", gw.running.light_server_addr.unwrap());
@@ -683,8 +683,8 @@ async fn oversize_or_garbage_from_the_el_and_the_upstream_is_no_answer() {
     let engine: DynBackend = Arc::new(Engine::from_config(&engine_cfg).unwrap());
     let cfg = interop_gate::config::RevalidatorConfig {
         enabled: true,
-        listen: "127.0.0.1:0".into(),
-        el_url: el_peer.url(),
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        el_url: interop_gate::dev::parse_url(&el_peer.url()),
         el_max_response_bytes: 1024 * 1024,
         ..Default::default()
     };
@@ -706,7 +706,7 @@ async fn oversize_or_garbage_from_the_el_and_the_upstream_is_no_answer() {
     // The ingress's upstream answers more than `upstream.max_response_bytes`: -32603, bounded.
     let (up_peer, _up) = misbehave::spawn(Behaviour::Huge(8 * 1024 * 1024)).await.unwrap();
     let gw = gateway(|cfg| {
-        cfg.upstream.url = up_peer.url();
+        cfg.upstream.url = interop_gate::dev::parse_url(&up_peer.url());
         cfg.upstream.max_response_bytes = 64 * 1024;
     })
     .await;

@@ -47,7 +47,7 @@ impl WsGateway {
 async fn ws_gateway(tweak: impl FnOnce(&mut Config)) -> WsGateway {
     let (up, up_peer) = spawn_ws_upstream(Arc::new(MockUpstream::new())).await.expect("upstream");
     let mut cfg = loopback_config();
-    cfg.upstream.url = up_peer.url();
+    cfg.upstream.url = interop_gate::dev::parse_url(&up_peer.url());
     tweak(&mut cfg);
     cfg.validate().expect("valid test config");
     let running = start(cfg, CancellationToken::new()).await.expect("service starts");
@@ -302,7 +302,7 @@ async fn connections_over_the_cap_are_refused_at_the_upgrade() {
 async fn upstream_websocket_down_gives_clear_errors_then_reconnects() {
     let dead = dead_addr().await;
     let g = ws_gateway(|c| {
-        c.upstream.ws_url = format!("ws://{dead}/");
+        c.upstream.ws_url = Some(interop_gate::dev::parse_url(&format!("ws://{dead}/")));
         c.websocket.reconnect_backoff_ms = 60_000;
     })
     .await;
