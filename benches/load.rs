@@ -403,7 +403,7 @@ async fn decision_latency(redis: &interop_gate::dev::redis_server::RedisServer, 
     use interop_gate::shared_state::SharedState;
     let cfg = RedisConfig {
         url: Some(interop_gate::dev::parse_url(&redis.url())),
-        timeout_ms: 2_000,
+        timeout_ms: std::time::Duration::from_millis(2_000),
         ..Default::default()
     };
     let Ok(Some(state)) = SharedState::from_config(&cfg) else { return };

@@ -102,12 +102,11 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     // Config::load validated everything; this one is re-checked because an exposed admin API
     // without a token must never start, whoever built the config.
     cfg.admin.validate()?;
-    let grace = Duration::from_millis(cfg.server.shutdown_grace_ms);
+    let grace = cfg.server.shutdown_grace_ms;
     crate::metrics::init_series(&cfg);
     let conn_limits = ConnLimits::from_config(&cfg.server, grace);
     let rpc_options = RpcOptions::from_config(&cfg.server);
-    let (readiness, prober) =
-        health::readiness(Duration::from_millis(cfg.server.readiness_interval_ms));
+    let (readiness, prober) = health::readiness(cfg.server.readiness_interval_ms);
     let mut tasks = JoinSet::new();
     let mut health = Health::default();
     let mut admin = Admin::default();
@@ -138,8 +137,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     if let Some(l) = &light {
         let flush = l.clone();
         admin.flushers.push(("block_logs", Arc::new(move || flush.flush())));
-        if cfg.light.reorg_watch_ms > 0 {
-            l.spawn_reorg_watch(Duration::from_millis(cfg.light.reorg_watch_ms), shutdown.clone());
+        if !cfg.light.reorg_watch_ms.is_zero() {
+            l.spawn_reorg_watch(cfg.light.reorg_watch_ms, shutdown.clone());
         }
     }
 
@@ -160,7 +159,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
             (Some(s), Some(e)) if cfg.redis.share_verdicts => Some(Arc::new(SharedVerdicts::new(
                 e.clone(),
                 s.clone(),
-                Duration::from_secs(cfg.validation.invalid_cache_ttl_secs),
+                cfg.validation.invalid_cache_ttl_secs,
                 cfg.validation.expiry_window_secs,
             )) as DynBackend),
             _ => dyn_engine.clone(),

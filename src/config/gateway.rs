@@ -1,12 +1,14 @@
 //! Sections of the public gateway: listener, upstream, ingress policy, metrics, admin, logs.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use std::net::SocketAddr;
 
 use url::Url;
 
-use super::{check_positive, check_url, empty_is_none, ConfigError};
+use super::{check_nonzero, check_positive, check_url, empty_is_none, ConfigError};
 use crate::interop::SafetyLevel;
 
 /// `[server]`: the public JSON-RPC listener, and the connection limits every listener applies.
@@ -28,18 +30,23 @@ pub struct ServerConfig {
     /// `trusted_proxies` (0 with no ranges: the TCP peer is the client).
     pub trusted_proxy_depth: usize,
     /// From a request's first byte to its complete head, ms; slower clients are disconnected.
-    pub header_read_timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub header_read_timeout_ms: Duration,
     /// From a request's head to the end of its body, ms; slower clients get 408 and are
     /// disconnected.
-    pub body_read_timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub body_read_timeout_ms: Duration,
     /// A keep-alive connection with no request for this long is closed, ms.
-    pub idle_timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub idle_timeout_ms: Duration,
     /// Open connections per listener; beyond it new connections get a 503 and are closed.
     pub max_connections: usize,
     /// How often the background task probes the upstream and backends for `/readyz`, ms.
-    pub readiness_interval_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub readiness_interval_ms: Duration,
     /// How long shutdown waits for in-flight requests, ms.
-    pub shutdown_grace_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub shutdown_grace_ms: Duration,
 }
 
 impl Default for ServerConfig {
@@ -51,12 +58,12 @@ impl Default for ServerConfig {
             max_json_depth: 128,
             trusted_proxies: Vec::new(),
             trusted_proxy_depth: 0,
-            header_read_timeout_ms: 10_000,
-            body_read_timeout_ms: 10_000,
-            idle_timeout_ms: 75_000,
+            header_read_timeout_ms: Duration::from_millis(10_000),
+            body_read_timeout_ms: Duration::from_millis(10_000),
+            idle_timeout_ms: Duration::from_millis(75_000),
             max_connections: 512,
-            readiness_interval_ms: 1_000,
-            shutdown_grace_ms: 10_000,
+            readiness_interval_ms: Duration::from_millis(1_000),
+            shutdown_grace_ms: Duration::from_millis(10_000),
         }
     }
 }
@@ -66,11 +73,11 @@ impl ServerConfig {
         check_positive("server.max_body_bytes", self.max_body_bytes as u64)?;
         check_positive("server.max_batch", self.max_batch as u64)?;
         check_positive("server.max_json_depth", self.max_json_depth as u64)?;
-        check_positive("server.header_read_timeout_ms", self.header_read_timeout_ms)?;
-        check_positive("server.body_read_timeout_ms", self.body_read_timeout_ms)?;
-        check_positive("server.idle_timeout_ms", self.idle_timeout_ms)?;
+        check_nonzero("server.header_read_timeout_ms", self.header_read_timeout_ms)?;
+        check_nonzero("server.body_read_timeout_ms", self.body_read_timeout_ms)?;
+        check_nonzero("server.idle_timeout_ms", self.idle_timeout_ms)?;
         check_positive("server.max_connections", self.max_connections as u64)?;
-        check_positive("server.readiness_interval_ms", self.readiness_interval_ms)?;
+        check_nonzero("server.readiness_interval_ms", self.readiness_interval_ms)?;
         // `trusted_proxy_depth` alone trusted any client's X-Forwarded-For (a direct client
         // could pick its own rate-limit key); it now only counts together with the ranges.
         match (self.trusted_proxies.is_empty(), self.trusted_proxy_depth) {
@@ -99,10 +106,12 @@ pub struct UpstreamConfig {
     /// JSON-RPC URL (env `INTEROP_GATE_UPSTREAM_URL`).
     pub url: Url,
     /// Per-call timeout, ms.
-    pub timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub timeout_ms: Duration,
     /// Timeout of `eth_sendRawTransactionSync` (EIP-7966), ms: the upstream holds that call
     /// until the tx is included (reth waits up to 30 s), so it gets its own, longer timeout.
-    pub sync_timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub sync_timeout_ms: Duration,
     /// Idle keep-alive connections kept to the upstream.
     pub pool_size: usize,
     /// Largest answer body read from the upstream, bytes; a larger one is -32603.
@@ -120,8 +129,8 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
             url: Url::parse("http://127.0.0.1:9545").expect("a valid default URL"),
-            timeout_ms: 5_000,
-            sync_timeout_ms: 30_000,
+            timeout_ms: Duration::from_millis(5_000),
+            sync_timeout_ms: Duration::from_millis(30_000),
             pool_size: 64,
             max_response_bytes: 32 * 1024 * 1024,
             methods: [
@@ -159,8 +168,8 @@ impl Default for UpstreamConfig {
 impl UpstreamConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         check_url("upstream.url", &self.url)?;
-        check_positive("upstream.timeout_ms", self.timeout_ms)?;
-        check_positive("upstream.sync_timeout_ms", self.sync_timeout_ms)?;
+        check_nonzero("upstream.timeout_ms", self.timeout_ms)?;
+        check_nonzero("upstream.sync_timeout_ms", self.sync_timeout_ms)?;
         check_positive("upstream.max_response_bytes", self.max_response_bytes as u64)?;
         if let Some(u) = &self.ws_url {
             if !matches!(u.scheme(), "ws" | "wss") {
@@ -359,13 +368,16 @@ pub struct WebSocketConfig {
     /// `eth_subscribe` kinds proxied to the upstream (empty: subscriptions disabled).
     pub subscriptions: Vec<String>,
     /// A connection with no subscription that sends no message for this long (ms) is closed.
-    pub idle_timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub idle_timeout_ms: Duration,
     /// A ping is sent this often (ms); a client that has not answered the previous one by the
     /// next is closed.
-    pub ping_interval_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub ping_interval_ms: Duration,
     /// After the upstream WebSocket failed to connect, calls fail fast for this long (ms) before
     /// the next connection attempt.
-    pub reconnect_backoff_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub reconnect_backoff_ms: Duration,
 }
 
 impl Default for WebSocketConfig {
@@ -382,9 +394,9 @@ impl Default for WebSocketConfig {
             subscriptions: ["newHeads", "logs", "newPendingTransactions", "syncing"]
                 .map(String::from)
                 .to_vec(),
-            idle_timeout_ms: 300_000,
-            ping_interval_ms: 30_000,
-            reconnect_backoff_ms: 1_000,
+            idle_timeout_ms: Duration::from_millis(300_000),
+            ping_interval_ms: Duration::from_millis(30_000),
+            reconnect_backoff_ms: Duration::from_millis(1_000),
         }
     }
 }
@@ -410,8 +422,8 @@ impl WebSocketConfig {
         )?;
         check_positive("websocket.send_queue", self.send_queue as u64)?;
         check_positive("websocket.max_in_flight", self.max_in_flight as u64)?;
-        check_positive("websocket.idle_timeout_ms", self.idle_timeout_ms)?;
-        check_positive("websocket.ping_interval_ms", self.ping_interval_ms)?;
+        check_nonzero("websocket.idle_timeout_ms", self.idle_timeout_ms)?;
+        check_nonzero("websocket.ping_interval_ms", self.ping_interval_ms)?;
         Ok(())
     }
 }

@@ -228,6 +228,48 @@ pub mod empty_is_none {
     }
 }
 
+/// Checks a duration is not zero; names `key` otherwise.
+pub(crate) fn check_nonzero(key: &str, d: std::time::Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+/// Serde for a `*_ms` key: a whole number of milliseconds in TOML, a `Duration` in code.
+pub mod serde_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes whole milliseconds (saturating at `u64::MAX`).
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Reads whole milliseconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// Serde for a `*_secs` key: a whole number of seconds in TOML, a `Duration` in code.
+pub mod serde_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes whole seconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    /// Reads whole seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
 /// Checks a value is positive; names `key` otherwise.
 pub(crate) fn check_positive(key: &str, v: u64) -> Result<(), ConfigError> {
     if v == 0 {

@@ -1,12 +1,14 @@
 //! `[revalidator]`: the mempool revalidator (pool polling, presumed blocks, passes, EL-facing API).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use std::net::SocketAddr;
 
 use url::Url;
 
-use super::{check_positive, check_url, ConfigError};
+use super::{check_nonzero, check_positive, check_url, ConfigError};
 use crate::interop::SafetyLevel;
 
 /// `[revalidator]`.
@@ -21,15 +23,18 @@ pub struct RevalidatorConfig {
     pub el_url: Url,
     /// Timeout of each call to the EL (`txpool_content`, `eth_getBlockByNumber`), ms. A big pool
     /// makes `txpool_content` slow, hence more than a check's timeout.
-    pub el_timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub el_timeout_ms: Duration,
     /// Largest EL answer read, bytes; a larger `txpool_content` is no answer (the pass is
     /// skipped, verdicts stand). Sized so a full pool of `max_pool_txs` fits.
     pub el_max_response_bytes: usize,
     /// Time between passes, ms: how stale a near block's verdict may get (one block time by
     /// default, so a tx is re-checked once per block it waits).
-    pub interval_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub interval_ms: Duration,
     /// Time between full passes (every tracked tx, whatever its presumed block), ms.
-    pub full_interval_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub full_interval_ms: Duration,
     /// Presumed blocks re-checked on every pass (the ones a builder is about to build).
     pub near_blocks: u32,
     /// The executing chain's block time, seconds: presumed block `i` is expected at
@@ -47,7 +52,8 @@ pub struct RevalidatorConfig {
     /// Backend requests (one per presumed block) in flight at once.
     pub max_concurrent_requests: usize,
     /// Bound on one backend request, ms; when it expires the block's txs count as unanswered.
-    pub request_timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub request_timeout_ms: Duration,
     /// Largest number of checks sent in one backend request; a presumed block with more is
     /// split, so a supervisor's batch limit is never exceeded.
     pub max_checks_per_request: usize,
@@ -55,7 +61,8 @@ pub struct RevalidatorConfig {
     /// before it is published as invalid, seconds, counted from when it was first seen or last
     /// valid. No answer at all (backends down, garbage, timeouts) never publishes a tx: an EL
     /// must not drop valid txs because a peer is broken.
-    pub max_unknown_secs: u64,
+    #[serde(with = "super::serde_secs")]
+    pub max_unknown_secs: Duration,
     /// Largest number of interop txs tracked; beyond it new ones wait until others leave.
     pub max_tracked: usize,
     /// Largest number of pending txs read from one pool snapshot; the rest are skipped (counted).
@@ -72,7 +79,8 @@ pub struct RevalidatorConfig {
     /// Largest batch on the EL-facing listener.
     pub max_batch: usize,
     /// How long shutdown waits for in-flight API requests, ms.
-    pub shutdown_grace_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub shutdown_grace_ms: Duration,
 }
 
 impl Default for RevalidatorConfig {
@@ -81,21 +89,21 @@ impl Default for RevalidatorConfig {
             enabled: false,
             listen: SocketAddr::from(([0, 0, 0, 0], 8561)),
             el_url: Url::parse("http://127.0.0.1:9545").expect("a valid default URL"),
-            el_timeout_ms: 5_000,
+            el_timeout_ms: Duration::from_millis(5_000),
             // txpool_content is ~490 bytes of JSON per plain tx (measured); interop txs carry
             // access lists. 1 KiB per tx of the 200k `max_pool_txs` cap, rounded up.
             el_max_response_bytes: 256 * 1024 * 1024,
-            interval_ms: 2_000,
-            full_interval_ms: 30_000,
+            interval_ms: Duration::from_millis(2_000),
+            full_interval_ms: Duration::from_millis(30_000),
             near_blocks: 4,
             block_time_secs: 2,
             system_gas_margin: 100_000,
             min_safety: SafetyLevel::CrossUnsafe,
             chain_id: Some(10),
             max_concurrent_requests: 8,
-            request_timeout_ms: 5_000,
+            request_timeout_ms: Duration::from_millis(5_000),
             max_checks_per_request: 1_000,
-            max_unknown_secs: 60,
+            max_unknown_secs: Duration::from_secs(60),
             max_tracked: 100_000,
             max_pool_txs: 200_000,
             max_inbox_entries: 1_000,
@@ -103,7 +111,7 @@ impl Default for RevalidatorConfig {
             feed_page_size: 1_000,
             max_body_bytes: 1 << 20,
             max_batch: 100,
-            shutdown_grace_ms: 5_000,
+            shutdown_grace_ms: Duration::from_millis(5_000),
         }
     }
 }
@@ -115,15 +123,10 @@ impl RevalidatorConfig {
         }
         check_url("revalidator.el_url", &self.el_url)?;
         for (key, v) in [
-            ("revalidator.el_timeout_ms", self.el_timeout_ms),
             ("revalidator.el_max_response_bytes", self.el_max_response_bytes as u64),
-            ("revalidator.interval_ms", self.interval_ms),
-            ("revalidator.full_interval_ms", self.full_interval_ms),
             ("revalidator.block_time_secs", self.block_time_secs),
             ("revalidator.max_concurrent_requests", self.max_concurrent_requests as u64),
-            ("revalidator.request_timeout_ms", self.request_timeout_ms),
             ("revalidator.max_checks_per_request", self.max_checks_per_request as u64),
-            ("revalidator.max_unknown_secs", self.max_unknown_secs),
             ("revalidator.max_tracked", self.max_tracked as u64),
             ("revalidator.max_pool_txs", self.max_pool_txs as u64),
             ("revalidator.max_inbox_entries", self.max_inbox_entries as u64),
@@ -133,6 +136,15 @@ impl RevalidatorConfig {
             ("revalidator.max_batch", self.max_batch as u64),
         ] {
             check_positive(key, v)?;
+        }
+        for (key, d) in [
+            ("revalidator.el_timeout_ms", self.el_timeout_ms),
+            ("revalidator.interval_ms", self.interval_ms),
+            ("revalidator.full_interval_ms", self.full_interval_ms),
+            ("revalidator.request_timeout_ms", self.request_timeout_ms),
+            ("revalidator.max_unknown_secs", self.max_unknown_secs),
+        ] {
+            check_nonzero(key, d)?;
         }
         if self.full_interval_ms < self.interval_ms {
             return Err(ConfigError::invalid(
@@ -171,16 +183,16 @@ mod tests {
     fn defaults_validate_and_bad_values_name_the_key() {
         let ok = RevalidatorConfig { enabled: true, ..Default::default() };
         assert!(ok.validate().is_ok());
-        let bad = RevalidatorConfig { near_blocks: 0, interval_ms: 0, ..ok.clone() };
+        let bad = RevalidatorConfig { near_blocks: 0, interval_ms: Duration::ZERO, ..ok.clone() };
         let err = bad.validate().unwrap_err().to_string();
         assert!(err.contains("revalidator.interval_ms"), "{err}");
-        let bad = RevalidatorConfig { full_interval_ms: 1_000, ..ok.clone() };
+        let bad = RevalidatorConfig { full_interval_ms: Duration::from_secs(1), ..ok.clone() };
         assert!(bad.validate().unwrap_err().to_string().contains("full_interval_ms"));
         let parsed: RevalidatorConfig =
             toml::from_str("enabled = true\nmin_safety = \"local-safe\"\nnear_blocks = 2").unwrap();
         assert_eq!(parsed.min_safety, SafetyLevel::LocalSafe);
         assert_eq!(parsed.near_blocks, 2);
-        assert_eq!(parsed.interval_ms, 2_000);
+        assert_eq!(parsed.interval_ms, Duration::from_secs(2));
         assert!(toml::from_str::<RevalidatorConfig>("nope = 1").is_err());
         assert_eq!(parsed.chain_id, Some(10));
         let no_id: RevalidatorConfig = toml::from_str("chain_id = 0").unwrap();

@@ -1,11 +1,13 @@
 //! Sections of the validation engine: policy, retry and caches; the indexed backend; the light
 //! backend.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use url::Url;
 
-use super::{check_positive, check_url, ConfigError};
+use super::{check_nonzero, check_positive, check_url, ConfigError};
 use crate::interop::types::ChainId;
 
 /// How the two backends' verdicts combine.
@@ -43,15 +45,18 @@ pub struct ValidationConfig {
     /// In `shadow` mode, which backend decides (`indexed` or `light`).
     pub shadow_primary: ShadowPrimary,
     /// Delay before re-testing a not-yet-known verdict, ms.
-    pub retry_delay_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub retry_delay_ms: Duration,
     /// Re-tests of a not-yet-known verdict.
     pub max_retries: u32,
     /// Checks waiting for a re-test at once; beyond that, not-yet-known is answered at once.
     pub max_waiting: usize,
     /// How long a definitive invalid verdict is cached, seconds.
-    pub invalid_cache_ttl_secs: u64,
+    #[serde(with = "super::serde_secs")]
+    pub invalid_cache_ttl_secs: Duration,
     /// How long a valid verdict is cached, seconds (also bounded by the descriptor window).
-    pub valid_cache_ttl_secs: u64,
+    #[serde(with = "super::serde_secs")]
+    pub valid_cache_ttl_secs: Duration,
     /// Verdict cache capacity (entries).
     pub cache_capacity: u64,
     /// Accept messages executed at the same timestamp they were initiated (refused by default,
@@ -66,11 +71,11 @@ impl Default for ValidationConfig {
         Self {
             policy: PolicyMode::Both,
             shadow_primary: ShadowPrimary::Indexed,
-            retry_delay_ms: 1_000,
+            retry_delay_ms: Duration::from_millis(1_000),
             max_retries: 1,
             max_waiting: 1_000,
-            invalid_cache_ttl_secs: 60,
-            valid_cache_ttl_secs: 2,
+            invalid_cache_ttl_secs: Duration::from_secs(60),
+            valid_cache_ttl_secs: Duration::from_secs(2),
             cache_capacity: 100_000,
             allow_same_timestamp: false,
             expiry_window_secs: crate::interop::MESSAGE_EXPIRY_WINDOW_SECS,
@@ -133,9 +138,11 @@ pub struct SupervisorConfig {
     /// Definitive verdicts needed with `strategy = "quorum"`.
     pub quorum: usize,
     /// Per-call timeout, ms.
-    pub timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub timeout_ms: Duration,
     /// How long an endpoint stays marked unhealthy after a transport error or 5xx, ms.
-    pub unhealthy_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub unhealthy_ms: Duration,
     /// Largest answer body read from an endpoint, bytes; a larger one is no answer.
     pub max_response_bytes: usize,
 }
@@ -147,8 +154,8 @@ impl Default for SupervisorConfig {
             namespace: Namespace::Interop,
             strategy: Strategy::First,
             quorum: 2,
-            timeout_ms: 2_000,
-            unhealthy_ms: 10_000,
+            timeout_ms: Duration::from_millis(2_000),
+            unhealthy_ms: Duration::from_millis(10_000),
             // An answer is `null` or one error per check: 1000 checks of a revalidator batch
             // with long error messages stay well under 1 MiB.
             max_response_bytes: 4 * 1024 * 1024,
@@ -175,7 +182,7 @@ impl SupervisorConfig {
                 "must be between 1 and the number of endpoints",
             ));
         }
-        check_positive("supervisor.timeout_ms", self.timeout_ms)?;
+        check_nonzero("supervisor.timeout_ms", self.timeout_ms)?;
         check_positive("supervisor.max_response_bytes", self.max_response_bytes as u64)?;
         Ok(())
     }
@@ -213,14 +220,17 @@ pub struct LightConfig {
     /// The dependency set: every source chain and its RPCs.
     pub chains: Vec<ChainRpcConfig>,
     /// Per-call timeout, ms.
-    pub timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub timeout_ms: Duration,
     /// Block-logs cache capacity (blocks).
     pub block_cache_capacity: u64,
     /// How long chain heads (latest/safe/finalized) are reused before re-fetching, ms.
-    pub head_ttl_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub head_ttl_ms: Duration,
     /// Every this many ms, read each chain's head and walk back over new or replaced blocks, so
     /// a reorg drops cached valid verdicts even when nobody checks them. 0 disables the watch.
-    pub reorg_watch_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub reorg_watch_ms: Duration,
     /// Largest answer body read from a chain RPC, bytes; a larger one is no answer.
     pub max_response_bytes: usize,
 }
@@ -229,10 +239,10 @@ impl Default for LightConfig {
     fn default() -> Self {
         Self {
             chains: Vec::new(),
-            timeout_ms: 2_000,
+            timeout_ms: Duration::from_millis(2_000),
             block_cache_capacity: 10_000,
-            head_ttl_ms: 1_000,
-            reorg_watch_ms: 1_000,
+            head_ttl_ms: Duration::from_millis(1_000),
+            reorg_watch_ms: Duration::from_millis(1_000),
             // eth_getLogs of one block: a 30M-gas block holds at most ~80k minimal logs (~16 MiB
             // of JSON); twice that leaves room for big data fields.
             max_response_bytes: 32 * 1024 * 1024,
@@ -254,7 +264,7 @@ impl LightConfig {
                 check_url(&format!("{key}.endpoints[{j}].url"), &e.url)?;
             }
         }
-        check_positive("light.timeout_ms", self.timeout_ms)?;
+        check_nonzero("light.timeout_ms", self.timeout_ms)?;
         check_positive("light.block_cache_capacity", self.block_cache_capacity)?;
         check_positive("light.max_response_bytes", self.max_response_bytes as u64)?;
         Ok(())

@@ -54,7 +54,7 @@ pub fn loopback_config() -> crate::config::Config {
     cfg.admin.listen = Some(any_port);
     cfg.light_server.listen = any_port;
     cfg.revalidator.listen = any_port;
-    cfg.server.shutdown_grace_ms = 1_000;
+    cfg.server.shutdown_grace_ms = std::time::Duration::from_secs(1);
     cfg
 }
 

@@ -72,22 +72,12 @@ impl Forwarder {
     pub fn new(cfg: &UpstreamConfig) -> Self {
         let url = cfg.url.clone();
         let http = http_client(cfg.pool_size);
-        let client = RpcClient::new(
-            "upstream",
-            "upstream",
-            url.clone(),
-            Duration::from_millis(cfg.timeout_ms),
-            http.clone(),
-        )
-        .with_max_response_bytes(cfg.max_response_bytes);
-        let sync_client = RpcClient::new(
-            "upstream",
-            "upstream-sync",
-            url,
-            Duration::from_millis(cfg.sync_timeout_ms),
-            http,
-        )
-        .with_max_response_bytes(cfg.max_response_bytes);
+        let client =
+            RpcClient::new("upstream", "upstream", url.clone(), cfg.timeout_ms, http.clone())
+                .with_max_response_bytes(cfg.max_response_bytes);
+        let sync_client =
+            RpcClient::new("upstream", "upstream-sync", url, cfg.sync_timeout_ms, http)
+                .with_max_response_bytes(cfg.max_response_bytes);
         Self { client, sync_client, gate: DrainGate::new() }
     }
 

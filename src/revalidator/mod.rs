@@ -22,7 +22,6 @@ pub mod tracker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use tokio::task::JoinHandle;
@@ -85,7 +84,7 @@ pub async fn start(
         .map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
     let addr =
         listener.local_addr().map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
-    let grace = Duration::from_millis(cfg.shutdown_grace_ms);
+    let grace = cfg.shutdown_grace_ms;
     let server = tokio::spawn(serve(listener, router(core.clone(), cfg), shutdown.clone(), grace));
     let passes =
         if run_passes { tokio::spawn(core.clone().run(shutdown)) } else { tokio::spawn(async {}) };

@@ -2,7 +2,7 @@
 //! drop-in checks from the store or the backend.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use alloy_primitives::{B256, U256};
 use serde::Serialize;
@@ -89,14 +89,14 @@ impl Revalidator {
     pub fn new(cfg: RevalidatorConfig, backend: DynBackend) -> Arc<Self> {
         let pool = ElPool::new(
             &cfg.el_url,
-            Duration::from_millis(cfg.el_timeout_ms),
+            cfg.el_timeout_ms,
             cfg.max_pool_txs,
             cfg.el_max_response_bytes,
         );
         let limits = TrackerLimits {
             max_tracked: cfg.max_tracked,
             max_inbox_entries: cfg.max_inbox_entries,
-            max_unknown: Duration::from_secs(cfg.max_unknown_secs),
+            max_unknown: cfg.max_unknown_secs,
             chain_id: cfg.chain_id.map(U256::from),
         };
         Arc::new(Self {
@@ -120,8 +120,7 @@ impl Revalidator {
     pub async fn run_due_pass(&self) -> Result<PassReport, PoolError> {
         let full_due = {
             let s = self.schedule.lock().await;
-            s.last_full
-                .is_none_or(|t| t.elapsed() >= Duration::from_millis(self.cfg.full_interval_ms))
+            s.last_full.is_none_or(|t| t.elapsed() >= self.cfg.full_interval_ms)
         };
         self.run_pass(if full_due { PassKind::Full } else { PassKind::Near }).await
     }
@@ -152,7 +151,7 @@ impl Revalidator {
         let m = metrics();
         let mut schedule = self.schedule.lock().await;
         let (now, now_unix) = (Instant::now(), unix_now());
-        let full_every = Duration::from_millis(self.cfg.full_interval_ms);
+        let full_every = self.cfg.full_interval_ms;
         let next_full_in = match (kind, schedule.last_full) {
             (PassKind::Full, _) | (_, None) => full_every,
             (PassKind::Near, Some(t)) => {
@@ -165,7 +164,7 @@ impl Revalidator {
             system_gas_margin: self.cfg.system_gas_margin,
             min_safety: self.cfg.min_safety,
             chain_id: self.cfg.chain_id.map(U256::from),
-            interval: Duration::from_millis(self.cfg.interval_ms),
+            interval: self.cfg.interval_ms,
             next_full_in,
             max_checks_per_request: self.cfg.max_checks_per_request,
         };
@@ -174,7 +173,7 @@ impl Revalidator {
             let sync = store.sync(&snap.txs, now, now_unix);
             (sync, plan(&mut store, snap, kind, &params, now_unix))
         };
-        let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
+        let timeout = self.cfg.request_timeout_ms;
         let verdicts =
             execute(self.backend.as_ref(), &planned.batches, &self.requests, timeout).await;
 
@@ -246,7 +245,7 @@ impl Revalidator {
 
     /// Runs passes every `interval` until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.interval_ms));
+        let mut tick = tokio::time::interval(self.cfg.interval_ms);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -279,7 +278,7 @@ impl Revalidator {
             };
         }
         answers.with_label_values(&["forward"]).inc();
-        let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
+        let timeout = self.cfg.request_timeout_ms;
         let verdict =
             tokio::time::timeout(timeout, self.backend.check(req)).await.unwrap_or_else(|_| {
                 Verdict::Unavailable(format!("backend timed out after {} ms", timeout.as_millis()))

@@ -74,15 +74,15 @@ impl SharedState {
         let Some(url) = &cfg.url else { return Ok(None) };
         let client = redis::Client::open(url.as_str())
             .map_err(|e| BuildError::Client(e.to_string().replace(url.as_str(), "<url>")))?;
-        let timeout = Duration::from_millis(cfg.timeout_ms);
+        let timeout = cfg.timeout_ms;
         // Few, quick reconnect attempts: our own timeout bounds each call, and the next call after
         // `retry_ms` triggers a new attempt anyway.
         let mgr_cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
+            .set_connection_timeout(Some(cfg.connect_timeout_ms))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(cfg.retry_ms));
+            .set_max_delay(cfg.retry_ms);
         let conns = (0..cfg.pool_size)
             .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), mgr_cfg.clone()))
             .collect::<Result<Vec<_>, _>>()
@@ -91,7 +91,7 @@ impl SharedState {
             conns,
             next: AtomicUsize::new(0),
             timeout,
-            retry: Duration::from_millis(cfg.retry_ms),
+            retry: cfg.retry_ms,
             prefix: cfg.key_prefix.clone(),
             on_error: cfg.on_error,
             up: AtomicBool::new(true),

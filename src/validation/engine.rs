@@ -50,10 +50,10 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let policy = Policy::new(cfg.policy, cfg.shadow_primary, indexed, light)?;
         let ttls = Ttls {
-            invalid: Duration::from_secs(cfg.invalid_cache_ttl_secs),
+            invalid: cfg.invalid_cache_ttl_secs,
             // Half the re-test delay: the ingress's re-test always reaches the backends.
-            soft_invalid: Duration::from_millis(cfg.retry_delay_ms / 2),
-            valid: Duration::from_secs(cfg.valid_cache_ttl_secs),
+            soft_invalid: cfg.retry_delay_ms / 2,
+            valid: cfg.valid_cache_ttl_secs,
         };
         let cached =
             Cached::new(Arc::new(policy), cfg.cache_capacity, ttls, cfg.expiry_window_secs);

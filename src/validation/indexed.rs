@@ -66,14 +66,8 @@ impl IndexedBackend {
         for (i, e) in cfg.endpoints.iter().enumerate() {
             let url = e.url.clone();
             let name = if e.name.is_empty() { format!("supervisor-{i}") } else { e.name.clone() };
-            let client = RpcClient::new(
-                "supervisor",
-                name,
-                url,
-                Duration::from_millis(cfg.timeout_ms),
-                http.clone(),
-            )
-            .with_max_response_bytes(cfg.max_response_bytes);
+            let client = RpcClient::new("supervisor", name, url, cfg.timeout_ms, http.clone())
+                .with_max_response_bytes(cfg.max_response_bytes);
             let healthy_gauge =
                 metrics().endpoint_healthy.with_label_values(&["supervisor", client.name()]);
             healthy_gauge.set(1);
@@ -87,7 +81,7 @@ impl IndexedBackend {
             },
             strategy: cfg.strategy,
             quorum: cfg.quorum.max(1),
-            unhealthy_for: Duration::from_millis(cfg.unhealthy_ms),
+            unhealthy_for: cfg.unhealthy_ms,
             next: AtomicUsize::new(0),
         })
     }

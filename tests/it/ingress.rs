@@ -89,8 +89,8 @@ async fn every_submission_method_is_guarded() {
 #[tokio::test]
 async fn a_message_known_within_the_delay_is_accepted_after_one_retest() {
     let g = interop_gateway(|c| {
-        c.validation.retry_delay_ms = 800;
-        c.light.head_ttl_ms = 100;
+        c.validation.retry_delay_ms = std::time::Duration::from_millis(800);
+        c.light.head_ttl_ms = std::time::Duration::from_millis(100);
     })
     .await;
     // The message's block does not exist yet: the light backend sees it above the head and the
@@ -226,7 +226,8 @@ async fn admin_modes_reject_all_and_bypass() {
 
 #[tokio::test]
 async fn backend_down_fails_closed_and_readyz_says_so() {
-    let g = interop_gateway(|c| c.supervisor.timeout_ms = 300).await;
+    let g =
+        interop_gateway(|c| c.supervisor.timeout_ms = std::time::Duration::from_millis(300)).await;
     let msgs = g.emit(1, 7);
     g.supervisor_peer.stop();
     tokio::time::sleep(Duration::from_millis(50)).await;

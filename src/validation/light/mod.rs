@@ -51,14 +51,8 @@ impl LightBackend {
                 let name =
                     if e.name.is_empty() { format!("chain-{label}-{j}") } else { e.name.clone() };
                 endpoints.push(
-                    RpcClient::new(
-                        "chain",
-                        name,
-                        url,
-                        Duration::from_millis(light.timeout_ms),
-                        http.clone(),
-                    )
-                    .with_max_response_bytes(light.max_response_bytes),
+                    RpcClient::new("chain", name, url, light.timeout_ms, http.clone())
+                        .with_max_response_bytes(light.max_response_bytes),
                 );
             }
             let chain = Chain::new(id, endpoints, c, light, reorgs.clone());
