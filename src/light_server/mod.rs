@@ -30,13 +30,10 @@ use crate::config::LightServerConfig;
 use crate::interop::access_list::Bounds;
 use crate::interop::types::parse_chain_id;
 use crate::rpc::codes;
-use crate::rpc::server::method_label_of;
+use crate::rpc::server::MethodTable;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{to_raw, Call, RpcError};
-use crate::validation::codec::{
-    answer, decode_messages, decode_or_invalid_params, is_check_access_list, is_check_messages,
-    Decoded,
-};
+use crate::validation::codec::{answer, decode_messages, decode_or_invalid_params, Decoded};
 use crate::validation::light::LightBackend;
 use crate::validation::{Backend, Rejection, Verdict};
 use block_selector::BlockSelector;
@@ -154,6 +151,29 @@ impl LightServer {
     }
 }
 
+/// What a light-server method does (several wire names share one).
+#[derive(Debug, Clone, Copy)]
+enum LightMethod {
+    CheckAccessList,
+    CheckMessages,
+    GetFailsafeEnabled,
+    BlockHashByNumber,
+    SyncStatus,
+}
+
+/// The one table of the light server's methods (dispatch and metric labels): op-interop-filter's
+/// `interop_` names and op-supervisor's `supervisor_` ones.
+const LIGHT_METHODS: MethodTable<LightMethod> = MethodTable(&[
+    ("interop_checkAccessList", LightMethod::CheckAccessList),
+    ("supervisor_checkAccessList", LightMethod::CheckAccessList),
+    ("supervisor_checkMessagesV2", LightMethod::CheckMessages),
+    ("interop_checkMessages", LightMethod::CheckMessages),
+    ("admin_getFailsafeEnabled", LightMethod::GetFailsafeEnabled),
+    ("interop_getBlockHashByNumber", LightMethod::BlockHashByNumber),
+    ("supervisor_getBlockHashByNumber", LightMethod::BlockHashByNumber),
+    ("interop_syncStatus", LightMethod::SyncStatus),
+]);
+
 impl Handler for LightServer {
     fn call<'a>(
         &'a self,
@@ -161,37 +181,25 @@ impl Handler for LightServer {
         call: Call,
     ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
         Box::pin(async move {
-            match call.method.as_str() {
-                m if is_check_access_list(m) => {
+            let Some(method) = LIGHT_METHODS.get(&call.method) else {
+                return Err(RpcError::method_not_found(&call.method));
+            };
+            match method {
+                LightMethod::CheckAccessList => {
                     self.check(decode_or_invalid_params(&call, self.bounds())?).await
                 }
-                m if is_check_messages(m) => {
+                LightMethod::CheckMessages => {
                     self.check(decode_messages(&call, self.max_messages)?).await
                 }
-                "admin_getFailsafeEnabled" => Ok(to_raw(&self.failsafe.enabled())),
-                "interop_getBlockHashByNumber" | "supervisor_getBlockHashByNumber" => {
-                    self.block_hash(&call).await
-                }
-                "interop_syncStatus" => Ok(to_raw(&self.sync_status().await)),
-                other => Err(RpcError::method_not_found(other)),
+                LightMethod::GetFailsafeEnabled => Ok(to_raw(&self.failsafe.enabled())),
+                LightMethod::BlockHashByNumber => self.block_hash(&call).await,
+                LightMethod::SyncStatus => Ok(to_raw(&self.sync_status().await)),
             }
         })
     }
 
     fn method_label(&self, method: &str) -> &'static str {
-        method_label_of(
-            method,
-            &[
-                "interop_checkAccessList",
-                "supervisor_checkAccessList",
-                "supervisor_checkMessagesV2",
-                "interop_checkMessages",
-                "admin_getFailsafeEnabled",
-                "interop_getBlockHashByNumber",
-                "supervisor_getBlockHashByNumber",
-                "interop_syncStatus",
-            ],
-        )
+        LIGHT_METHODS.label(method)
     }
 }
 
