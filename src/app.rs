@@ -121,6 +121,12 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     if let Some(e) = &engine {
         reload.engine = Some(e.clone());
         health.backend = Some(e.clone() as DynBackend);
+        if let Some(i) = e.indexed() {
+            health.backends.push(("indexed", i.clone() as DynBackend));
+        }
+        if let Some(l) = e.light() {
+            health.backends.push(("light", l.clone() as DynBackend));
+        }
         let flush = e.clone();
         admin.flushers.push(("verdicts", Arc::new(move || flush.flush_caches())));
     }
@@ -227,6 +233,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         let r =
             crate::revalidator::start(&cfg.revalidator, backend, shutdown.clone(), true).await?;
         revalidator_addr = Some(r.addr);
+        health.revalidator = Some(r.core.clone());
         log_listening("revalidator", revalidator_addr);
         tasks.spawn(async move {
             if let Err(e) = r.join().await {
@@ -241,7 +248,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         let listener = bind("metrics.listen", addr).await?;
         metrics_addr = listener.local_addr().ok();
         log_listening("metrics", metrics_addr);
-        let router = health::metrics_router(readiness.clone());
+        let router = health::metrics_router(readiness.clone())
+            .merge(crate::conductor::routes(&cfg.metrics.conductor_path, readiness.clone()));
         spawn_server(
             &mut tasks,
             "metrics",
@@ -261,6 +269,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         spawn_server(&mut tasks, "admin", listener, router, shutdown.clone(), conn_limits);
     }
 
+    health.compose = (!cfg.metrics.conductor_compose_url.is_empty())
+        .then(|| reqwest::Url::parse(&cfg.metrics.conductor_compose_url).ok())
+        .flatten();
     // One background probe feeds every /readyz, now that `health` knows all its dependencies.
     if rpc_addr.is_some() || metrics_addr.is_some() {
         prober.spawn(health, shutdown.clone());

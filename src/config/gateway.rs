@@ -435,11 +435,42 @@ pub struct MetricsConfig {
     /// Address to listen on; `None` (`""` in TOML) disables the listener.
     #[serde(with = "empty_is_none")]
     pub listen: Option<SocketAddr>,
+    /// Path of op-conductor's rollup-boost health contract on this listener (point
+    /// `--rollup-boost.next-healthcheck-url` at it); empty disables it.
+    pub conductor_path: String,
+    /// A health URL folded into the conductor state (a rollup-boost's `/healthz` when one is in
+    /// the path, since op-conductor takes only one rollup-boost check); empty: none.
+    pub conductor_compose_url: String,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { listen: Some(SocketAddr::from(([0, 0, 0, 0], 7300))) }
+        Self {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 7300))),
+            conductor_path: "/conductor".into(),
+            conductor_compose_url: String::new(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let p = self.conductor_path.as_str();
+        if !p.is_empty()
+            && (!p.starts_with('/') || ["/metrics", "/healthz", "/readyz"].contains(&p))
+        {
+            return Err(ConfigError::invalid(
+                "metrics.conductor_path",
+                "must start with / and differ from /metrics, /healthz and /readyz (or be empty)",
+            ));
+        }
+        if !self.conductor_compose_url.is_empty() {
+            let key = "metrics.conductor_compose_url";
+            let url = url::Url::parse(&self.conductor_compose_url)
+                .map_err(|e| ConfigError::invalid(key, format!("not a URL: {e}")))?;
+            check_url(key, &url)?;
+        }
+        Ok(())
     }
 }
 

@@ -9,14 +9,18 @@
 //! Files, one job each: [`pool`] (read the EL's pool and head), [`placement`] (presumed blocks,
 //! pure), [`pass`] (plan and send one pass), [`tracker`] (verdicts per tx, drop-in lookups),
 //! [`feed`] (the invalid feed and its cursor), [`api`] (the EL-facing JSON-RPC methods),
-//! [`service`] (the core that ties them and the schedule), [`error`] (its error enums).
+//! [`push`] (the feed pushed over WebSocket), [`acted`] (whether the EL dropped what was
+//! published), [`service`] (the core that ties them and the schedule), [`error`] (its error
+//! enums).
 
+pub mod acted;
 pub mod api;
 pub mod error;
 pub mod feed;
 pub mod pass;
 pub mod placement;
 pub mod pool;
+pub mod push;
 pub mod service;
 pub mod tracker;
 
@@ -35,15 +39,22 @@ use crate::config::RevalidatorConfig;
 use crate::rpc::server::{rpc_router, serve, Limits};
 use crate::validation::DynBackend;
 
-/// The EL-facing router for `core` (mount it on any listener, or use [`start`]).
-pub fn router(core: Arc<Revalidator>, cfg: &RevalidatorConfig) -> Router {
+/// The EL-facing router for `core` (mount it on any listener, or use [`start`]): JSON-RPC on
+/// `POST /`, the push feed on a WebSocket upgrade of `GET /` (closed when `shutdown` is
+/// cancelled).
+pub fn router(
+    core: Arc<Revalidator>,
+    cfg: &RevalidatorConfig,
+    shutdown: CancellationToken,
+) -> Router {
     let limits = Limits {
         max_body_bytes: cfg.max_body_bytes,
         max_batch: cfg.max_batch,
         trusted_proxy_depth: 0,
         error_status: false,
     };
-    rpc_router("revalidator", Arc::new(api::Api::new(core)), limits)
+    let rpc = rpc_router("revalidator", Arc::new(api::Api::new(core.clone())), limits);
+    push::routes(rpc, Arc::new(push::PushServer::new(core, cfg, shutdown)))
 }
 
 /// A started revalidator: its listener and pass loop run until the shutdown token is cancelled.
@@ -85,7 +96,12 @@ pub async fn start(
     let addr =
         listener.local_addr().map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
     let grace = cfg.shutdown_grace_ms;
-    let server = tokio::spawn(serve(listener, router(core.clone(), cfg), shutdown.clone(), grace));
+    let server = tokio::spawn(serve(
+        listener,
+        router(core.clone(), cfg, shutdown.clone()),
+        shutdown.clone(),
+        grace,
+    ));
     let passes =
         if run_passes { tokio::spawn(core.clone().run(shutdown)) } else { tokio::spawn(async {}) };
     tracing::info!(target: "interop_gate::revalidator", %addr, el = %crate::rpc::client::redact(&cfg.el_url), "revalidator started");

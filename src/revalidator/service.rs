@@ -8,6 +8,7 @@ use alloy_primitives::{B256, U256};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::acted::Acted;
 use super::error::PoolError;
 use super::feed::{Feed, FeedPage};
 use super::pass::{execute, plan, PassKind, PlanParams};
@@ -76,6 +77,8 @@ pub struct Revalidator {
     requests: tokio::sync::Semaphore,
     schedule: tokio::sync::Mutex<Schedule>,
     last: Mutex<LastPass>,
+    /// Which published-invalid txs are still pooled (and the failsafe escalation).
+    acted: Mutex<Acted>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -104,6 +107,7 @@ impl Revalidator {
             requests: tokio::sync::Semaphore::new(cfg.max_concurrent_requests.max(1)),
             schedule: tokio::sync::Mutex::new(Schedule::default()),
             last: Mutex::new(LastPass::default()),
+            acted: Mutex::new(Acted::new(cfg.escalate_failsafe_after_secs)),
             pool,
             backend,
             cfg,
@@ -212,6 +216,9 @@ impl Revalidator {
             } else if answered {
                 store.set_failsafe(false);
             }
+            if lock(&self.acted).observe(&store, now) {
+                store.set_failsafe(true);
+            }
             report.failsafe = store.failsafe();
             report.tracked = store.len();
         }
@@ -306,6 +313,13 @@ impl Revalidator {
         lock(&self.store).feed().read(cursor, self.cfg.feed_page_size)
     }
 
+    /// Wakes on every feed publish, and the cursor of the next entry, read together (so a
+    /// subscriber that starts "from now" misses nothing published after this call).
+    pub fn feed_updates(&self) -> (tokio::sync::watch::Receiver<u64>, u64) {
+        let store = lock(&self.store);
+        (store.feed().subscribe(), store.feed().next_seq())
+    }
+
     /// What is known about one tx.
     pub fn transaction_status(&self, hash: &B256) -> serde_json::Value {
         lock(&self.store).view(hash)
@@ -322,6 +336,7 @@ impl Revalidator {
             "lastErrorAt": last.last_error_at,
             "tracked": store.len(),
             "failsafe": store.failsafe(),
+            "invalidStillPooled": lock(&self.acted).view(),
             "feed": {
                 "oldestCursor": format!("{:#x}", store.feed().oldest()),
                 "nextCursor": format!("{:#x}", store.feed().next_seq()),

@@ -91,6 +91,11 @@ impl Engine {
         Ok(engine)
     }
 
+    /// The indexed backend, when configured (the conductor health probes it on its own).
+    pub fn indexed(&self) -> Option<&Arc<IndexedBackend>> {
+        self.indexed.as_ref()
+    }
+
     /// The light backend, when configured (the light server serves it).
     pub fn light(&self) -> Option<&Arc<LightBackend>> {
         self.light.as_ref()
