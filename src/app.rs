@@ -269,9 +269,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         spawn_server(&mut tasks, "admin", listener, router, shutdown.clone(), conn_limits);
     }
 
-    health.compose = (!cfg.metrics.conductor_compose_url.is_empty())
-        .then(|| reqwest::Url::parse(&cfg.metrics.conductor_compose_url).ok())
-        .flatten();
+    health.compose = cfg.metrics.conductor_compose_url.clone();
     // One background probe feeds every /readyz, now that `health` knows all its dependencies.
     if rpc_addr.is_some() || metrics_addr.is_some() {
         prober.spawn(health, shutdown.clone());

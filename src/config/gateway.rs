@@ -439,8 +439,10 @@ pub struct MetricsConfig {
     /// `--rollup-boost.next-healthcheck-url` at it); empty disables it.
     pub conductor_path: String,
     /// A health URL folded into the conductor state (a rollup-boost's `/healthz` when one is in
-    /// the path, since op-conductor takes only one rollup-boost check); empty: none.
-    pub conductor_compose_url: String,
+    /// the path, since op-conductor takes only one rollup-boost check); `None` (`""` in TOML):
+    /// none.
+    #[serde(with = "empty_is_none")]
+    pub conductor_compose_url: Option<Url>,
 }
 
 impl Default for MetricsConfig {
@@ -448,7 +450,7 @@ impl Default for MetricsConfig {
         Self {
             listen: Some(SocketAddr::from(([0, 0, 0, 0], 7300))),
             conductor_path: "/conductor".into(),
-            conductor_compose_url: String::new(),
+            conductor_compose_url: None,
         }
     }
 }
@@ -464,11 +466,8 @@ impl MetricsConfig {
                 "must start with / and differ from /metrics, /healthz and /readyz (or be empty)",
             ));
         }
-        if !self.conductor_compose_url.is_empty() {
-            let key = "metrics.conductor_compose_url";
-            let url = url::Url::parse(&self.conductor_compose_url)
-                .map_err(|e| ConfigError::invalid(key, format!("not a URL: {e}")))?;
-            check_url(key, &url)?;
+        if let Some(url) = &self.conductor_compose_url {
+            check_url("metrics.conductor_compose_url", url)?;
         }
         Ok(())
     }

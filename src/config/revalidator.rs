@@ -88,11 +88,13 @@ pub struct RevalidatorConfig {
     /// closed (1008) and resumes from its last cursor.
     pub push_send_queue: usize,
     /// Ping interval on WebSocket connections, ms; no pong by the next ping closes it.
-    pub push_ping_interval_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub push_ping_interval_ms: Duration,
     /// When a tx published as invalid is still in the EL's pool this many seconds later, answer
     /// `admin_getFailsafeEnabled` with true (op-reth then evicts every interop tx) until it is
     /// gone. 0 disables (default).
-    pub escalate_failsafe_after_secs: u64,
+    #[serde(with = "super::serde_secs")]
+    pub escalate_failsafe_after_secs: Duration,
 }
 
 impl Default for RevalidatorConfig {
@@ -126,8 +128,8 @@ impl Default for RevalidatorConfig {
             shutdown_grace_ms: Duration::from_millis(5_000),
             push_max_connections: 64,
             push_send_queue: 256,
-            push_ping_interval_ms: 30_000,
-            escalate_failsafe_after_secs: 0,
+            push_ping_interval_ms: Duration::from_millis(30_000),
+            escalate_failsafe_after_secs: Duration::ZERO,
         }
     }
 }
@@ -152,7 +154,6 @@ impl RevalidatorConfig {
             ("revalidator.max_batch", self.max_batch as u64),
             ("revalidator.push_max_connections", self.push_max_connections as u64),
             ("revalidator.push_send_queue", self.push_send_queue as u64),
-            ("revalidator.push_ping_interval_ms", self.push_ping_interval_ms),
         ] {
             check_positive(key, v)?;
         }
@@ -162,6 +163,7 @@ impl RevalidatorConfig {
             ("revalidator.full_interval_ms", self.full_interval_ms),
             ("revalidator.request_timeout_ms", self.request_timeout_ms),
             ("revalidator.max_unknown_secs", self.max_unknown_secs),
+            ("revalidator.push_ping_interval_ms", self.push_ping_interval_ms),
         ] {
             check_nonzero(key, d)?;
         }

@@ -86,7 +86,8 @@ async fn a_composed_rollup_boost_health_url_is_folded_in_and_the_worse_state_win
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     let g = interop_gateway(|c| {
-        c.metrics.conductor_compose_url = format!("http://{addr}/healthz");
+        c.metrics.conductor_compose_url =
+            Some(interop_gate::dev::parse_url(&format!("http://{addr}/healthz")));
     })
     .await;
     let url = g.gw.metrics_url("/conductor");
