@@ -102,7 +102,7 @@ fn cache_hit(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     let cfg = ValidationConfig {
         policy: PolicyMode::Indexed,
-        valid_cache_ttl_secs: 600,
+        valid_cache_ttl_secs: std::time::Duration::from_secs(600),
         ..Default::default()
     };
     let engine = Engine::new(Some(Arc::new(AlwaysValid)), None, &cfg).expect("engine");

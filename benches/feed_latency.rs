@@ -132,8 +132,8 @@ async fn main() {
     cfg.validation.policy = interop_gate::config::PolicyMode::Light;
     cfg.light.chains = vec![light_chain(SOURCE, std::slice::from_ref(&source))];
     cfg.revalidator.enabled = true;
-    cfg.revalidator.el_url = el_peer.url();
-    cfg.revalidator.chain_id = DEST;
+    cfg.revalidator.el_url = interop_gate::dev::parse_url(&el_peer.url());
+    cfg.revalidator.chain_id = Some(DEST);
     cfg.revalidator.min_safety = interop_gate::interop::SafetyLevel::Unsafe;
     let shutdown = CancellationToken::new();
     let app = interop_gate::app::start(cfg, shutdown.clone()).await.expect("starts");

@@ -82,7 +82,7 @@ fn snapshot(n: usize) -> PoolSnapshot {
 
 fn revalidator() -> Arc<Revalidator> {
     let cfg = RevalidatorConfig { max_checks_per_request: 100_000, ..Default::default() };
-    Revalidator::new(cfg, Arc::new(InProcess)).expect("default config is valid")
+    Revalidator::new(cfg, Arc::new(InProcess))
 }
 
 fn rt() -> tokio::runtime::Runtime {

@@ -34,9 +34,26 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A component could not be built from the config.
-    #[error("{0}")]
-    Build(String),
+    /// The config was built in code and breaks a rule start-up enforces whoever built it.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The validation engine could not be built (the policy names a missing backend).
+    #[error(transparent)]
+    Engine(#[from] crate::validation::engine::EngineError),
+    /// The Redis client could not be built.
+    #[error(transparent)]
+    SharedState(#[from] crate::shared_state::BuildError),
+    /// The light server is enabled without a light backend to serve from.
+    #[error("light_server.enabled needs at least one [[light.chains]] entry")]
+    LightServerWithoutChains,
+    /// The revalidator is enabled without any backend to check with.
+    #[error(
+        "revalidator.enabled needs a validation backend ([supervisor] endpoints or [[light.chains]])"
+    )]
+    RevalidatorWithoutBackend,
+    /// The revalidator could not start.
+    #[error(transparent)]
+    Revalidator(#[from] crate::revalidator::StartError),
 }
 
 /// The running service: bound addresses and the serving tasks.
@@ -71,10 +88,10 @@ impl Running {
     }
 }
 
-async fn bind(what: &'static str, addr: &str) -> Result<tokio::net::TcpListener, StartError> {
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
     tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
         what,
-        addr: addr.to_owned(),
+        addr: addr.to_string(),
         source,
     })
 }
@@ -83,21 +100,19 @@ async fn bind(what: &'static str, addr: &str) -> Result<tokio::net::TcpListener,
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     // Config::load validated everything; this one is re-checked because an exposed admin API
     // without a token must never start, whoever built the config.
-    cfg.admin.validate().map_err(|e| StartError::Build(e.to_string()))?;
-    let grace = Duration::from_millis(cfg.server.shutdown_grace_ms);
+    cfg.admin.validate()?;
+    let grace = cfg.server.shutdown_grace_ms;
     crate::metrics::init_series(&cfg);
     let conn_limits = ConnLimits::from_config(&cfg.server, grace);
     let rpc_options = RpcOptions::from_config(&cfg.server);
-    let (readiness, prober) =
-        health::readiness(Duration::from_millis(cfg.server.readiness_interval_ms));
+    let (readiness, prober) = health::readiness(cfg.server.readiness_interval_ms);
     let mut tasks = JoinSet::new();
     let mut health = Health::default();
     let mut admin = Admin::default();
     let mut rpc_addr = None;
     let mut reload = crate::reload::Handles::default();
 
-    let shared =
-        crate::shared_state::SharedState::from_config(&cfg.redis).map_err(StartError::Build)?;
+    let shared = crate::shared_state::SharedState::from_config(&cfg.redis)?;
     // One engine for every role: the ingress and the revalidator share its caches. With
     // `[redis]`, an engine that serves an ingress also reads other replicas' invalid verdicts
     // (below its local cache); a revalidator-only instance never does: it is meant to judge with
@@ -105,10 +120,10 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     let needs_engine = cfg.ingress.enabled || cfg.revalidator.enabled;
     let has_backend = !cfg.supervisor.endpoints.is_empty() || !cfg.light.chains.is_empty();
     let engine = if needs_engine && has_backend {
-        Some(Arc::new(
-            Engine::from_config_with(&cfg, shared.clone().filter(|_| cfg.ingress.enabled))
-                .map_err(|e| StartError::Build(e.to_string()))?,
-        ))
+        Some(Arc::new(Engine::from_config_with(
+            &cfg,
+            shared.clone().filter(|_| cfg.ingress.enabled),
+        )?))
     } else {
         None
     };
@@ -128,21 +143,21 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     // The one light backend: the engine's, or (light server only) one of its own.
     let light: Option<Arc<LightBackend>> = match engine.as_ref().and_then(|e| e.light().cloned()) {
         Some(l) => Some(l),
-        None if cfg.light_server.enabled => LightBackend::from_config(&cfg.light, &cfg.validation)
-            .map_err(|e| StartError::Build(e.to_string()))?
-            .map(Arc::new),
+        None if cfg.light_server.enabled => {
+            LightBackend::from_config(&cfg.light, &cfg.validation).map(Arc::new)
+        }
         None => None,
     };
     if let Some(l) = &light {
         let flush = l.clone();
         admin.flushers.push(("block_logs", Arc::new(move || flush.flush())));
-        if cfg.light.reorg_watch_ms > 0 {
-            l.spawn_reorg_watch(Duration::from_millis(cfg.light.reorg_watch_ms), shutdown.clone());
+        if !cfg.light.reorg_watch_ms.is_zero() {
+            l.spawn_reorg_watch(cfg.light.reorg_watch_ms, shutdown.clone());
         }
     }
 
     if cfg.ingress.enabled {
-        let forwarder = Arc::new(Forwarder::new(&cfg.upstream).map_err(StartError::Build)?);
+        let forwarder = Arc::new(Forwarder::new(&cfg.upstream));
         health.upstream = Some(forwarder.clone());
         let mode = Arc::new(ModeCell::new(cfg.ingress.mode));
         admin.mode = Some(mode.clone());
@@ -170,7 +185,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         let router = ingress
             .router(&cfg, limits, rpc_options.clone(), shutdown.clone())
             .merge(health::routes(readiness.clone()));
-        let listener = bind("server.listen", &cfg.server.listen).await?;
+        let listener = bind("server.listen", cfg.server.listen).await?;
         rpc_addr = listener.local_addr().ok();
         log_listening("ingress", rpc_addr);
         // A forwarded transaction may be accepted by the EL: its client must hear the answer,
@@ -183,11 +198,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
 
     let mut light_server_addr = None;
     if cfg.light_server.enabled {
-        let light = light.clone().ok_or_else(|| {
-            StartError::Build(
-                "light_server.enabled needs at least one [[light.chains]] entry".into(),
-            )
-        })?;
+        let light = light.clone().ok_or(StartError::LightServerWithoutChains)?;
         if health.backend.is_none() {
             health.backend = Some(light.clone() as DynBackend);
         }
@@ -211,7 +222,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
             limits,
             rpc_options.clone(),
         );
-        let listener = bind("light_server.listen", &cfg.light_server.listen).await?;
+        let listener = bind("light_server.listen", cfg.light_server.listen).await?;
         light_server_addr = listener.local_addr().ok();
         log_listening("light_server", light_server_addr);
         let limits = conn_limits.clone();
@@ -220,15 +231,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
 
     let mut revalidator_addr = None;
     if cfg.revalidator.enabled {
-        let backend = dyn_engine.clone().ok_or_else(|| {
-            StartError::Build(
-                "revalidator.enabled needs a validation backend ([supervisor] endpoints or [[light.chains]])"
-                    .into(),
-            )
-        })?;
-        let r = crate::revalidator::start(&cfg.revalidator, backend, shutdown.clone(), true)
-            .await
-            .map_err(|e| StartError::Build(e.to_string()))?;
+        let backend = dyn_engine.clone().ok_or(StartError::RevalidatorWithoutBackend)?;
+        let r =
+            crate::revalidator::start(&cfg.revalidator, backend, shutdown.clone(), true).await?;
         revalidator_addr = Some(r.addr);
         health.revalidator = Some(r.core.clone());
         log_listening("revalidator", revalidator_addr);
@@ -241,8 +246,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     }
 
     let mut metrics_addr = None;
-    if !cfg.metrics.listen.is_empty() {
-        let listener = bind("metrics.listen", &cfg.metrics.listen).await?;
+    if let Some(addr) = cfg.metrics.listen {
+        let listener = bind("metrics.listen", addr).await?;
         metrics_addr = listener.local_addr().ok();
         log_listening("metrics", metrics_addr);
         let router = health::metrics_router(readiness.clone())
@@ -258,17 +263,15 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     }
 
     let mut admin_addr = None;
-    if !cfg.admin.listen.is_empty() {
-        let listener = bind("admin.listen", &cfg.admin.listen).await?;
+    if let Some(addr) = cfg.admin.listen {
+        let listener = bind("admin.listen", addr).await?;
         admin_addr = listener.local_addr().ok();
         log_listening("admin", admin_addr);
         let router = crate::admin::router(admin, cfg.admin.token.as_deref());
         spawn_server(&mut tasks, "admin", listener, router, shutdown.clone(), conn_limits);
     }
 
-    health.compose = (!cfg.metrics.conductor_compose_url.is_empty())
-        .then(|| reqwest::Url::parse(&cfg.metrics.conductor_compose_url).ok())
-        .flatten();
+    health.compose = cfg.metrics.conductor_compose_url.clone();
     // One background probe feeds every /readyz, now that `health` knows all its dependencies.
     if rpc_addr.is_some() || metrics_addr.is_some() {
         prober.spawn(health, shutdown.clone());

@@ -45,9 +45,15 @@ pub fn problems(cfg: &Config, allow_no_backend: bool) -> Vec<String> {
 /// A URL with its credentials removed: user info, query and fragment, and any path segment long
 /// enough to be an API key (`/v3/<key>`), so the output can be pasted into a ticket.
 pub fn redact_url(url: &str) -> String {
-    let Ok(mut u) = url::Url::parse(url) else {
-        return REDACTED.to_owned();
-    };
+    match url::Url::parse(url) {
+        Ok(u) => redact(&u).to_string(),
+        Err(_) => REDACTED.to_owned(),
+    }
+}
+
+/// [`redact_url`] on a parsed URL (the config holds parsed URLs).
+fn redact(url: &url::Url) -> url::Url {
+    let mut u = url.clone();
     if !u.username().is_empty() || u.password().is_some() {
         let _ = u.set_username(URL_REDACTED);
         let _ = u.set_password(None);
@@ -63,7 +69,7 @@ pub fn redact_url(url: &str) -> String {
     if !path.is_empty() {
         u.set_path(&path.join("/"));
     }
-    u.to_string()
+    u
 }
 
 /// The effective config (file plus environment overrides) as TOML, with `admin.token` and URL
@@ -73,16 +79,14 @@ pub fn redacted_toml(cfg: &Config) -> String {
     if c.admin.token.is_some() {
         c.admin.token = Some(REDACTED.to_owned());
     }
-    c.upstream.url = redact_url(&c.upstream.url);
-    if !c.revalidator.el_url.is_empty() {
-        c.revalidator.el_url = redact_url(&c.revalidator.el_url);
-    }
+    c.upstream.url = redact(&c.upstream.url);
+    c.revalidator.el_url = redact(&c.revalidator.el_url);
     for e in &mut c.supervisor.endpoints {
-        e.url = redact_url(&e.url);
+        e.url = redact(&e.url);
     }
     for chain in &mut c.light.chains {
         for e in &mut chain.endpoints {
-            e.url = redact_url(&e.url);
+            e.url = redact(&e.url);
         }
     }
     toml::to_string(&c).unwrap_or_else(|e| format!("# cannot print the config: {e}\n"))

@@ -361,20 +361,15 @@ mod labels {
 
 /// The name the light backend gives an endpoint of a `[[light.chains]]` entry, and the chain's
 /// label (its decimal id), mirroring `LightBackend::from_config`.
-fn light_chain_labels(c: &crate::config::ChainRpcConfig) -> Option<(String, Vec<String>)> {
-    let id = match &c.chain_id {
-        toml::Value::Integer(n) => alloy_primitives::U256::from(*n as u64),
-        toml::Value::String(s) => crate::interop::types::parse_chain_id(s).ok()?,
-        _ => return None,
-    };
-    let label = id.to_string();
+fn light_chain_labels(c: &crate::config::ChainRpcConfig) -> (String, Vec<String>) {
+    let label = c.chain_id.to_string();
     let names = c
         .endpoints
         .iter()
         .enumerate()
         .map(|(j, e)| if e.name.is_empty() { format!("chain-{label}-{j}") } else { e.name.clone() })
         .collect();
-    Some((label, names))
+    (label, names)
 }
 
 /// Creates, at 0, every labelled series the service can already name at start-up: endpoints
@@ -400,7 +395,7 @@ pub fn init_series(cfg: &Config) {
     }
     let uses_light = needs_engine || cfg.light_server.enabled;
     let chains: Vec<_> = if uses_light {
-        cfg.light.chains.iter().filter_map(light_chain_labels).collect()
+        cfg.light.chains.iter().map(light_chain_labels).collect()
     } else {
         Vec::new()
     };

@@ -246,12 +246,11 @@ impl Reloader {
             }
         }
         if diff.timeouts {
-            let ms = std::time::Duration::from_millis;
             if let Some(f) = &self.handles.forwarder {
-                f.set_timeouts(ms(new.upstream.timeout_ms), ms(new.upstream.sync_timeout_ms));
+                f.set_timeouts(new.upstream.timeout_ms, new.upstream.sync_timeout_ms);
             }
             if let Some(e) = &self.handles.engine {
-                e.set_timeouts(ms(new.supervisor.timeout_ms), ms(new.light.timeout_ms));
+                e.set_timeouts(new.supervisor.timeout_ms, new.light.timeout_ms);
             }
         }
         self.running = merge(&self.running, &new);
@@ -275,8 +274,8 @@ mod tests {
         new.upstream.methods.retain(|m| m != "eth_call");
         new.upstream.methods.push("eth_newMethod".into());
         new.server.max_batch = 7;
-        new.supervisor.timeout_ms = 9;
-        new.server.shutdown_grace_ms = 3;
+        new.supervisor.timeout_ms = std::time::Duration::from_millis(9);
+        new.server.shutdown_grace_ms = std::time::Duration::from_millis(3);
         let d = Diff::between(&old, &new);
         assert_eq!(d.log_level.as_deref(), Some("debug"));
         assert_eq!(d.mode, Some(InteropMode::RejectAll));
@@ -288,7 +287,7 @@ mod tests {
         let merged = merge(&old, &new);
         assert_eq!(merged.server.max_batch, old.server.max_batch, "restart-only keys kept");
         assert_eq!(merged.upstream.methods, new.upstream.methods);
-        assert_eq!(merged.supervisor.timeout_ms, 9);
+        assert_eq!(merged.supervisor.timeout_ms, std::time::Duration::from_millis(9));
         assert!(Diff::between(&merged, &new).applied_keys().is_empty());
         assert_eq!(Diff::between(&merged, &new).needs_restart.len(), 2, "still pending");
     }

@@ -43,7 +43,11 @@ async fn decision_latency(redis: &RedisServer, conns: usize) {
     use interop_gate::config::{RateLimit, RedisConfig};
     use interop_gate::shared_state::rate::SharedBucket;
     use interop_gate::shared_state::SharedState;
-    let cfg = RedisConfig { url: Some(redis.url()), timeout_ms: 2_000, ..Default::default() };
+    let cfg = RedisConfig {
+        url: Some(interop_gate::dev::parse_url(&redis.url())),
+        timeout_ms: std::time::Duration::from_millis(2_000),
+        ..Default::default()
+    };
     let Ok(Some(state)) = SharedState::from_config(&cfg) else { return };
     fn buckets(state: &SharedState, i: usize) -> Vec<SharedBucket> {
         let limit = RateLimit { per_second: 1_000_000, burst: 1_000_000 };

@@ -1,8 +1,14 @@
 //! Sections of the public gateway: listener, upstream, ingress policy, metrics, admin, logs.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use super::{check_listen, check_positive, check_url, ConfigError};
+use std::net::SocketAddr;
+
+use url::Url;
+
+use super::{check_nonzero, check_positive, check_url, empty_is_none, ConfigError};
 use crate::interop::SafetyLevel;
 
 /// `[server]`: the public JSON-RPC listener, and the connection limits every listener applies.
@@ -10,7 +16,7 @@ use crate::interop::SafetyLevel;
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// Largest request body, bytes (proxyd's default: 256 KiB).
     pub max_body_bytes: usize,
     /// Largest batch (proxyd's default: 100).
@@ -24,50 +30,54 @@ pub struct ServerConfig {
     /// `trusted_proxies` (0 with no ranges: the TCP peer is the client).
     pub trusted_proxy_depth: usize,
     /// From a request's first byte to its complete head, ms; slower clients are disconnected.
-    pub header_read_timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub header_read_timeout_ms: Duration,
     /// From a request's head to the end of its body, ms; slower clients get 408 and are
     /// disconnected.
-    pub body_read_timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub body_read_timeout_ms: Duration,
     /// A keep-alive connection with no request for this long is closed, ms.
-    pub idle_timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub idle_timeout_ms: Duration,
     /// Open connections per listener; beyond it new connections get a 503 and are closed.
     pub max_connections: usize,
     /// How often the background task probes the upstream and backends for `/readyz`, ms.
-    pub readiness_interval_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub readiness_interval_ms: Duration,
     /// How long shutdown waits for in-flight requests, ms.
-    pub shutdown_grace_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub shutdown_grace_ms: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:8545".into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 8545)),
             max_body_bytes: 256 * 1024,
             max_batch: 100,
             max_json_depth: 128,
             trusted_proxies: Vec::new(),
             trusted_proxy_depth: 0,
-            header_read_timeout_ms: 10_000,
-            body_read_timeout_ms: 10_000,
-            idle_timeout_ms: 75_000,
+            header_read_timeout_ms: Duration::from_millis(10_000),
+            body_read_timeout_ms: Duration::from_millis(10_000),
+            idle_timeout_ms: Duration::from_millis(75_000),
             max_connections: 512,
-            readiness_interval_ms: 1_000,
-            shutdown_grace_ms: 10_000,
+            readiness_interval_ms: Duration::from_millis(1_000),
+            shutdown_grace_ms: Duration::from_millis(10_000),
         }
     }
 }
 
 impl ServerConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        check_listen("server.listen", &self.listen)?;
         check_positive("server.max_body_bytes", self.max_body_bytes as u64)?;
         check_positive("server.max_batch", self.max_batch as u64)?;
         check_positive("server.max_json_depth", self.max_json_depth as u64)?;
-        check_positive("server.header_read_timeout_ms", self.header_read_timeout_ms)?;
-        check_positive("server.body_read_timeout_ms", self.body_read_timeout_ms)?;
-        check_positive("server.idle_timeout_ms", self.idle_timeout_ms)?;
+        check_nonzero("server.header_read_timeout_ms", self.header_read_timeout_ms)?;
+        check_nonzero("server.body_read_timeout_ms", self.body_read_timeout_ms)?;
+        check_nonzero("server.idle_timeout_ms", self.idle_timeout_ms)?;
         check_positive("server.max_connections", self.max_connections as u64)?;
-        check_positive("server.readiness_interval_ms", self.readiness_interval_ms)?;
+        check_nonzero("server.readiness_interval_ms", self.readiness_interval_ms)?;
         // `trusted_proxy_depth` alone trusted any client's X-Forwarded-For (a direct client
         // could pick its own rate-limit key); it now only counts together with the ranges.
         match (self.trusted_proxies.is_empty(), self.trusted_proxy_depth) {
@@ -94,12 +104,14 @@ impl ServerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// JSON-RPC URL (env `INTEROP_GATE_UPSTREAM_URL`).
-    pub url: String,
+    pub url: Url,
     /// Per-call timeout, ms.
-    pub timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub timeout_ms: Duration,
     /// Timeout of `eth_sendRawTransactionSync` (EIP-7966), ms: the upstream holds that call
     /// until the tx is included (reth waits up to 30 s), so it gets its own, longer timeout.
-    pub sync_timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub sync_timeout_ms: Duration,
     /// Idle keep-alive connections kept to the upstream.
     pub pool_size: usize,
     /// Largest answer body read from the upstream, bytes; a larger one is -32603.
@@ -108,16 +120,17 @@ pub struct UpstreamConfig {
     pub methods: Vec<String>,
     /// The upstream's WebSocket URL (`ws://` or `wss://`) that WebSocket clients' non-submission
     /// calls and subscriptions are proxied to. Empty: derived from `url` (http→ws, https→wss),
-    /// as anvil, geth and op-geth serve WebSocket on their HTTP port.
-    pub ws_url: String,
+    /// as anvil, geth and op-geth serve WebSocket on their HTTP port (written `""` in TOML).
+    #[serde(with = "empty_is_none")]
+    pub ws_url: Option<Url>,
 }
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
-            url: "http://127.0.0.1:9545".into(),
-            timeout_ms: 5_000,
-            sync_timeout_ms: 30_000,
+            url: Url::parse("http://127.0.0.1:9545").expect("a valid default URL"),
+            timeout_ms: Duration::from_millis(5_000),
+            sync_timeout_ms: Duration::from_millis(30_000),
             pool_size: 64,
             max_response_bytes: 32 * 1024 * 1024,
             methods: [
@@ -147,7 +160,7 @@ impl Default for UpstreamConfig {
             ]
             .map(String::from)
             .to_vec(),
-            ws_url: String::new(),
+            ws_url: None,
         }
     }
 }
@@ -155,37 +168,30 @@ impl Default for UpstreamConfig {
 impl UpstreamConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         check_url("upstream.url", &self.url)?;
-        check_positive("upstream.timeout_ms", self.timeout_ms)?;
-        check_positive("upstream.sync_timeout_ms", self.sync_timeout_ms)?;
+        check_nonzero("upstream.timeout_ms", self.timeout_ms)?;
+        check_nonzero("upstream.sync_timeout_ms", self.sync_timeout_ms)?;
         check_positive("upstream.max_response_bytes", self.max_response_bytes as u64)?;
-        if !self.ws_url.is_empty() {
-            match url::Url::parse(&self.ws_url) {
-                Ok(u) if matches!(u.scheme(), "ws" | "wss") => {}
-                Ok(u) => {
-                    return Err(ConfigError::invalid(
-                        "upstream.ws_url",
-                        format!("unsupported scheme {:?} (use ws or wss)", u.scheme()),
-                    ))
-                }
-                Err(e) => {
-                    return Err(ConfigError::invalid("upstream.ws_url", format!("not a URL: {e}")))
-                }
+        if let Some(u) = &self.ws_url {
+            if !matches!(u.scheme(), "ws" | "wss") {
+                return Err(ConfigError::invalid(
+                    "upstream.ws_url",
+                    format!("unsupported scheme {:?} (use ws or wss)", u.scheme()),
+                ));
             }
         }
         Ok(())
     }
 
     /// The upstream WebSocket URL: `ws_url`, or `url` with its scheme swapped (http→ws,
-    /// https→wss) when `ws_url` is empty.
-    pub fn effective_ws_url(&self) -> String {
-        if !self.ws_url.is_empty() {
-            return self.ws_url.clone();
+    /// https→wss) when `ws_url` is unset.
+    pub fn effective_ws_url(&self) -> Url {
+        if let Some(u) = &self.ws_url {
+            return u.clone();
         }
-        match self.url.split_once("://") {
-            Some(("https", rest)) => format!("wss://{rest}"),
-            Some((_, rest)) => format!("ws://{rest}"),
-            None => self.url.clone(),
-        }
+        let mut u = self.url.clone();
+        // http/https and ws/wss are all "special" schemes, so the swap cannot fail.
+        let _ = u.set_scheme(if u.scheme() == "https" { "wss" } else { "ws" });
+        u
     }
 }
 
@@ -362,13 +368,16 @@ pub struct WebSocketConfig {
     /// `eth_subscribe` kinds proxied to the upstream (empty: subscriptions disabled).
     pub subscriptions: Vec<String>,
     /// A connection with no subscription that sends no message for this long (ms) is closed.
-    pub idle_timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub idle_timeout_ms: Duration,
     /// A ping is sent this often (ms); a client that has not answered the previous one by the
     /// next is closed.
-    pub ping_interval_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub ping_interval_ms: Duration,
     /// After the upstream WebSocket failed to connect, calls fail fast for this long (ms) before
     /// the next connection attempt.
-    pub reconnect_backoff_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub reconnect_backoff_ms: Duration,
 }
 
 impl Default for WebSocketConfig {
@@ -385,9 +394,9 @@ impl Default for WebSocketConfig {
             subscriptions: ["newHeads", "logs", "newPendingTransactions", "syncing"]
                 .map(String::from)
                 .to_vec(),
-            idle_timeout_ms: 300_000,
-            ping_interval_ms: 30_000,
-            reconnect_backoff_ms: 1_000,
+            idle_timeout_ms: Duration::from_millis(300_000),
+            ping_interval_ms: Duration::from_millis(30_000),
+            reconnect_backoff_ms: Duration::from_millis(1_000),
         }
     }
 }
@@ -413,8 +422,8 @@ impl WebSocketConfig {
         )?;
         check_positive("websocket.send_queue", self.send_queue as u64)?;
         check_positive("websocket.max_in_flight", self.max_in_flight as u64)?;
-        check_positive("websocket.idle_timeout_ms", self.idle_timeout_ms)?;
-        check_positive("websocket.ping_interval_ms", self.ping_interval_ms)?;
+        check_nonzero("websocket.idle_timeout_ms", self.idle_timeout_ms)?;
+        check_nonzero("websocket.ping_interval_ms", self.ping_interval_ms)?;
         Ok(())
     }
 }
@@ -423,22 +432,25 @@ impl WebSocketConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Address to listen on; empty disables the listener.
-    pub listen: String,
+    /// Address to listen on; `None` (`""` in TOML) disables the listener.
+    #[serde(with = "empty_is_none")]
+    pub listen: Option<SocketAddr>,
     /// Path of op-conductor's rollup-boost health contract on this listener (point
     /// `--rollup-boost.next-healthcheck-url` at it); empty disables it.
     pub conductor_path: String,
     /// A health URL folded into the conductor state (a rollup-boost's `/healthz` when one is in
-    /// the path, since op-conductor takes only one rollup-boost check); empty: none.
-    pub conductor_compose_url: String,
+    /// the path, since op-conductor takes only one rollup-boost check); `None` (`""` in TOML):
+    /// none.
+    #[serde(with = "empty_is_none")]
+    pub conductor_compose_url: Option<Url>,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:7300".into(),
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 7300))),
             conductor_path: "/conductor".into(),
-            conductor_compose_url: String::new(),
+            conductor_compose_url: None,
         }
     }
 }
@@ -454,8 +466,8 @@ impl MetricsConfig {
                 "must start with / and differ from /metrics, /healthz and /readyz (or be empty)",
             ));
         }
-        if !self.conductor_compose_url.is_empty() {
-            check_url("metrics.conductor_compose_url", &self.conductor_compose_url)?;
+        if let Some(url) = &self.conductor_compose_url {
+            check_url("metrics.conductor_compose_url", url)?;
         }
         Ok(())
     }
@@ -465,23 +477,21 @@ impl MetricsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address to listen on (keep it on loopback); empty disables the listener.
-    pub listen: String,
+    /// Address to listen on (keep it on loopback); `None` (`""` in TOML) disables the listener.
+    #[serde(with = "empty_is_none")]
+    pub listen: Option<SocketAddr>,
     /// Bearer token required on every admin call (env `INTEROP_GATE_ADMIN_TOKEN`).
     pub token: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8546".into(), token: None }
+        Self { listen: Some(SocketAddr::from(([127, 0, 0, 1], 8546))), token: None }
     }
 }
 
 impl AdminConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if !self.listen.is_empty() {
-            check_listen("admin.listen", &self.listen)?;
-        }
         if self.token.as_deref() == Some("") {
             return Err(ConfigError::invalid(
                 "admin.token",
@@ -490,19 +500,16 @@ impl AdminConfig {
         }
         // Anyone who reaches an unauthenticated admin API can set `bypass`: beyond loopback a
         // token is required, not merely recommended.
-        let exposed = self
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .is_ok_and(|a| !a.ip().to_canonical().is_loopback());
-        if exposed && self.token.is_none() {
-            return Err(ConfigError::invalid(
-                "admin.token",
-                format!(
-                    "is required when admin.listen ({}) is not a loopback address: set it (or \
-                     INTEROP_GATE_ADMIN_TOKEN), or listen on 127.0.0.1",
-                    self.listen
-                ),
-            ));
+        if let Some(listen) = self.listen.filter(|a| !a.ip().to_canonical().is_loopback()) {
+            if self.token.is_none() {
+                return Err(ConfigError::invalid(
+                    "admin.token",
+                    format!(
+                        "is required when admin.listen ({listen}) is not a loopback address: set \
+                         it (or INTEROP_GATE_ADMIN_TOKEN), or listen on 127.0.0.1"
+                    ),
+                ));
+            }
         }
         Ok(())
     }

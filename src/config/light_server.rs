@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_listen, ConfigError};
+use std::net::SocketAddr;
+
+use super::ConfigError;
 
 /// `[light_server]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -11,7 +13,7 @@ pub struct LightServerConfig {
     /// Serve the endpoint.
     pub enabled: bool,
     /// Address to listen on.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// Enter failsafe when a reorg is seen (off: re-fetch and re-verify instead).
     pub failsafe_on_reorg: bool,
     /// Largest number of distinct messages one check may ask about (either form).
@@ -22,7 +24,7 @@ impl Default for LightServerConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            listen: "0.0.0.0:8560".into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 8560)),
             failsafe_on_reorg: false,
             // proxyd's interop access-list limit is 1000 keys; a message takes 2 or 3.
             max_messages: 1_000,
@@ -33,7 +35,6 @@ impl Default for LightServerConfig {
 impl LightServerConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.enabled {
-            check_listen("light_server.listen", &self.listen)?;
             super::check_positive("light_server.max_messages", self.max_messages as u64)?;
         }
         Ok(())

@@ -20,8 +20,8 @@ pub use light_server::LightServerConfig;
 pub use redis::{OnRedisError, RedisConfig};
 pub use revalidator::RevalidatorConfig;
 pub use validation::{
-    ChainRpcConfig, EndpointConfig, LightConfig, Namespace, PolicyMode, Strategy, SupervisorConfig,
-    ValidationConfig,
+    ChainRpcConfig, EndpointConfig, LightConfig, Namespace, PolicyMode, ShadowPrimary, Strategy,
+    SupervisorConfig, ValidationConfig,
 };
 
 /// The whole configuration.
@@ -103,8 +103,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
 impl Config {
     /// Parses TOML text (no environment overrides).
     pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let cfg = parse_toml(text, path)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -114,8 +113,7 @@ impl Config {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: p.clone(), source })?;
-        let mut cfg: Config = toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: p, message: e.to_string() })?;
+        let mut cfg = parse_toml(&text, &p)?;
         cfg.apply_env(|k| std::env::var(k).ok())?;
         cfg.validate()?;
         Ok(cfg)
@@ -124,7 +122,7 @@ impl Config {
     /// Applies the [`ENV_OVERRIDES`] found by `get`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = get("INTEROP_GATE_UPSTREAM_URL") {
-            self.upstream.url = v;
+            self.upstream.url = env_url("INTEROP_GATE_UPSTREAM_URL", &v)?;
         }
         if let Some(v) = get("INTEROP_GATE_SUPERVISOR_URLS") {
             self.supervisor.endpoints = v
@@ -132,22 +130,23 @@ impl Config {
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .enumerate()
-                .map(|(i, s)| match s.split_once('=') {
-                    Some((name, url)) if !name.contains("://") => {
-                        EndpointConfig { name: name.to_owned(), url: url.to_owned() }
-                    }
-                    _ => EndpointConfig { name: format!("supervisor-{i}"), url: s.to_owned() },
+                .map(|(i, s)| {
+                    let (name, url) = match s.split_once('=') {
+                        Some((name, url)) if !name.contains("://") => (name.to_owned(), url),
+                        _ => (format!("supervisor-{i}"), s),
+                    };
+                    Ok(EndpointConfig { name, url: env_url("INTEROP_GATE_SUPERVISOR_URLS", url)? })
                 })
-                .collect();
+                .collect::<Result<_, ConfigError>>()?;
         }
         if let Some(v) = get("INTEROP_GATE_REVALIDATOR_EL_URL") {
-            self.revalidator.el_url = v;
+            self.revalidator.el_url = env_url("INTEROP_GATE_REVALIDATOR_EL_URL", &v)?;
         }
         if let Some(v) = get("INTEROP_GATE_ADMIN_TOKEN") {
             self.admin.token = Some(v);
         }
         if let Some(v) = get("INTEROP_GATE_REDIS_URL") {
-            self.redis.url = Some(v);
+            self.redis.url = Some(env_url("INTEROP_GATE_REDIS_URL", &v)?);
         }
         Ok(())
     }
@@ -170,23 +169,106 @@ impl Config {
     }
 }
 
-/// Checks that `url` parses as an http(s) URL; names `key` otherwise.
-pub(crate) fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    match url::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
-        Ok(u) => Err(ConfigError::invalid(
-            key,
-            format!("unsupported scheme {:?} (use http or https)", u.scheme()),
-        )),
-        Err(e) => Err(ConfigError::invalid(key, format!("not a URL: {e}"))),
+/// Deserializes the TOML; a value serde rejects (a URL or address that does not parse, a wrong
+/// type, an unknown key) is reported with its dotted key in front of the parser's message.
+fn parse_toml(text: &str, path: &str) -> Result<Config, ConfigError> {
+    let parse = |message: String| ConfigError::Parse { path: path.to_owned(), message };
+    let de = toml::Deserializer::parse(text).map_err(|e| parse(e.to_string()))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        parse(if key == "." { e.inner().to_string() } else { format!("`{key}`: {}", e.inner()) })
+    })
+}
+
+/// Parses a URL given in the environment variable `var`; the message names the variable (never
+/// the value: it may carry credentials).
+fn env_url(var: &str, v: &str) -> Result<url::Url, ConfigError> {
+    url::Url::parse(v).map_err(|e| ConfigError::invalid(var, format!("not a URL: {e}")))
+}
+
+/// Checks that `url` is an http(s) URL (it parsed at load); names `key` otherwise.
+pub(crate) fn check_url(key: &str, url: &url::Url) -> Result<(), ConfigError> {
+    if matches!(url.scheme(), "http" | "https") {
+        return Ok(());
+    }
+    Err(ConfigError::invalid(
+        key,
+        format!("unsupported scheme {:?} (use http or https)", url.scheme()),
+    ))
+}
+
+/// Serde for an optional value written as a string in which `""` means unset (a listener that
+/// is disabled, a URL that is derived from another): `""` reads as `None` and `None` writes back
+/// as `""`, so `config.toml` keeps its empty strings. Anything else is parsed with `FromStr`.
+pub mod empty_is_none {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    /// Writes `None` as `""`.
+    pub fn serialize<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_str(""),
+        }
+    }
+
+    /// Reads `""` as `None`.
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse().map(Some).map_err(D::Error::custom)
     }
 }
 
-/// Checks that `addr` is a socket address; names `key` otherwise.
-pub(crate) fn check_listen(key: &str, addr: &str) -> Result<(), ConfigError> {
-    addr.parse::<std::net::SocketAddr>()
-        .map(|_| ())
-        .map_err(|e| ConfigError::invalid(key, format!("not a listen address (ip:port): {e}")))
+/// Checks a duration is not zero; names `key` otherwise.
+pub(crate) fn check_nonzero(key: &str, d: std::time::Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+/// Serde for a `*_ms` key: a whole number of milliseconds in TOML, a `Duration` in code.
+pub mod serde_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes whole milliseconds (saturating at `u64::MAX`).
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Reads whole milliseconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// Serde for a `*_secs` key: a whole number of seconds in TOML, a `Duration` in code.
+pub mod serde_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes whole seconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    /// Reads whole seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
 }
 
 /// Checks a value is positive; names `key` otherwise.
@@ -272,6 +354,18 @@ mod tests {
         assert!(e.to_string().contains("Safe"), "{e}");
         let e = Config::from_toml("[nope]\n", "x.toml").unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
+        // URLs and addresses are parsed by serde at load: the parser's message names the key
+        // (TOML shows the offending line), and says what is wrong with the value.
+        for (text, key) in [
+            ("[upstream]\nurl = \"not a url\"\n", "`upstream.url`"),
+            ("[upstream]\nws_url = \"ws//x\"\n", "`upstream.ws_url`"),
+            ("[server]\nlisten = \"0.0.0.0\"\n", "`server.listen`"),
+            ("[metrics]\nlisten = \"localhost:1\"\n", "`metrics.listen`"),
+            ("[revalidator]\nchain_id = -1\n", "`revalidator.chain_id`"),
+        ] {
+            let e = Config::from_toml(text, "x.toml").unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]
@@ -284,11 +378,11 @@ mod tests {
             _ => None,
         };
         cfg.apply_env(env).unwrap();
-        assert_eq!(cfg.upstream.url, "http://el:8545");
+        assert_eq!(cfg.upstream.url.as_str(), "http://el:8545/");
         assert_eq!(cfg.supervisor.endpoints.len(), 2);
         assert_eq!(cfg.supervisor.endpoints[0].name, "a");
         assert_eq!(cfg.supervisor.endpoints[1].name, "supervisor-1");
-        assert_eq!(cfg.supervisor.endpoints[1].url, "http://user:pw@s2:2");
+        assert_eq!(cfg.supervisor.endpoints[1].url.as_str(), "http://user:pw@s2:2/");
         assert_eq!(cfg.admin.token.as_deref(), Some("s3cret"));
         cfg.validate().unwrap();
     }

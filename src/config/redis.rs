@@ -1,8 +1,10 @@
 //! `[redis]`: the shared state store that lets replicas share rate limits and invalid verdicts.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use super::{check_positive, ConfigError};
+use super::{check_nonzero, check_positive, ConfigError};
 
 /// What a replica does while Redis cannot be reached (or answers too slowly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -35,14 +37,17 @@ impl OnRedisError {
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]` (env `INTEROP_GATE_REDIS_URL`). Absent: every
     /// limit and cache is in memory, per replica.
-    pub url: Option<String>,
+    pub url: Option<url::Url>,
     /// Bound on establishing a connection, ms.
-    pub connect_timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub connect_timeout_ms: Duration,
     /// Bound on one Redis command (round trip included), ms. A slower answer counts as an error.
-    pub timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub timeout_ms: Duration,
     /// After an error, calls skip Redis (and take the `on_error` path) for this long, ms, then
     /// one call probes it again; so a dead Redis costs at most one timeout per period.
-    pub retry_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub retry_ms: Duration,
     /// Prefix of every key written (several deployments can share one Redis).
     pub key_prefix: String,
     /// Multiplexed connections kept open; calls are spread over them round robin.
@@ -57,9 +62,9 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: None,
-            connect_timeout_ms: 500,
-            timeout_ms: 50,
-            retry_ms: 1_000,
+            connect_timeout_ms: Duration::from_millis(500),
+            timeout_ms: Duration::from_millis(50),
+            retry_ms: Duration::from_millis(1_000),
             key_prefix: "interop-gate:".into(),
             pool_size: 2,
             on_error: OnRedisError::Local,
@@ -70,9 +75,7 @@ impl Default for RedisConfig {
 
 impl RedisConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(url) = &self.url {
-            let u = url::Url::parse(url)
-                .map_err(|e| ConfigError::invalid("redis.url", format!("not a URL: {e}")))?;
+        if let Some(u) = &self.url {
             if !matches!(u.scheme(), "redis" | "redis+unix" | "unix") {
                 return Err(ConfigError::invalid(
                     "redis.url",
@@ -80,9 +83,9 @@ impl RedisConfig {
                 ));
             }
         }
-        check_positive("redis.connect_timeout_ms", self.connect_timeout_ms)?;
-        check_positive("redis.timeout_ms", self.timeout_ms)?;
-        check_positive("redis.retry_ms", self.retry_ms)?;
+        check_nonzero("redis.connect_timeout_ms", self.connect_timeout_ms)?;
+        check_nonzero("redis.timeout_ms", self.timeout_ms)?;
+        check_nonzero("redis.retry_ms", self.retry_ms)?;
         check_positive("redis.pool_size", self.pool_size as u64)?;
         if self.pool_size > 64 {
             return Err(ConfigError::invalid("redis.pool_size", "at most 64"));

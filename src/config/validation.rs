@@ -1,9 +1,14 @@
 //! Sections of the validation engine: policy, retry and caches; the indexed backend; the light
 //! backend.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use super::{check_positive, check_url, ConfigError};
+use url::Url;
+
+use super::{check_nonzero, check_positive, check_url, ConfigError};
+use crate::interop::types::ChainId;
 
 /// How the two backends' verdicts combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -21,6 +26,16 @@ pub enum PolicyMode {
     Shadow,
 }
 
+/// In `shadow` mode, the backend whose verdict decides (the other one is only recorded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShadowPrimary {
+    /// The indexed supervisor decides.
+    Indexed,
+    /// The light backend decides.
+    Light,
+}
+
 /// `[validation]`: the engine every role uses.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -28,22 +43,26 @@ pub struct ValidationConfig {
     /// How the backends combine.
     pub policy: PolicyMode,
     /// In `shadow` mode, which backend decides (`indexed` or `light`).
-    pub shadow_primary: PolicyMode,
+    pub shadow_primary: ShadowPrimary,
     /// Delay before re-testing a not-yet-known verdict, ms.
-    pub retry_delay_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub retry_delay_ms: Duration,
     /// Re-tests of a not-yet-known verdict.
     pub max_retries: u32,
     /// Checks waiting for a re-test at once; beyond that, not-yet-known is answered at once.
     pub max_waiting: usize,
     /// How long a definitive invalid verdict is cached, seconds.
-    pub invalid_cache_ttl_secs: u64,
+    #[serde(with = "super::serde_secs")]
+    pub invalid_cache_ttl_secs: Duration,
     /// How long a valid verdict is cached, seconds, when the reorg watch does not cover every
     /// source chain of its messages (also bounded by the messages' expiry).
-    pub valid_cache_ttl_secs: u64,
+    #[serde(with = "super::serde_secs")]
+    pub valid_cache_ttl_secs: Duration,
     /// How long a valid verdict is cached, seconds, when the reorg watch covers every source
     /// chain of its messages: a reorg drops it sooner, and it never outlives the messages'
     /// expiry (see `validation/cache.rs` for why that is safe).
-    pub valid_cache_watched_ttl_secs: u64,
+    #[serde(with = "super::serde_secs")]
+    pub valid_cache_watched_ttl_secs: Duration,
     /// Verdict cache capacity (entries).
     pub cache_capacity: u64,
     /// Accept messages executed at the same timestamp they were initiated (refused by default,
@@ -57,13 +76,13 @@ impl Default for ValidationConfig {
     fn default() -> Self {
         Self {
             policy: PolicyMode::Both,
-            shadow_primary: PolicyMode::Indexed,
-            retry_delay_ms: 1_000,
+            shadow_primary: ShadowPrimary::Indexed,
+            retry_delay_ms: Duration::from_millis(1_000),
             max_retries: 1,
             max_waiting: 1_000,
-            invalid_cache_ttl_secs: 60,
-            valid_cache_ttl_secs: 2,
-            valid_cache_watched_ttl_secs: 3_600,
+            invalid_cache_ttl_secs: Duration::from_secs(60),
+            valid_cache_ttl_secs: Duration::from_secs(2),
+            valid_cache_watched_ttl_secs: Duration::from_secs(3_600),
             cache_capacity: 100_000,
             allow_same_timestamp: false,
             expiry_window_secs: crate::interop::MESSAGE_EXPIRY_WINDOW_SECS,
@@ -73,12 +92,6 @@ impl Default for ValidationConfig {
 
 impl ValidationConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if !matches!(self.shadow_primary, PolicyMode::Indexed | PolicyMode::Light) {
-            return Err(ConfigError::invalid(
-                "validation.shadow_primary",
-                "must be \"indexed\" or \"light\"",
-            ));
-        }
         check_positive("validation.cache_capacity", self.cache_capacity)?;
         check_positive("validation.expiry_window_secs", self.expiry_window_secs)?;
         Ok(())
@@ -116,7 +129,7 @@ pub struct EndpointConfig {
     /// Label for metrics and logs.
     pub name: String,
     /// JSON-RPC URL (may carry credentials; never logged).
-    pub url: String,
+    pub url: Url,
 }
 
 /// `[supervisor]`: the indexed backend.
@@ -132,9 +145,11 @@ pub struct SupervisorConfig {
     /// Definitive verdicts needed with `strategy = "quorum"`.
     pub quorum: usize,
     /// Per-call timeout, ms.
-    pub timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub timeout_ms: Duration,
     /// How long an endpoint stays marked unhealthy after a transport error or 5xx, ms.
-    pub unhealthy_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub unhealthy_ms: Duration,
     /// Largest answer body read from an endpoint, bytes; a larger one is no answer.
     pub max_response_bytes: usize,
 }
@@ -146,8 +161,8 @@ impl Default for SupervisorConfig {
             namespace: Namespace::Interop,
             strategy: Strategy::First,
             quorum: 2,
-            timeout_ms: 2_000,
-            unhealthy_ms: 10_000,
+            timeout_ms: Duration::from_millis(2_000),
+            unhealthy_ms: Duration::from_millis(10_000),
             // An answer is `null` or one error per check: 1000 checks of a revalidator batch
             // with long error messages stay well under 1 MiB.
             max_response_bytes: 4 * 1024 * 1024,
@@ -174,7 +189,7 @@ impl SupervisorConfig {
                 "must be between 1 and the number of endpoints",
             ));
         }
-        check_positive("supervisor.timeout_ms", self.timeout_ms)?;
+        check_nonzero("supervisor.timeout_ms", self.timeout_ms)?;
         check_positive("supervisor.max_response_bytes", self.max_response_bytes as u64)?;
         Ok(())
     }
@@ -185,7 +200,8 @@ impl SupervisorConfig {
 #[serde(deny_unknown_fields)]
 pub struct ChainRpcConfig {
     /// The chain id (decimal or 0x-hex string, or an integer).
-    pub chain_id: toml::Value,
+    #[serde(with = "chain_id_int_or_string")]
+    pub chain_id: ChainId,
     /// RPC endpoints of that chain, tried in order (failover).
     pub endpoints: Vec<EndpointConfig>,
     /// When true, all endpoints are asked and must agree on block hash and logs.
@@ -211,14 +227,17 @@ pub struct LightConfig {
     /// The dependency set: every source chain and its RPCs.
     pub chains: Vec<ChainRpcConfig>,
     /// Per-call timeout, ms.
-    pub timeout_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub timeout_ms: Duration,
     /// Block-logs cache capacity (blocks).
     pub block_cache_capacity: u64,
     /// How long chain heads (latest/safe/finalized) are reused before re-fetching, ms.
-    pub head_ttl_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub head_ttl_ms: Duration,
     /// Every this many ms, read each chain's head and walk back over new or replaced blocks, so
     /// a reorg drops cached valid verdicts even when nobody checks them. 0 disables the watch.
-    pub reorg_watch_ms: u64,
+    #[serde(with = "super::serde_ms")]
+    pub reorg_watch_ms: Duration,
     /// Largest answer body read from a chain RPC, bytes; a larger one is no answer.
     pub max_response_bytes: usize,
 }
@@ -227,10 +246,10 @@ impl Default for LightConfig {
     fn default() -> Self {
         Self {
             chains: Vec::new(),
-            timeout_ms: 2_000,
+            timeout_ms: Duration::from_millis(2_000),
             block_cache_capacity: 10_000,
-            head_ttl_ms: 1_000,
-            reorg_watch_ms: 1_000,
+            head_ttl_ms: Duration::from_millis(1_000),
+            reorg_watch_ms: Duration::from_millis(1_000),
             // eth_getLogs of one block: a 30M-gas block holds at most ~80k minimal logs (~16 MiB
             // of JSON); twice that leaves room for big data fields.
             max_response_bytes: 32 * 1024 * 1024,
@@ -242,17 +261,6 @@ impl LightConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         for (i, c) in self.chains.iter().enumerate() {
             let key = format!("light.chains[{i}]");
-            let ok = match &c.chain_id {
-                toml::Value::Integer(n) => *n > 0,
-                toml::Value::String(s) => crate::interop::types::parse_chain_id(s).is_ok(),
-                _ => false,
-            };
-            if !ok {
-                return Err(ConfigError::invalid(
-                    format!("{key}.chain_id"),
-                    "must be a positive integer or a decimal/0x-hex string",
-                ));
-            }
             if c.endpoints.is_empty() {
                 return Err(ConfigError::invalid(
                     format!("{key}.endpoints"),
@@ -263,9 +271,78 @@ impl LightConfig {
                 check_url(&format!("{key}.endpoints[{j}].url"), &e.url)?;
             }
         }
-        check_positive("light.timeout_ms", self.timeout_ms)?;
+        check_nonzero("light.timeout_ms", self.timeout_ms)?;
         check_positive("light.block_cache_capacity", self.block_cache_capacity)?;
         check_positive("light.max_response_bytes", self.max_response_bytes as u64)?;
         Ok(())
+    }
+}
+
+/// A chain id written as a TOML integer (`901`) or a decimal / `0x`-hex string (`"0x385"`, for
+/// ids beyond `i64`). Written back as an integer when it fits, else as a decimal string.
+mod chain_id_int_or_string {
+    use serde::{de, Deserializer, Serializer};
+
+    use crate::interop::types::{parse_chain_id, ChainId};
+
+    const EXPECTED: &str = "a positive integer or a decimal/0x-hex string";
+
+    pub fn serialize<S: Serializer>(v: &ChainId, s: S) -> Result<S::Ok, S::Error> {
+        match i64::try_from(*v) {
+            Ok(n) => s.serialize_i64(n),
+            Err(_) => s.collect_str(v),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ChainId, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = ChainId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<ChainId, E> {
+                u64::try_from(n)
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(ChainId::from)
+                    .ok_or_else(|| E::custom(format!("chain id {n}: must be {EXPECTED}")))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<ChainId, E> {
+                if n == 0 {
+                    return Err(E::custom(format!("chain id 0: must be {EXPECTED}")));
+                }
+                Ok(ChainId::from(n))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ChainId, E> {
+                parse_chain_id(s).map_err(|e| E::custom(format!("{e} (must be {EXPECTED})")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use crate::interop::types::ChainId;
+
+    #[test]
+    fn light_chain_ids_read_as_integers_or_strings_and_bad_ones_name_the_key() {
+        let chain = |id: &str| {
+            format!("[[light.chains]]\nchain_id = {id}\nendpoints = [{{ name = \"a\", url = \"http://a:1\" }}]\n")
+        };
+        for (id, want) in [("901", 901u64), ("\"901\"", 901), ("\"0x385\"", 901)] {
+            let cfg = Config::from_toml(&chain(id), "x.toml").unwrap();
+            assert_eq!(cfg.light.chains[0].chain_id, ChainId::from(want), "{id}");
+        }
+        for id in ["0", "-1", "\"abc\"", "1.5"] {
+            let e = Config::from_toml(&chain(id), "x.toml").unwrap_err().to_string();
+            assert!(e.contains("`light.chains[0].chain_id`"), "{id}: {e}");
+        }
+        let e = Config::from_toml("[validation]\nshadow_primary = \"both\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("shadow_primary"), "{e}");
     }
 }

@@ -77,8 +77,8 @@ pub async fn run(opts: DevOptions, stop: CancellationToken) -> Result<String, St
     // 1. The light-mode supervisor endpoint over both chains.
     let mut sup_cfg = super::loopback_config();
     sup_cfg.ingress.enabled = false;
-    sup_cfg.metrics.listen = String::new();
-    sup_cfg.admin.listen = String::new();
+    sup_cfg.metrics.listen = None;
+    sup_cfg.admin.listen = None;
     sup_cfg.light_server.enabled = true;
     sup_cfg.light.chains =
         vec![light_chain(CHAIN_A, &[peer_a.url()]), light_chain(CHAIN_B, &[peer_b.url()])];
@@ -87,14 +87,14 @@ pub async fn run(opts: DevOptions, stop: CancellationToken) -> Result<String, St
 
     // 2. The gateway: ingress (indexed = that endpoint, light = the chains) and revalidator.
     let mut cfg = super::loopback_config();
-    cfg.upstream.url = peer_b.url();
+    cfg.upstream.url = super::parse_url(&peer_b.url());
     cfg.ingress.chain_id = CHAIN_B;
     cfg.supervisor.endpoints = vec![endpoint("light-supervisor", sup_url.clone())];
     cfg.light.chains =
         vec![light_chain(CHAIN_A, &[peer_a.url()]), light_chain(CHAIN_B, &[peer_b.url()])];
     cfg.revalidator.enabled = true;
-    cfg.revalidator.el_url = peer_b.url();
-    cfg.revalidator.chain_id = CHAIN_B;
+    cfg.revalidator.el_url = super::parse_url(&peer_b.url());
+    cfg.revalidator.chain_id = Some(CHAIN_B);
     let gate = app::start(cfg, stop.clone()).await.map_err(|e| e.to_string())?;
     print_addresses(&gate, &sup_url, &peer_a, &peer_b);
 

@@ -48,24 +48,31 @@ impl Drop for Peer {
 /// A default config whose every listener binds an ephemeral loopback port (tests, `dev`).
 pub fn loopback_config() -> crate::config::Config {
     let mut cfg = crate::config::Config::default();
-    cfg.server.listen = "127.0.0.1:0".into();
-    cfg.metrics.listen = "127.0.0.1:0".into();
-    cfg.admin.listen = "127.0.0.1:0".into();
-    cfg.light_server.listen = "127.0.0.1:0".into();
-    cfg.revalidator.listen = "127.0.0.1:0".into();
-    cfg.server.shutdown_grace_ms = 1_000;
+    let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.server.listen = any_port;
+    cfg.metrics.listen = Some(any_port);
+    cfg.admin.listen = Some(any_port);
+    cfg.light_server.listen = any_port;
+    cfg.revalidator.listen = any_port;
+    cfg.server.shutdown_grace_ms = std::time::Duration::from_secs(1);
     cfg
 }
 
 /// A supervisor or chain endpoint entry.
 pub fn endpoint(name: &str, url: String) -> crate::config::EndpointConfig {
-    crate::config::EndpointConfig { name: name.into(), url }
+    crate::config::EndpointConfig { name: name.into(), url: parse_url(&url) }
+}
+
+/// Parses a URL this process built itself (a peer's `http://127.0.0.1:port/`); panics on a
+/// malformed one, which is a bug in the caller, never input from the network.
+pub fn parse_url(url: &str) -> url::Url {
+    url::Url::parse(url).unwrap_or_else(|e| panic!("a URL built by the dev harness: {url}: {e}"))
 }
 
 /// A `[[light.chains]]` entry for `chain_id` over `urls` (named `c0`, `c1`, ...), failover.
 pub fn light_chain(chain_id: u64, urls: &[String]) -> crate::config::ChainRpcConfig {
     crate::config::ChainRpcConfig {
-        chain_id: toml::Value::Integer(chain_id as i64),
+        chain_id: crate::interop::ChainId::from(chain_id),
         endpoints: urls
             .iter()
             .enumerate()

@@ -68,27 +68,17 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Builds the pooled client; fails only on a bad URL (already checked by config validation).
-    pub fn new(cfg: &UpstreamConfig) -> Result<Self, String> {
-        let url = reqwest::Url::parse(&cfg.url).map_err(|e| format!("upstream.url: {e}"))?;
+    /// Builds the pooled client (the URL was parsed with the config, so nothing can fail).
+    pub fn new(cfg: &UpstreamConfig) -> Self {
+        let url = cfg.url.clone();
         let http = http_client(cfg.pool_size);
-        let client = RpcClient::new(
-            "upstream",
-            "upstream",
-            url.clone(),
-            Duration::from_millis(cfg.timeout_ms),
-            http.clone(),
-        )
-        .with_max_response_bytes(cfg.max_response_bytes);
-        let sync_client = RpcClient::new(
-            "upstream",
-            "upstream-sync",
-            url,
-            Duration::from_millis(cfg.sync_timeout_ms),
-            http,
-        )
-        .with_max_response_bytes(cfg.max_response_bytes);
-        Ok(Self { client, sync_client, gate: DrainGate::new() })
+        let client =
+            RpcClient::new("upstream", "upstream", url.clone(), cfg.timeout_ms, http.clone())
+                .with_max_response_bytes(cfg.max_response_bytes);
+        let sync_client =
+            RpcClient::new("upstream", "upstream-sync", url, cfg.sync_timeout_ms, http)
+                .with_max_response_bytes(cfg.max_response_bytes);
+        Self { client, sync_client, gate: DrainGate::new() }
     }
 
     /// Forwards a call; the caller has checked the allow-list.

@@ -37,7 +37,7 @@ pub const UNSUBSCRIBE: &str = "eth_unsubscribe";
 #[derive(Debug, Clone)]
 pub struct UpstreamWsSettings {
     /// `ws://` or `wss://` URL.
-    pub url: String,
+    pub url: url::Url,
     /// Per call (and per connection attempt).
     pub timeout: Duration,
     /// Largest message accepted from the upstream.

@@ -98,9 +98,9 @@ impl WsServer {
         }
         let upstream = UpstreamWsSettings {
             url: cfg.upstream.effective_ws_url(),
-            timeout: Duration::from_millis(cfg.upstream.timeout_ms),
+            timeout: cfg.upstream.timeout_ms,
             max_message_bytes: cfg.websocket.upstream_max_message_bytes,
-            reconnect_backoff: Duration::from_millis(cfg.websocket.reconnect_backoff_ms),
+            reconnect_backoff: cfg.websocket.reconnect_backoff_ms,
             max_subscriptions: cfg.websocket.max_subscriptions,
             kinds: cfg.websocket.subscriptions.clone(),
         };
@@ -269,9 +269,9 @@ async fn run(
                 .await;
     });
 
-    let idle = Duration::from_millis(ws.cfg.idle_timeout_ms);
+    let idle = ws.cfg.idle_timeout_ms;
     let mut idle_deadline = tokio::time::Instant::now() + idle;
-    let ping_every = Duration::from_millis(ws.cfg.ping_interval_ms);
+    let ping_every = ws.cfg.ping_interval_ms;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut awaiting_pong = false;
     let mut calls = JoinSet::new();

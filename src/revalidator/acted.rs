@@ -95,12 +95,11 @@ pub struct Acted {
 
 impl Acted {
     /// `escalate_after_secs = 0` turns escalation off.
-    pub fn new(escalate_after_secs: u64) -> Self {
+    pub fn new(escalate_after: Duration) -> Self {
         init_metrics();
         Self {
             pooled: HashMap::new(),
-            escalate_after: (escalate_after_secs > 0)
-                .then(|| Duration::from_secs(escalate_after_secs)),
+            escalate_after: (!escalate_after.is_zero()).then_some(escalate_after),
             escalated: false,
             oldest: None,
         }

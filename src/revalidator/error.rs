@@ -1,5 +1,6 @@
 //! The revalidator's two boundaries that can fail: reading the EL's pool (a pass is skipped and
-//! the previous verdicts stand) and starting up (the process should not run without it).
+//! the previous verdicts stand) and starting up (the process should not run without it; only
+//! binding can fail, the EL URL was parsed with the config).
 
 use crate::rpc::ClientError;
 
@@ -12,22 +13,16 @@ pub enum PoolError {
     /// The EL's answer did not have the expected shape.
     #[error("execution client answer: {0}")]
     Decode(String),
-    /// The EL endpoint is misconfigured.
-    #[error("execution client config: {0}")]
-    Config(String),
 }
 
 /// Why the revalidator could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The EL endpoint is misconfigured.
-    #[error(transparent)]
-    Pool(#[from] PoolError),
     /// The EL-facing listener could not be bound.
     #[error("revalidator: cannot listen on {addr}: {source}")]
     Bind {
         /// The configured address.
-        addr: String,
+        addr: std::net::SocketAddr,
         /// The I/O error.
         source: std::io::Error,
     },

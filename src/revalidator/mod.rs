@@ -26,7 +26,6 @@ pub mod tracker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use tokio::task::JoinHandle;
@@ -90,14 +89,13 @@ pub async fn start(
     shutdown: CancellationToken,
     run_passes: bool,
 ) -> Result<RunningRevalidator, StartError> {
-    let core = Revalidator::new(cfg.clone(), backend)?;
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+    let core = Revalidator::new(cfg.clone(), backend);
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .map_err(|source| StartError::Bind { addr: cfg.listen.clone(), source })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr: cfg.listen.clone(), source })?;
-    let grace = Duration::from_millis(cfg.shutdown_grace_ms);
+        .map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
+    let addr =
+        listener.local_addr().map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
+    let grace = cfg.shutdown_grace_ms;
     let server = tokio::spawn(serve(
         listener,
         router(core.clone(), cfg, shutdown.clone()),
@@ -106,6 +104,6 @@ pub async fn start(
     ));
     let passes =
         if run_passes { tokio::spawn(core.clone().run(shutdown)) } else { tokio::spawn(async {}) };
-    tracing::info!(target: "interop_gate::revalidator", %addr, el = %reqwest::Url::parse(&cfg.el_url).map(|u| crate::rpc::client::redact(&u)).unwrap_or_default(), "revalidator started");
+    tracing::info!(target: "interop_gate::revalidator", %addr, el = %crate::rpc::client::redact(&cfg.el_url), "revalidator started");
     Ok(RunningRevalidator { addr, core, server, passes })
 }

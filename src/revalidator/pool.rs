@@ -216,16 +216,14 @@ pub struct ElPool {
 impl ElPool {
     /// A client for `url`; every call is bounded by `timeout`.
     pub fn new(
-        url: &str,
+        url: &reqwest::Url,
         timeout: Duration,
         max_txs: usize,
         max_response_bytes: usize,
-    ) -> Result<Self, PoolError> {
-        let url =
-            reqwest::Url::parse(url).map_err(|e| PoolError::Config(format!("el_url: {e}")))?;
-        let rpc = RpcClient::new("el", "el", url, timeout, http_client(2))
+    ) -> Self {
+        let rpc = RpcClient::new("el", "el", url.clone(), timeout, http_client(2))
             .with_max_response_bytes(max_response_bytes);
-        Ok(Self { rpc, max_txs })
+        Self { rpc, max_txs }
     }
 
     /// Reads the head and the pending pool (two calls in parallel; a tx that lands in between

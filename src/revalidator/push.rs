@@ -184,7 +184,7 @@ impl PushServer {
             core,
             send_queue: cfg.push_send_queue.max(1),
             max_message_bytes: cfg.max_body_bytes,
-            ping_every: Duration::from_millis(cfg.push_ping_interval_ms.max(1)),
+            ping_every: cfg.push_ping_interval_ms.max(Duration::from_millis(1)),
             connections: Arc::new(Semaphore::new(cfg.push_max_connections)),
             shutdown,
             next_id: AtomicU64::new(1),

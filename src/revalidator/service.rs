@@ -2,7 +2,7 @@
 //! drop-in checks from the store or the backend.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use alloy_primitives::{B256, U256};
 use serde::Serialize;
@@ -89,20 +89,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Revalidator {
     /// A revalidator watching `cfg.el_url` and checking with `backend`. Nothing runs until
     /// passes are driven ([`Revalidator::run_due_pass`] or [`super::start`]).
-    pub fn new(cfg: RevalidatorConfig, backend: DynBackend) -> Result<Arc<Self>, PoolError> {
+    pub fn new(cfg: RevalidatorConfig, backend: DynBackend) -> Arc<Self> {
         let pool = ElPool::new(
             &cfg.el_url,
-            Duration::from_millis(cfg.el_timeout_ms),
+            cfg.el_timeout_ms,
             cfg.max_pool_txs,
             cfg.el_max_response_bytes,
-        )?;
+        );
         let limits = TrackerLimits {
             max_tracked: cfg.max_tracked,
             max_inbox_entries: cfg.max_inbox_entries,
-            max_unknown: Duration::from_secs(cfg.max_unknown_secs),
-            chain_id: (cfg.chain_id != 0).then(|| U256::from(cfg.chain_id)),
+            max_unknown: cfg.max_unknown_secs,
+            chain_id: cfg.chain_id.map(U256::from),
         };
-        Ok(Arc::new(Self {
+        Arc::new(Self {
             store: Mutex::new(Tracker::new(limits, Feed::new(cfg.feed_capacity))),
             requests: tokio::sync::Semaphore::new(cfg.max_concurrent_requests.max(1)),
             schedule: tokio::sync::Mutex::new(Schedule::default()),
@@ -111,7 +111,7 @@ impl Revalidator {
             pool,
             backend,
             cfg,
-        }))
+        })
     }
 
     /// The configuration in use.
@@ -124,8 +124,7 @@ impl Revalidator {
     pub async fn run_due_pass(&self) -> Result<PassReport, PoolError> {
         let full_due = {
             let s = self.schedule.lock().await;
-            s.last_full
-                .is_none_or(|t| t.elapsed() >= Duration::from_millis(self.cfg.full_interval_ms))
+            s.last_full.is_none_or(|t| t.elapsed() >= self.cfg.full_interval_ms)
         };
         self.run_pass(if full_due { PassKind::Full } else { PassKind::Near }).await
     }
@@ -156,7 +155,7 @@ impl Revalidator {
         let m = metrics();
         let mut schedule = self.schedule.lock().await;
         let (now, now_unix) = (Instant::now(), unix_now());
-        let full_every = Duration::from_millis(self.cfg.full_interval_ms);
+        let full_every = self.cfg.full_interval_ms;
         let next_full_in = match (kind, schedule.last_full) {
             (PassKind::Full, _) | (_, None) => full_every,
             (PassKind::Near, Some(t)) => {
@@ -168,8 +167,8 @@ impl Revalidator {
             block_time: self.cfg.block_time_secs,
             system_gas_margin: self.cfg.system_gas_margin,
             min_safety: self.cfg.min_safety,
-            chain_id: (self.cfg.chain_id != 0).then(|| U256::from(self.cfg.chain_id)),
-            interval: Duration::from_millis(self.cfg.interval_ms),
+            chain_id: self.cfg.chain_id.map(U256::from),
+            interval: self.cfg.interval_ms,
             next_full_in,
             max_checks_per_request: self.cfg.max_checks_per_request,
         };
@@ -178,7 +177,7 @@ impl Revalidator {
             let sync = store.sync(&snap.txs, now, now_unix);
             (sync, plan(&mut store, snap, kind, &params, now_unix))
         };
-        let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
+        let timeout = self.cfg.request_timeout_ms;
         let verdicts =
             execute(self.backend.as_ref(), &planned.batches, &self.requests, timeout).await;
 
@@ -253,7 +252,7 @@ impl Revalidator {
 
     /// Runs passes every `interval` until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.interval_ms));
+        let mut tick = tokio::time::interval(self.cfg.interval_ms);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -286,7 +285,7 @@ impl Revalidator {
             };
         }
         answers.with_label_values(&["forward"]).inc();
-        let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
+        let timeout = self.cfg.request_timeout_ms;
         let verdict =
             tokio::time::timeout(timeout, self.backend.check(req)).await.unwrap_or_else(|_| {
                 Verdict::Unavailable(format!("backend timed out after {} ms", timeout.as_millis()))

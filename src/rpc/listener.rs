@@ -66,9 +66,9 @@ impl ConnLimits {
     /// The `[server]` limits with shutdown grace `grace`.
     pub fn from_config(cfg: &ServerConfig, grace: Duration) -> Self {
         Self {
-            header_read_timeout: Duration::from_millis(cfg.header_read_timeout_ms),
-            body_read_timeout: Duration::from_millis(cfg.body_read_timeout_ms),
-            idle_timeout: Duration::from_millis(cfg.idle_timeout_ms),
+            header_read_timeout: cfg.header_read_timeout_ms,
+            body_read_timeout: cfg.body_read_timeout_ms,
+            idle_timeout: cfg.idle_timeout_ms,
             max_connections: cfg.max_connections.max(1),
             grace,
             drain: None,

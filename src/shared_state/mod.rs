@@ -39,6 +39,18 @@ pub enum StoreError {
     Reply(String),
 }
 
+/// Why the Redis client could not be built from `redis.url` (the URL itself is left out of the
+/// message: it may carry a password).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The client refused the URL.
+    #[error("redis.url: {0}")]
+    Client(String),
+    /// A connection manager could not be created.
+    #[error("redis: cannot create a connection manager: {0}")]
+    Manager(String),
+}
+
 /// A handle on the shared Redis. Cheap to share (`Arc`).
 pub struct SharedState {
     conns: Vec<ConnectionManager>,
@@ -58,28 +70,28 @@ impl SharedState {
     /// Builds the handle from `[redis]` (`None` when no URL is set). Connections are opened
     /// lazily, so a replica starts even while Redis is down (it then follows `on_error`); when
     /// called inside a runtime, a background PING sets `redis_up` at once.
-    pub fn from_config(cfg: &RedisConfig) -> Result<Option<Arc<Self>>, String> {
+    pub fn from_config(cfg: &RedisConfig) -> Result<Option<Arc<Self>>, BuildError> {
         let Some(url) = &cfg.url else { return Ok(None) };
         let client = redis::Client::open(url.as_str())
-            .map_err(|e| format!("redis.url: {}", e.to_string().replace(url.as_str(), "<url>")))?;
-        let timeout = Duration::from_millis(cfg.timeout_ms);
+            .map_err(|e| BuildError::Client(e.to_string().replace(url.as_str(), "<url>")))?;
+        let timeout = cfg.timeout_ms;
         // Few, quick reconnect attempts: our own timeout bounds each call, and the next call after
         // `retry_ms` triggers a new attempt anyway.
         let mgr_cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
+            .set_connection_timeout(Some(cfg.connect_timeout_ms))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(cfg.retry_ms));
+            .set_max_delay(cfg.retry_ms);
         let conns = (0..cfg.pool_size)
             .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), mgr_cfg.clone()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("redis: cannot create a connection manager: {e}"))?;
+            .map_err(|e| BuildError::Manager(e.to_string()))?;
         let state = Arc::new(Self {
             conns,
             next: AtomicUsize::new(0),
             timeout,
-            retry: Duration::from_millis(cfg.retry_ms),
+            retry: cfg.retry_ms,
             prefix: cfg.key_prefix.clone(),
             on_error: cfg.on_error,
             up: AtomicBool::new(true),

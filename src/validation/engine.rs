@@ -13,8 +13,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::cache::{Cached, Ttls, Watched};
-use super::indexed::{IndexedBackend, IndexedError};
-use super::light::{LightBackend, LightError};
+use super::indexed::IndexedBackend;
+use super::light::LightBackend;
 use super::policy::{Policy, PolicyError};
 use super::shared::SharedVerdicts;
 use super::{Backend, CheckRequest, DynBackend, Verdict};
@@ -25,15 +25,10 @@ use crate::shared_state::SharedState;
 /// Why the engine could not be built from the config.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The policy needs a backend that is not configured.
+    /// The policy needs a backend that is not configured. (Building the backends themselves
+    /// cannot fail: every URL and chain id was parsed with the config.)
     #[error(transparent)]
     Policy(#[from] PolicyError),
-    /// The indexed backend could not be built.
-    #[error(transparent)]
-    Indexed(#[from] IndexedError),
-    /// The light backend could not be built.
-    #[error(transparent)]
-    Light(#[from] LightError),
 }
 
 /// The composed engine.
@@ -86,17 +81,17 @@ impl Engine {
             Some(store) => Arc::new(SharedVerdicts::new(
                 policy,
                 store,
-                Duration::from_secs(cfg.invalid_cache_ttl_secs),
+                cfg.invalid_cache_ttl_secs,
                 cfg.expiry_window_secs,
             )) as DynBackend,
             None => policy,
         };
         let ttls = Ttls {
-            invalid: Duration::from_secs(cfg.invalid_cache_ttl_secs),
+            invalid: cfg.invalid_cache_ttl_secs,
             // Half the re-test delay: the ingress's re-test always reaches the backends.
-            soft_invalid: Duration::from_millis(cfg.retry_delay_ms / 2),
-            valid: Duration::from_secs(cfg.valid_cache_ttl_secs),
-            valid_watched: Duration::from_secs(cfg.valid_cache_watched_ttl_secs),
+            soft_invalid: cfg.retry_delay_ms / 2,
+            valid: cfg.valid_cache_ttl_secs,
+            valid_watched: cfg.valid_cache_watched_ttl_secs,
         };
         let mut cached = Cached::new(below_cache, cfg.cache_capacity, ttls, cfg.expiry_window_secs);
         if let Some(w) = watched {
@@ -117,8 +112,8 @@ impl Engine {
         cfg: &Config,
         shared: Option<Arc<SharedState>>,
     ) -> Result<Self, EngineError> {
-        let indexed = IndexedBackend::from_config(&cfg.supervisor)?.map(Arc::new);
-        let light = LightBackend::from_config(&cfg.light, &cfg.validation)?.map(Arc::new);
+        let indexed = IndexedBackend::from_config(&cfg.supervisor).map(Arc::new);
+        let light = LightBackend::from_config(&cfg.light, &cfg.validation).map(Arc::new);
         // Valid verdicts on chains the light backend's reorg watch covers live longer: a reorg
         // there drops them (below). The watch is started by the app (`light.reorg_watch_ms`).
         let watched = light

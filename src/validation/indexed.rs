@@ -54,45 +54,26 @@ pub struct IndexedBackend {
     next: AtomicUsize,
 }
 
-/// Why the indexed backend could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum IndexedError {
-    /// An endpoint URL does not parse (config validation should have caught it).
-    #[error("supervisor.endpoints[{index}].url: {reason}")]
-    Url {
-        /// Position in `supervisor.endpoints`.
-        index: usize,
-        /// The parser's message.
-        reason: String,
-    },
-}
-
 impl IndexedBackend {
-    /// Builds the clients from `[supervisor]`; `None` when no endpoint is configured.
-    pub fn from_config(cfg: &SupervisorConfig) -> Result<Option<Self>, IndexedError> {
+    /// Builds the clients from `[supervisor]` (URLs were parsed with the config, so nothing can
+    /// fail); `None` when no endpoint is configured.
+    pub fn from_config(cfg: &SupervisorConfig) -> Option<Self> {
         if cfg.endpoints.is_empty() {
-            return Ok(None);
+            return None;
         }
         let http = http_client(16);
         let mut endpoints = Vec::with_capacity(cfg.endpoints.len());
         for (i, e) in cfg.endpoints.iter().enumerate() {
-            let url = reqwest::Url::parse(&e.url)
-                .map_err(|err| IndexedError::Url { index: i, reason: err.to_string() })?;
+            let url = e.url.clone();
             let name = if e.name.is_empty() { format!("supervisor-{i}") } else { e.name.clone() };
-            let client = RpcClient::new(
-                "supervisor",
-                name,
-                url,
-                Duration::from_millis(cfg.timeout_ms),
-                http.clone(),
-            )
-            .with_max_response_bytes(cfg.max_response_bytes);
+            let client = RpcClient::new("supervisor", name, url, cfg.timeout_ms, http.clone())
+                .with_max_response_bytes(cfg.max_response_bytes);
             let healthy_gauge =
                 metrics().endpoint_healthy.with_label_values(&["supervisor", client.name()]);
             healthy_gauge.set(1);
             endpoints.push(Endpoint { client, unhealthy_until: Mutex::new(None), healthy_gauge });
         }
-        Ok(Some(Self {
+        Some(Self {
             endpoints,
             method: match cfg.namespace {
                 Namespace::Interop => "interop_checkAccessList",
@@ -100,9 +81,9 @@ impl IndexedBackend {
             },
             strategy: cfg.strategy,
             quorum: cfg.quorum.max(1),
-            unhealthy_for: Duration::from_millis(cfg.unhealthy_ms),
+            unhealthy_for: cfg.unhealthy_ms,
             next: AtomicUsize::new(0),
-        }))
+        })
     }
 
     /// Applies a new `supervisor.timeout_ms` to the calls that start from now on (reload).

@@ -11,7 +11,7 @@
 use futures::future::BoxFuture;
 
 use super::{Backend, CheckRequest, DynBackend, Verdict};
-use crate::config::PolicyMode;
+use crate::config::{PolicyMode, ShadowPrimary};
 use crate::metrics::metrics;
 
 /// The policy layer.
@@ -112,7 +112,7 @@ impl Policy {
     /// `indexed` and `light` are the two backends, when configured.
     pub fn new(
         mode: PolicyMode,
-        shadow_primary: PolicyMode,
+        shadow_primary: ShadowPrimary,
         indexed: Option<DynBackend>,
         light: Option<DynBackend>,
     ) -> Result<Self, PolicyError> {
@@ -127,7 +127,7 @@ impl Policy {
             PolicyMode::Both | PolicyMode::Either => {
                 (need(indexed, "indexed", SUP)?, Some(need(light, "light", LIGHT)?))
             }
-            PolicyMode::Shadow if shadow_primary == PolicyMode::Light => {
+            PolicyMode::Shadow if shadow_primary == ShadowPrimary::Light => {
                 (need(light, "light", LIGHT)?, indexed)
             }
             PolicyMode::Shadow => (need(indexed, "indexed", SUP)?, light),

@@ -32,12 +32,7 @@ pub struct Retry {
 impl Retry {
     /// Wraps `inner` with the `[validation]` retry settings.
     pub fn from_config(inner: DynBackend, cfg: &crate::config::ValidationConfig) -> Self {
-        Self::new(
-            inner,
-            Duration::from_millis(cfg.retry_delay_ms),
-            cfg.max_retries,
-            cfg.max_waiting,
-        )
+        Self::new(inner, cfg.retry_delay_ms, cfg.max_retries, cfg.max_waiting)
     }
 
     /// Wraps `inner`.

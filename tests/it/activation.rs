@@ -49,8 +49,12 @@ async fn chain(blocks: u64) -> (Arc<SimChain>, Peer) {
 fn backend(peer: &Peer, interop_time: Option<u64>) -> LightBackend {
     let mut c = light_chain(SOURCE, &[peer.url()]);
     c.interop_time = interop_time;
-    let cfg = LightConfig { chains: vec![c], head_ttl_ms: 50, ..Default::default() };
-    LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap().unwrap()
+    let cfg = LightConfig {
+        chains: vec![c],
+        head_ttl_ms: std::time::Duration::from_millis(50),
+        ..Default::default()
+    };
+    LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap()
 }
 
 #[tokio::test]

@@ -71,8 +71,15 @@ fn check_config_takes_flags_in_any_order_and_prints_the_config_redacted() {
     }
     let cfg = interop_gate::config::Config::from_toml(text, "printed").expect("printed TOML loads");
     assert_eq!(cfg.admin.token.as_deref(), Some("<redacted>"));
-    assert_eq!(cfg.supervisor.endpoints[0].url, "https://redacted@sup.example/rpc?redacted");
-    assert_eq!(cfg.upstream.url, "http://redacted@el.example:8545/", "env override applied");
+    assert_eq!(
+        cfg.supervisor.endpoints[0].url.as_str(),
+        "https://redacted@sup.example/rpc?redacted"
+    );
+    assert_eq!(
+        cfg.upstream.url.as_str(),
+        "http://redacted@el.example:8545/",
+        "env override applied"
+    );
     assert_eq!(cfg.server.max_batch, 100, "defaults are printed too");
 }
 

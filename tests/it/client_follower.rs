@@ -57,7 +57,7 @@ async fn run_revalidator(
     backend: Arc<ScriptedBackend>,
 ) -> (RunningRevalidator, CancellationToken) {
     let mut cfg = config(el);
-    cfg.listen = listen.into();
+    cfg.listen = listen.parse().expect("a listen address built by the test");
     let shutdown = CancellationToken::new();
     (start(&cfg, backend, shutdown.clone(), false).await.expect("starts"), shutdown)
 }

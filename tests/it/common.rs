@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 /// A config whose every listener binds an ephemeral loopback port.
 pub fn loopback_config() -> Config {
     let mut cfg = interop_gate::dev::loopback_config();
-    cfg.server.shutdown_grace_ms = 2_000;
+    cfg.server.shutdown_grace_ms = std::time::Duration::from_millis(2_000);
     // /readyz follows a peer going down within one probe interval.
-    cfg.server.readiness_interval_ms = 100;
+    cfg.server.readiness_interval_ms = std::time::Duration::from_millis(100);
     cfg
 }
 
@@ -81,7 +81,7 @@ pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
     let upstream_peer =
         spawn_peer("upstream", upstream.clone(), "127.0.0.1:0").await.expect("bind upstream");
     let mut cfg = loopback_config();
-    cfg.upstream.url = upstream_peer.url();
+    cfg.upstream.url = interop_gate::dev::parse_url(&upstream_peer.url());
     tweak(&mut cfg);
     cfg.validate().expect("valid test config");
     let running = start(cfg, CancellationToken::new()).await.expect("service starts");
@@ -154,9 +154,9 @@ pub async fn interop_gateway(tweak: impl FnOnce(&mut Config)) -> InteropGateway 
         cfg.ingress.chain_id = DEST;
         cfg.supervisor.endpoints = vec![endpoint("sup", sup_url)];
         cfg.light.chains = vec![light_chain(SOURCE, &[chain_url])];
-        cfg.validation.retry_delay_ms = 300;
+        cfg.validation.retry_delay_ms = std::time::Duration::from_millis(300);
         // Tests count chain calls exactly: no background reorg watch unless a test asks.
-        cfg.light.reorg_watch_ms = 0;
+        cfg.light.reorg_watch_ms = std::time::Duration::ZERO;
         tweak(cfg);
     })
     .await;

@@ -35,8 +35,8 @@ async fn wait_state(url: &str, want: &str) -> Value {
 async fn conductor_health_is_healthy_then_partial_with_one_backend_down_then_unavailable() {
     let g = interop_gateway(|c| {
         c.validation.policy = PolicyMode::Either;
-        c.supervisor.timeout_ms = 300;
-        c.light.timeout_ms = 300;
+        c.supervisor.timeout_ms = std::time::Duration::from_millis(300);
+        c.light.timeout_ms = std::time::Duration::from_millis(300);
     })
     .await;
     let url = g.gw.metrics_url("/conductor");
@@ -58,7 +58,7 @@ async fn conductor_health_is_healthy_then_partial_with_one_backend_down_then_una
 async fn with_policy_both_one_backend_down_is_unavailable_and_the_path_is_configurable() {
     let g = interop_gateway(|c| {
         c.validation.policy = PolicyMode::Both;
-        c.supervisor.timeout_ms = 300;
+        c.supervisor.timeout_ms = std::time::Duration::from_millis(300);
         c.metrics.conductor_path = "/op-conductor".into();
     })
     .await;
@@ -86,7 +86,8 @@ async fn a_composed_rollup_boost_health_url_is_folded_in_and_the_worse_state_win
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     let g = interop_gateway(|c| {
-        c.metrics.conductor_compose_url = format!("http://{addr}/healthz");
+        c.metrics.conductor_compose_url =
+            Some(interop_gate::dev::parse_url(&format!("http://{addr}/healthz")));
     })
     .await;
     let url = g.gw.metrics_url("/conductor");
@@ -105,11 +106,11 @@ async fn a_revalidator_that_cannot_read_its_pool_is_partial() {
     let dead = dead_addr().await;
     let g = interop_gateway(|c| {
         c.revalidator.enabled = true;
-        c.revalidator.listen = "127.0.0.1:0".into();
-        c.revalidator.el_url = format!("http://{dead}/");
-        c.revalidator.interval_ms = 50;
-        c.revalidator.full_interval_ms = 50;
-        c.revalidator.el_timeout_ms = 200;
+        c.revalidator.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        c.revalidator.el_url = interop_gate::dev::parse_url(&format!("http://{dead}/"));
+        c.revalidator.interval_ms = std::time::Duration::from_millis(50);
+        c.revalidator.full_interval_ms = std::time::Duration::from_millis(50);
+        c.revalidator.el_timeout_ms = std::time::Duration::from_millis(200);
     })
     .await;
     let v = wait_state(&g.gw.metrics_url("/conductor"), "PartialContent").await;

@@ -49,13 +49,13 @@ async fn every_metric_on_the_dashboard_is_exported() {
     let dest_url = dest_peer.url();
     let g = interop_gateway(move |c| {
         c.validation.policy = interop_gate::config::PolicyMode::Both;
-        c.light.head_ttl_ms = 50;
+        c.light.head_ttl_ms = std::time::Duration::from_millis(50);
         c.light_server.enabled = true;
         c.revalidator.enabled = true;
-        c.revalidator.el_url = dest_url;
-        c.revalidator.chain_id = DEST;
-        c.revalidator.interval_ms = 200;
-        c.revalidator.full_interval_ms = 400;
+        c.revalidator.el_url = interop_gate::dev::parse_url(&dest_url);
+        c.revalidator.chain_id = Some(DEST);
+        c.revalidator.interval_ms = std::time::Duration::from_millis(200);
+        c.revalidator.full_interval_ms = std::time::Duration::from_millis(400);
     })
     .await;
     let msgs = g.emit(2, 1);

@@ -17,7 +17,7 @@ async fn a_wallet_gets_nonce_fees_gas_tx_and_receipt_through_the_gateway() {
     let url = peer.url();
     let gw = gateway(move |c| {
         c.ingress.chain_id = DEST;
-        c.upstream.url = url;
+        c.upstream.url = interop_gate::dev::parse_url(&url);
     })
     .await;
     let call = |method: &str, params: Value| {

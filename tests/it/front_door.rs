@@ -87,7 +87,8 @@ async fn chain_id_ok(gw: &Gateway) -> bool {
 
 #[tokio::test]
 async fn slowloris_headers_are_cut_within_the_timeout_while_a_legit_client_is_served() {
-    let gw = gateway(|c| c.server.header_read_timeout_ms = 400).await;
+    let gw =
+        gateway(|c| c.server.header_read_timeout_ms = std::time::Duration::from_millis(400)).await;
     let addr = gw.running.rpc_addr.unwrap();
     // Headers one byte per 100 ms: finishing them would take 10 s.
     let header = format!("x-slow: {}\r\n\r\n", "a".repeat(90));
@@ -120,7 +121,8 @@ async fn slowloris_headers_are_cut_within_the_timeout_while_a_legit_client_is_se
 
 #[tokio::test]
 async fn slow_body_is_cut_with_408_while_a_legit_client_is_served() {
-    let gw = gateway(|c| c.server.body_read_timeout_ms = 400).await;
+    let gw =
+        gateway(|c| c.server.body_read_timeout_ms = std::time::Duration::from_millis(400)).await;
     let addr = gw.running.rpc_addr.unwrap();
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":["slow-{}"]}}"#,
@@ -152,8 +154,8 @@ async fn slow_body_is_cut_with_408_while_a_legit_client_is_served() {
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed_and_busy_ones_kept() {
     let gw = gateway(|c| {
-        c.server.idle_timeout_ms = 300;
-        c.server.header_read_timeout_ms = 5_000;
+        c.server.idle_timeout_ms = std::time::Duration::from_millis(300);
+        c.server.header_read_timeout_ms = std::time::Duration::from_millis(5_000);
     })
     .await;
     let mut s = TcpStream::connect(gw.running.rpc_addr.unwrap()).await.unwrap();
@@ -176,7 +178,7 @@ async fn idle_keep_alive_connections_are_closed_and_busy_ones_kept() {
 async fn connection_cap_refuses_new_connections_fast_and_keeps_serving_established_ones() {
     let gw = gateway(|c| {
         c.server.max_connections = 50;
-        c.server.header_read_timeout_ms = 60_000;
+        c.server.header_read_timeout_ms = std::time::Duration::from_millis(60_000);
     })
     .await;
     let addr = gw.running.rpc_addr.unwrap();
@@ -311,7 +313,10 @@ async fn deep_json_is_refused_and_never_forwarded() {
 #[tokio::test]
 async fn readyz_hits_cost_no_backend_calls() {
     // A long interval: only the first probe runs during the test.
-    let g = interop_gateway(|c| c.server.readiness_interval_ms = 3_600_000).await;
+    let g = interop_gateway(|c| {
+        c.server.readiness_interval_ms = std::time::Duration::from_millis(3_600_000)
+    })
+    .await;
     let ready = reqwest::get(g.gw.metrics_url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
@@ -338,7 +343,8 @@ async fn readyz_hits_cost_no_backend_calls() {
 
 #[tokio::test]
 async fn readiness_follows_the_upstream_going_down_and_coming_back() {
-    let gw = gateway(|c| c.server.readiness_interval_ms = 100).await;
+    let gw =
+        gateway(|c| c.server.readiness_interval_ms = std::time::Duration::from_millis(100)).await;
     let url = gw.metrics_url("/readyz");
     wait_status(&url, 200).await;
     let addr = gw.upstream_peer.addr;
@@ -361,8 +367,8 @@ async fn readiness_follows_the_upstream_going_down_and_coming_back() {
 async fn shutdown_with_200_forwarded_calls_in_flight_answers_all_200() {
     // Grace far shorter than the upstream's answer time: the drain must wait for forwarded calls.
     let gw = gateway(|c| {
-        c.server.shutdown_grace_ms = 100;
-        c.upstream.timeout_ms = 5_000;
+        c.server.shutdown_grace_ms = std::time::Duration::from_millis(100);
+        c.upstream.timeout_ms = std::time::Duration::from_millis(5_000);
     })
     .await;
     gw.upstream.set_delay(Duration::from_millis(1_500));
@@ -391,7 +397,8 @@ async fn shutdown_with_200_forwarded_calls_in_flight_answers_all_200() {
 
 #[tokio::test]
 async fn validation_gauge_returns_to_zero_after_clients_drop_mid_request() {
-    let g = interop_gateway(|c| c.supervisor.timeout_ms = 60_000).await;
+    let g = interop_gateway(|c| c.supervisor.timeout_ms = std::time::Duration::from_millis(60_000))
+        .await;
     g.supervisor.set_delay(Duration::from_secs(30));
     let msgs = g.emit(1, 9);
     let gauge = || async {

@@ -227,8 +227,8 @@ async fn fuzz_http_surface_of_ingress_and_light_endpoint() {
         c.server.max_connections = 4096;
         // An incomplete body (a chunked body cut short) waits for its timeout: keep it well
         // under the 10 s answer bound.
-        c.server.header_read_timeout_ms = 2_000;
-        c.server.body_read_timeout_ms = 2_000;
+        c.server.header_read_timeout_ms = std::time::Duration::from_millis(2_000);
+        c.server.body_read_timeout_ms = std::time::Duration::from_millis(2_000);
     })
     .await;
     g.emit(3, 1);

@@ -164,13 +164,14 @@ async fn size_limits_refuse_before_any_work() {
 #[tokio::test]
 async fn unreachable_or_slow_upstream_gives_clear_errors() {
     let dead = dead_addr().await;
-    let gw = gateway(|c| c.upstream.url = format!("http://{dead}/")).await;
+    let gw = gateway(|c| c.upstream.url = interop_gate::dev::parse_url(&format!("http://{dead}/")))
+        .await;
     let (s, v) = gw.post(&json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})).await;
     assert_eq!(s, 200);
     assert_eq!(v["error"]["code"], -32603);
     assert!(v["error"]["message"].as_str().unwrap().contains("upstream unavailable"), "{v}");
 
-    let gw = gateway(|c| c.upstream.timeout_ms = 200).await;
+    let gw = gateway(|c| c.upstream.timeout_ms = std::time::Duration::from_millis(200)).await;
     gw.upstream.set_delay(Duration::from_secs(5));
     let t = Instant::now();
     let (_, v) = gw.post(&json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})).await;

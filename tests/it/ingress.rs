@@ -73,7 +73,7 @@ async fn non_interop_tx_costs_no_backend_call() {
 #[tokio::test]
 async fn every_submission_method_is_guarded() {
     // Heads re-read within the re-test delay, so a message emitted mid-test is seen.
-    let g = interop_gateway(|c| c.light.head_ttl_ms = 100).await;
+    let g = interop_gateway(|c| c.light.head_ttl_ms = std::time::Duration::from_millis(100)).await;
     let msgs = g.emit(1, 3);
     let (raw, _) = g.interop_tx(1, 0, &[tampered(msgs[0])]);
     for (method, params) in [
@@ -102,8 +102,8 @@ async fn every_submission_method_is_guarded() {
 #[tokio::test]
 async fn a_message_known_within_the_delay_is_accepted_after_one_retest() {
     let g = interop_gateway(|c| {
-        c.validation.retry_delay_ms = 800;
-        c.light.head_ttl_ms = 100;
+        c.validation.retry_delay_ms = std::time::Duration::from_millis(800);
+        c.light.head_ttl_ms = std::time::Duration::from_millis(100);
     })
     .await;
     // The message's block does not exist yet: the light backend sees it above the head and the
@@ -239,7 +239,8 @@ async fn admin_modes_reject_all_and_bypass() {
 
 #[tokio::test]
 async fn backend_down_fails_closed_and_readyz_says_so() {
-    let g = interop_gateway(|c| c.supervisor.timeout_ms = 300).await;
+    let g =
+        interop_gateway(|c| c.supervisor.timeout_ms = std::time::Duration::from_millis(300)).await;
     let msgs = g.emit(1, 7);
     g.supervisor_peer.stop();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -371,7 +372,7 @@ async fn in_flight_bound() {
     let g = interop_gateway(|c| {
         c.ingress.max_in_flight = 1;
         // The readiness probe reads the head before the messages below exist; re-read it.
-        c.light.head_ttl_ms = 1;
+        c.light.head_ttl_ms = std::time::Duration::from_millis(1);
     })
     .await;
     let gauge = || async {

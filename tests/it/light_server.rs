@@ -221,9 +221,9 @@ async fn the_message_form_and_the_access_list_form_give_the_same_answers() {
     cfg.ingress.enabled = false;
     cfg.light_server.enabled = true;
     cfg.revalidator.enabled = true;
-    cfg.revalidator.el_url = el_peer.url();
+    cfg.revalidator.el_url = interop_gate::dev::parse_url(&el_peer.url());
     cfg.light.chains = vec![light_chain(SOURCE, &[peer.url()])];
-    cfg.light.reorg_watch_ms = 0;
+    cfg.light.reorg_watch_ms = std::time::Duration::ZERO;
     cfg.validation.policy = interop_gate::config::PolicyMode::Light;
     let running = interop_gate::app::start(cfg, Default::default()).await.unwrap();
     let faces = [

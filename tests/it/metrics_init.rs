@@ -107,11 +107,11 @@ async fn scrape_a_fresh_service() {
         c.ingress.chain_id = DEST;
         c.supervisor.endpoints = vec![endpoint("sup-a", sup_url)];
         c.light.chains = vec![light_chain(SOURCE, &[chain_url])];
-        c.light.reorg_watch_ms = 0;
+        c.light.reorg_watch_ms = std::time::Duration::ZERO;
         c.light_server.enabled = true;
         c.revalidator.enabled = true;
-        c.revalidator.el_url = el_url;
-        c.revalidator.chain_id = DEST;
+        c.revalidator.el_url = interop_gate::dev::parse_url(&el_url);
+        c.revalidator.chain_id = Some(DEST);
     })
     .await;
     let text = reqwest::get(gw.metrics_url("/metrics")).await.unwrap().text().await.unwrap();

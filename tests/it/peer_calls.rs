@@ -25,9 +25,9 @@ async fn until_refused(g: &InteropGateway, raw: &alloy_primitives::Bytes) -> Val
 async fn valid_verdicts_outlive_the_short_ttl_while_the_reorg_watch_runs_and_a_reorg_still_drops_them(
 ) {
     let g = interop_gateway(|c| {
-        c.light.reorg_watch_ms = 50;
+        c.light.reorg_watch_ms = Duration::from_millis(50);
         // The short lifetime (watch off) would be over long before the second send.
-        c.validation.valid_cache_ttl_secs = 0;
+        c.validation.valid_cache_ttl_secs = Duration::ZERO;
     })
     .await;
     let msgs = g.emit(1, 31);
@@ -50,8 +50,8 @@ async fn valid_verdicts_outlive_the_short_ttl_while_the_reorg_watch_runs_and_a_r
 #[tokio::test]
 async fn without_the_reorg_watch_valid_verdicts_keep_the_short_ttl() {
     let g = interop_gateway(|c| {
-        c.light.reorg_watch_ms = 0;
-        c.validation.valid_cache_ttl_secs = 0;
+        c.light.reorg_watch_ms = Duration::ZERO;
+        c.validation.valid_cache_ttl_secs = Duration::ZERO;
     })
     .await;
     let msgs = g.emit(1, 32);
@@ -72,8 +72,8 @@ async fn concurrent_checks_of_new_blocks_read_at_most_two_headers_per_block() {
     let g = interop_gateway(|c| {
         // Counted per block: `latest` is not re-read on a timer during the test, and no watch
         // reads headers in the background (its cost is one call per tick, tested below).
-        c.light.head_ttl_ms = 60_000;
-        c.light.reorg_watch_ms = 0;
+        c.light.head_ttl_ms = Duration::from_secs(60);
+        c.light.reorg_watch_ms = Duration::ZERO;
     })
     .await;
     let before = g.chain.calls("eth_getBlockByNumber");
@@ -113,7 +113,7 @@ async fn the_reorg_watch_reads_one_header_per_tick_and_announces_a_gap_it_cannot
     let peer = spawn_peer("chain", chain.clone(), "127.0.0.1:0").await.unwrap();
     let cfg =
         LightConfig { chains: vec![light_chain(SOURCE, &[peer.url()])], ..Default::default() };
-    let light = LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap().unwrap();
+    let light = LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap();
     let mut reorgs = light.subscribe_reorgs();
     let c = light.chain(&alloy_primitives::U256::from(SOURCE)).unwrap().clone();
     let headers = || chain.calls("eth_getBlockByNumber");

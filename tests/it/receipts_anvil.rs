@@ -344,7 +344,7 @@ async fn verify_receipts_catches_a_chain_rpc_that_lies_consistently() {
     let backend = |url: &str, verify: bool| {
         let light = LightConfig {
             chains: vec![ChainRpcConfig {
-                chain_id: toml::Value::Integer(31_337),
+                chain_id: interop_gate::interop::ChainId::from(31_337u64),
                 endpoints: vec![interop_gate::dev::endpoint("rpc", url.to_string())],
                 agreement: false,
                 verify_receipts: verify,
@@ -352,7 +352,7 @@ async fn verify_receipts_catches_a_chain_rpc_that_lies_consistently() {
             }],
             ..Default::default()
         };
-        LightBackend::from_config(&light, &ValidationConfig::default()).unwrap().unwrap()
+        LightBackend::from_config(&light, &ValidationConfig::default()).unwrap()
     };
     let req = |m: Message| CheckRequest {
         messages: vec![m].into(),

@@ -19,8 +19,8 @@ async fn a_reload_applies_new_upstream_timeouts_to_the_next_calls() {
     let peer = spawn_peer("upstream", upstream.clone(), "127.0.0.1:0").await.unwrap();
     upstream.set_delay(Duration::from_millis(600));
     let mut cfg = loopback_config();
-    cfg.upstream.url = peer.url();
-    cfg.upstream.timeout_ms = 5_000;
+    cfg.upstream.url = interop_gate::dev::parse_url(&peer.url());
+    cfg.upstream.timeout_ms = std::time::Duration::from_millis(5_000);
     let running = interop_gate::app::start(cfg.clone(), CancellationToken::new()).await.unwrap();
     let url = format!("http://{}/", running.rpc_addr.unwrap());
     let client = reqwest::Client::new();
@@ -31,12 +31,12 @@ async fn a_reload_applies_new_upstream_timeouts_to_the_next_calls() {
 
     let file = tempfile::NamedTempFile::new().unwrap();
     let mut shorter = cfg.clone();
-    shorter.upstream.timeout_ms = 200;
+    shorter.upstream.timeout_ms = std::time::Duration::from_millis(200);
     std::fs::write(file.path(), toml::to_string(&shorter).unwrap()).unwrap();
     let mut reloader = Reloader::new(file.path(), cfg, running.reload.clone());
     let diff = reloader.reload().unwrap();
     assert!(diff.timeouts && diff.needs_restart.is_empty(), "{diff:?}");
-    assert_eq!(reloader.running().upstream.timeout_ms, 200);
+    assert_eq!(reloader.running().upstream.timeout_ms, std::time::Duration::from_millis(200));
 
     let (_, v) = post_json(&client, &url, &call).await;
     assert_eq!(v["error"]["code"], -32603, "{v}");

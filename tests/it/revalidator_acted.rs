@@ -49,7 +49,7 @@ async fn a_published_tx_still_pooled_is_counted_until_the_el_drops_it_and_never_
 
 #[tokio::test]
 async fn escalation_turns_the_failsafe_answer_on_while_a_published_tx_stays_pooled_too_long() {
-    let h = harness(|c| c.escalate_failsafe_after_secs = 1).await;
+    let h = harness(|c| c.escalate_failsafe_after_secs = std::time::Duration::from_secs(1)).await;
     let pool = generate_pool(4, 5, 2, |i| vec![msg(i)]);
     h.el.insert(pool.clone());
     h.backend.mark_invalid(&msg(6));

@@ -135,7 +135,7 @@ async fn failsafe_flag_follows_the_backend_and_publishes_nothing() {
 
 #[tokio::test]
 async fn not_yet_known_is_retried_then_published_at_its_deadline() {
-    let h = harness(|c| c.max_unknown_secs = 1).await;
+    let h = harness(|c| c.max_unknown_secs = std::time::Duration::from_secs(1)).await;
     // A small gas limit spreads 40 txs over several presumed blocks, some beyond the near ones.
     h.el.set_head(interop_gate::revalidator::pool::Head { gas_limit: 400_000, ..HEAD });
     let pool = generate_pool(40, 1, 1, |i| vec![msg(i)]);

@@ -207,8 +207,8 @@ async fn the_background_loop_runs_full_then_near_passes_and_stops_on_shutdown() 
     el.insert(generate_pool(20, 5, 5, |i| vec![msg(i)]));
     let backend = Arc::new(revalidator_support::ScriptedBackend::default());
     let mut cfg = revalidator_support::config(&peer);
-    cfg.interval_ms = 50;
-    cfg.full_interval_ms = 60_000;
+    cfg.interval_ms = std::time::Duration::from_millis(50);
+    cfg.full_interval_ms = std::time::Duration::from_millis(60_000);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let reval = start(&cfg, backend.clone(), shutdown.clone(), true).await.unwrap();
     let client = reqwest::Client::new();

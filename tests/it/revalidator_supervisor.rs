@@ -38,7 +38,7 @@ async fn supervisor_http_requests_per_pass_equal_presumed_blocks_checked() {
     engine_cfg.supervisor.endpoints = vec![endpoint("sup", sup_peer.url())];
     engine_cfg.validation.policy = PolicyMode::Indexed;
     // Every pass must reach the supervisor (valid verdicts are not reused across passes here).
-    engine_cfg.validation.valid_cache_ttl_secs = 0;
+    engine_cfg.validation.valid_cache_ttl_secs = std::time::Duration::ZERO;
     let backend: DynBackend = Arc::new(Engine::from_config(&engine_cfg).unwrap());
     let reval = start(&cfg, backend, shutdown.clone(), false).await.unwrap();
 

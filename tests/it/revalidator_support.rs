@@ -112,8 +112,8 @@ impl Backend for ScriptedBackend {
 pub fn config(el: &Peer) -> RevalidatorConfig {
     RevalidatorConfig {
         enabled: true,
-        listen: "127.0.0.1:0".into(),
-        el_url: el.url(),
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        el_url: interop_gate::dev::parse_url(&el.url()),
         ..Default::default()
     }
 }

@@ -70,14 +70,14 @@ async fn start_cluster(n: usize, how: Replicas, tweak: impl Fn(&mut Config)) -> 
     let (mut replicas, mut children, mut urls) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
         let mut cfg = interop_gate::dev::loopback_config();
-        cfg.metrics.listen = String::new();
-        cfg.admin.listen = String::new();
-        cfg.upstream.url = upstream_peer.url();
+        cfg.metrics.listen = None;
+        cfg.admin.listen = None;
+        cfg.upstream.url = interop_gate::dev::parse_url(&upstream_peer.url());
         cfg.ingress.chain_id = DEST;
         cfg.validation.policy = PolicyMode::Indexed;
         cfg.supervisor.endpoints = vec![endpoint("sup", supervisor_peer.url())];
-        cfg.redis.url = Some(redis.url());
-        cfg.redis.retry_ms = 100;
+        cfg.redis.url = Some(interop_gate::dev::parse_url(&redis.url()));
+        cfg.redis.retry_ms = std::time::Duration::from_millis(100);
         tweak(&mut cfg);
         cfg.validate().expect("valid test config");
         match how {
@@ -377,8 +377,8 @@ async fn redis_down_with_on_error_refuse_refuses_with_a_retryable_error() {
 async fn a_hung_redis_costs_at_most_its_timeout_and_verdicts_fall_back_to_the_backend() {
     let c = cluster(2, |cfg| {
         cfg.ingress.ip_rate = RateLimit { per_second: 1, burst: 50 };
-        cfg.redis.timeout_ms = 50;
-        cfg.redis.retry_ms = 60_000;
+        cfg.redis.timeout_ms = std::time::Duration::from_millis(50);
+        cfg.redis.retry_ms = std::time::Duration::from_millis(60_000);
     })
     .await;
     assert!(c.chain_id(0, None).await.get("result").is_some());

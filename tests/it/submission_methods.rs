@@ -22,7 +22,7 @@ fn sync_call(raw: &alloy_primitives::Bytes) -> Value {
 async fn sync_submission_that_outlasts_its_timeout_answers_eip7966_timeout_with_the_hash() {
     let gw = gateway(|c| {
         c.ingress.chain_id = DEST;
-        c.upstream.sync_timeout_ms = 300;
+        c.upstream.sync_timeout_ms = std::time::Duration::from_millis(300);
     })
     .await;
     gw.upstream.set_delay(Duration::from_secs(3));
@@ -39,8 +39,8 @@ async fn sync_submission_that_outlasts_its_timeout_answers_eip7966_timeout_with_
 async fn sync_submission_has_its_own_longer_timeout() {
     let gw = gateway(|c| {
         c.ingress.chain_id = DEST;
-        c.upstream.timeout_ms = 200;
-        c.upstream.sync_timeout_ms = 10_000;
+        c.upstream.timeout_ms = std::time::Duration::from_millis(200);
+        c.upstream.sync_timeout_ms = std::time::Duration::from_millis(10_000);
     })
     .await;
     gw.upstream.set_delay(Duration::from_millis(600));
@@ -78,7 +78,8 @@ async fn upstream_own_sync_timeout_errors_pass_through_verbatim() {
 
 #[tokio::test]
 async fn interop_sync_submission_is_validated_then_waits() {
-    let g = interop_gateway(|c| c.upstream.sync_timeout_ms = 300).await;
+    let g = interop_gateway(|c| c.upstream.sync_timeout_ms = std::time::Duration::from_millis(300))
+        .await;
     g.gw.upstream.set_delay(Duration::from_secs(3));
     let msgs = g.emit(1, 5);
     let (raw, hash) = g.interop_tx(2, 0, &msgs);

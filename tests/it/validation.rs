@@ -61,9 +61,9 @@ async fn light(tweak: impl FnOnce(&mut LightConfig)) -> Light {
     let peer = spawn_peer("chain", chain.clone(), "127.0.0.1:0").await.unwrap();
     let mut cfg =
         LightConfig { chains: vec![light_chain(SOURCE, &[peer.url()])], ..Default::default() };
-    cfg.head_ttl_ms = 50;
+    cfg.head_ttl_ms = std::time::Duration::from_millis(50);
     tweak(&mut cfg);
-    let backend = LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap().unwrap();
+    let backend = LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap();
     Light { backend, chain, _peer: peer }
 }
 
@@ -185,10 +185,10 @@ async fn light_fails_over_and_checks_agreement() {
     let peer = spawn_peer("chain", chain.clone(), "127.0.0.1:0").await.unwrap();
     let cfg = LightConfig {
         chains: vec![light_chain(SOURCE, &[format!("http://{dead}/"), peer.url()])],
-        timeout_ms: 500,
+        timeout_ms: std::time::Duration::from_millis(500),
         ..Default::default()
     };
-    let b = LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap().unwrap();
+    let b = LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap();
     let m = emit(&chain, 1, 100)[0];
     assert!(b.check(&now_req(&[m])).await.is_valid(), "the second endpoint answered");
 
@@ -199,7 +199,7 @@ async fn light_fails_over_and_checks_agreement() {
     let mut c = light_chain(SOURCE, &[peer.url(), other_peer.url()]);
     c.agreement = true;
     let cfg = LightConfig { chains: vec![c], ..Default::default() };
-    let b = LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap().unwrap();
+    let b = LightBackend::from_config(&cfg, &ValidationConfig::default()).unwrap();
     let v = b.check(&now_req(&[m])).await;
     assert!(matches!(v, Verdict::Unavailable(ref why) if why.contains("disagree")), "{v:?}");
 }
@@ -244,11 +244,11 @@ fn indexed(
             .map(|(i, u)| endpoint(&format!("s{i}"), u.clone()))
             .collect(),
         strategy,
-        timeout_ms: 500,
+        timeout_ms: std::time::Duration::from_millis(500),
         ..Default::default()
     };
     tweak(&mut cfg);
-    IndexedBackend::from_config(&cfg).unwrap().unwrap()
+    IndexedBackend::from_config(&cfg).unwrap()
 }
 
 fn msg(i: u8) -> Message {
@@ -314,7 +314,9 @@ async fn indexed_timeouts_failover_and_health() {
     );
     assert_eq!(c.mock.checks(), 1);
     // Health: the slow endpoint is now marked unhealthy and skipped.
-    let h = indexed(&[a.peer.url(), c.peer.url()], Strategy::Health, |s| s.unhealthy_ms = 60_000);
+    let h = indexed(&[a.peer.url(), c.peer.url()], Strategy::Health, |s| {
+        s.unhealthy_ms = std::time::Duration::from_millis(60_000)
+    });
     for _ in 0..4 {
         assert!(h.check(&now_req(&[m])).await.is_valid());
     }
@@ -406,7 +408,7 @@ async fn policies_combine_and_fail_closed() {
         cfg.supervisor.endpoints = vec![endpoint("sup", s.peer.url())];
         cfg.light.chains = vec![light_chain(SOURCE, &[peer.url()])];
         cfg.validation.policy = policy;
-        cfg.validation.retry_delay_ms = 10;
+        cfg.validation.retry_delay_ms = std::time::Duration::from_millis(10);
         Engine::from_config(&cfg).unwrap()
     };
     // The supervisor does not know it, the chain has it: a split.
@@ -431,9 +433,9 @@ async fn a_reorg_drops_cached_valid_verdicts_without_waiting_for_a_check() {
     let peer = spawn_peer("chain", chain.clone(), "127.0.0.1:0").await.unwrap();
     let mut cfg = Config::default();
     cfg.light.chains = vec![light_chain(SOURCE, &[peer.url()])];
-    cfg.light.head_ttl_ms = 50;
+    cfg.light.head_ttl_ms = std::time::Duration::from_millis(50);
     cfg.validation.policy = PolicyMode::Light;
-    cfg.validation.valid_cache_ttl_secs = 600;
+    cfg.validation.valid_cache_ttl_secs = std::time::Duration::from_secs(600);
     let engine = Engine::from_config(&cfg).unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
     engine.light().unwrap().spawn_reorg_watch(Duration::from_millis(100), stop.clone());

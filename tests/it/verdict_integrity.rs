@@ -89,10 +89,10 @@ async fn rig(b: Behaviour, tweak: impl FnOnce(&mut Config)) -> Rig {
     let gw = gateway(move |cfg| {
         cfg.ingress.chain_id = DEST;
         cfg.supervisor.endpoints = vec![endpoint("liar", liar_url)];
-        cfg.supervisor.timeout_ms = 500;
+        cfg.supervisor.timeout_ms = std::time::Duration::from_millis(500);
         cfg.light.chains = vec![light_chain(SOURCE, &[chain_url])];
-        cfg.light.reorg_watch_ms = 0;
-        cfg.validation.retry_delay_ms = 50;
+        cfg.light.reorg_watch_ms = std::time::Duration::ZERO;
+        cfg.validation.retry_delay_ms = std::time::Duration::from_millis(50);
         tweak(cfg);
     })
     .await;
@@ -211,17 +211,17 @@ async fn revalidator_rig(
     engine_cfg.supervisor.endpoints =
         sup_urls.into_iter().enumerate().map(|(i, u)| endpoint(&format!("s{i}"), u)).collect();
     engine_cfg.supervisor.strategy = strategy;
-    engine_cfg.supervisor.timeout_ms = 300;
+    engine_cfg.supervisor.timeout_ms = std::time::Duration::from_millis(300);
     engine_cfg.validation.policy = PolicyMode::Indexed;
-    engine_cfg.validation.valid_cache_ttl_secs = 0;
+    engine_cfg.validation.valid_cache_ttl_secs = std::time::Duration::ZERO;
     let engine: DynBackend = Arc::new(Engine::from_config(&engine_cfg).unwrap());
     let mut cfg = interop_gate::config::RevalidatorConfig {
         enabled: true,
-        listen: "127.0.0.1:0".into(),
-        el_url: el_peer.url(),
-        chain_id: DEST,
-        max_unknown_secs: 1,
-        request_timeout_ms: 600,
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        el_url: interop_gate::dev::parse_url(&el_peer.url()),
+        chain_id: Some(DEST),
+        max_unknown_secs: std::time::Duration::from_secs(1),
+        request_timeout_ms: std::time::Duration::from_millis(600),
         ..Default::default()
     };
     tweak(&mut cfg);
@@ -370,7 +370,7 @@ async fn an_oversize_answer_is_no_answer_and_memory_stays_flat() {
     let r = rig(Behaviour::Huge(HUGE), |c| {
         c.validation.policy = PolicyMode::Indexed;
         c.supervisor.max_response_bytes = 1024 * 1024;
-        c.supervisor.timeout_ms = 20_000;
+        c.supervisor.timeout_ms = std::time::Duration::from_millis(20_000);
     })
     .await;
     let real = emit(&r.chain, 4, 3);
@@ -402,9 +402,9 @@ async fn the_drop_in_faces_answer_for_the_callers_timestamp_not_their_own_clock(
     let engine: DynBackend = r.gw.running.engine.clone().unwrap();
     let rcfg = interop_gate::config::RevalidatorConfig {
         enabled: true,
-        listen: "127.0.0.1:0".into(),
-        el_url: el_peer.url(),
-        chain_id: DEST,
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        el_url: interop_gate::dev::parse_url(&el_peer.url()),
+        chain_id: Some(DEST),
         ..Default::default()
     };
     let shutdown = CancellationToken::new();
@@ -449,7 +449,7 @@ async fn an_invalid_verdict_is_reused_only_for_windows_it_covers() {
     let unknown = forged(chain.message(recent.number, 0).unwrap(), 9);
     let mut cfg = Config::default();
     cfg.light.chains = vec![light_chain(SOURCE, &[chain_peer.url()])];
-    cfg.light.reorg_watch_ms = 0;
+    cfg.light.reorg_watch_ms = std::time::Duration::ZERO;
     cfg.supervisor.endpoints = vec![endpoint("sup", sup_peer.url())];
     cfg.validation.policy = PolicyMode::Light;
     let light_engine: DynBackend = Arc::new(Engine::from_config(&cfg).unwrap());
@@ -595,15 +595,15 @@ async fn the_three_faces_agree_on_a_seeded_corpus() {
             cfg.ingress.sender_rate.per_second = 0;
             cfg.ingress.ip_rate.per_second = 0;
             cfg.light.chains = vec![light_chain(SOURCE, &[chain_url])];
-            cfg.light.reorg_watch_ms = 0;
+            cfg.light.reorg_watch_ms = std::time::Duration::ZERO;
             cfg.validation.policy = PolicyMode::Light;
             // The ingress's re-test re-stamps its own descriptor; the comparison is about one
             // descriptor, so it is off here (the drop-in faces never re-test).
             cfg.validation.max_retries = 0;
             cfg.light_server.enabled = true;
             cfg.revalidator.enabled = true;
-            cfg.revalidator.el_url = el_url;
-            cfg.revalidator.chain_id = DEST;
+            cfg.revalidator.el_url = interop_gate::dev::parse_url(&el_url);
+            cfg.revalidator.chain_id = Some(DEST);
         })
         .await;
         let light_url = format!("http://{}/", gw.running.light_server_addr.unwrap());
@@ -683,8 +683,8 @@ async fn oversize_or_garbage_from_the_el_and_the_upstream_is_no_answer() {
     let engine: DynBackend = Arc::new(Engine::from_config(&engine_cfg).unwrap());
     let cfg = interop_gate::config::RevalidatorConfig {
         enabled: true,
-        listen: "127.0.0.1:0".into(),
-        el_url: el_peer.url(),
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        el_url: interop_gate::dev::parse_url(&el_peer.url()),
         el_max_response_bytes: 1024 * 1024,
         ..Default::default()
     };
@@ -706,7 +706,7 @@ async fn oversize_or_garbage_from_the_el_and_the_upstream_is_no_answer() {
     // The ingress's upstream answers more than `upstream.max_response_bytes`: -32603, bounded.
     let (up_peer, _up) = misbehave::spawn(Behaviour::Huge(8 * 1024 * 1024)).await.unwrap();
     let gw = gateway(|cfg| {
-        cfg.upstream.url = up_peer.url();
+        cfg.upstream.url = interop_gate::dev::parse_url(&up_peer.url());
         cfg.upstream.max_response_bytes = 64 * 1024;
     })
     .await;

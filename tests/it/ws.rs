@@ -47,7 +47,7 @@ impl WsGateway {
 async fn ws_gateway(tweak: impl FnOnce(&mut Config)) -> WsGateway {
     let (up, up_peer) = spawn_ws_upstream(Arc::new(MockUpstream::new())).await.expect("upstream");
     let mut cfg = loopback_config();
-    cfg.upstream.url = up_peer.url();
+    cfg.upstream.url = interop_gate::dev::parse_url(&up_peer.url());
     tweak(&mut cfg);
     cfg.validate().expect("valid test config");
     let running = start(cfg, CancellationToken::new()).await.expect("service starts");
@@ -263,7 +263,8 @@ async fn a_client_that_does_not_read_is_disconnected_not_buffered_for() {
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_but_a_subscribed_one_is_kept() {
-    let g = ws_gateway(|c| c.websocket.idle_timeout_ms = 300).await;
+    let g =
+        ws_gateway(|c| c.websocket.idle_timeout_ms = std::time::Duration::from_millis(300)).await;
     let mut idle = g.connect().await;
     let mut subscribed = g.connect().await;
     send(&mut subscribed, &call(json!(1), "eth_subscribe", json!(["newHeads"]))).await;
@@ -302,8 +303,8 @@ async fn connections_over_the_cap_are_refused_at_the_upgrade() {
 async fn upstream_websocket_down_gives_clear_errors_then_reconnects() {
     let dead = dead_addr().await;
     let g = ws_gateway(|c| {
-        c.upstream.ws_url = format!("ws://{dead}/");
-        c.websocket.reconnect_backoff_ms = 60_000;
+        c.upstream.ws_url = Some(interop_gate::dev::parse_url(&format!("ws://{dead}/")));
+        c.websocket.reconnect_backoff_ms = std::time::Duration::from_millis(60_000);
     })
     .await;
     let mut ws = g.connect().await;
@@ -363,7 +364,8 @@ async fn calls_in_flight_per_connection_are_bounded() {
 
 #[tokio::test]
 async fn a_client_that_never_answers_pings_is_closed() {
-    let g = ws_gateway(|c| c.websocket.ping_interval_ms = 100).await;
+    let g =
+        ws_gateway(|c| c.websocket.ping_interval_ms = std::time::Duration::from_millis(100)).await;
     let mut ws = g.connect().await;
     send(&mut ws, &call(json!(1), "eth_subscribe", json!(["newHeads"]))).await;
     recv(&mut ws).await;

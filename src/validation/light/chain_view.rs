@@ -192,7 +192,7 @@ impl Chain {
         reorgs: broadcast::Sender<ReorgEvent>,
         watching: Arc<AtomicBool>,
     ) -> Self {
-        let ttl = Duration::from_millis(light.head_ttl_ms.max(1));
+        let ttl = light.head_ttl_ms.max(Duration::from_millis(1));
         let capacity = light.block_cache_capacity;
         Self {
             id,

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::U256;
 use futures::future::{join_all, BoxFuture};
 use tokio::sync::broadcast;
 
@@ -24,22 +23,8 @@ use rules::Rules;
 
 use super::{Backend, CheckRequest, Verdict};
 use crate::config::{LightConfig, ValidationConfig};
-use crate::interop::types::parse_chain_id;
 use crate::interop::ChainId;
 use crate::rpc::client::{http_client, RpcClient};
-
-/// Why the light backend could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum LightError {
-    /// A chain entry is invalid.
-    #[error("light.chains[{index}]: {reason}")]
-    Chain {
-        /// Position in `light.chains`.
-        index: usize,
-        /// What is wrong.
-        reason: String,
-    },
-}
 
 /// The light backend over every configured source chain.
 pub struct LightBackend {
@@ -52,47 +37,33 @@ pub struct LightBackend {
 }
 
 impl LightBackend {
-    /// Builds one client per endpoint and the caches from `[light]`; `None` when no chain is
-    /// configured.
-    pub fn from_config(
-        light: &LightConfig,
-        validation: &ValidationConfig,
-    ) -> Result<Option<Self>, LightError> {
+    /// Builds one client per endpoint and the caches from `[light]` (chain ids and URLs were
+    /// parsed with the config, so nothing can fail); `None` when no chain is configured.
+    pub fn from_config(light: &LightConfig, validation: &ValidationConfig) -> Option<Self> {
         if light.chains.is_empty() {
-            return Ok(None);
+            return None;
         }
         let http = http_client(16);
         let (reorgs, _) = broadcast::channel(256);
         let watching = Arc::new(AtomicBool::new(false));
         let mut chains = HashMap::new();
-        for (index, c) in light.chains.iter().enumerate() {
-            let err = |reason: String| LightError::Chain { index, reason };
-            let id = match &c.chain_id {
-                toml::Value::Integer(n) => U256::from(*n as u64),
-                toml::Value::String(s) => parse_chain_id(s).map_err(err)?,
-                other => return Err(err(format!("bad chain_id {other}"))),
-            };
+        for c in &light.chains {
+            let id = c.chain_id;
             let label = id.to_string();
             let mut endpoints = Vec::new();
             for (j, e) in c.endpoints.iter().enumerate() {
-                let url = reqwest::Url::parse(&e.url).map_err(|e| err(e.to_string()))?;
+                let url = e.url.clone();
                 let name =
                     if e.name.is_empty() { format!("chain-{label}-{j}") } else { e.name.clone() };
                 endpoints.push(
-                    RpcClient::new(
-                        "chain",
-                        name,
-                        url,
-                        Duration::from_millis(light.timeout_ms),
-                        http.clone(),
-                    )
-                    .with_max_response_bytes(light.max_response_bytes),
+                    RpcClient::new("chain", name, url, light.timeout_ms, http.clone())
+                        .with_max_response_bytes(light.max_response_bytes),
                 );
             }
             let chain = Chain::new(id, endpoints, c, light, reorgs.clone(), watching.clone());
             chains.insert(id, Arc::new(chain));
         }
-        Ok(Some(Self {
+        Some(Self {
             chains,
             rules: Rules {
                 window: validation.expiry_window_secs,
@@ -100,7 +71,7 @@ impl LightBackend {
             },
             reorgs,
             watching,
-        }))
+        })
     }
 
     /// The configured chains.
