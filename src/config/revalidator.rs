@@ -15,6 +15,20 @@ pub struct RevalidatorConfig {
     pub listen: String,
     /// The execution client whose pool is watched (env `INTEROP_GATE_REVALIDATOR_EL_URL`).
     pub el_url: String,
+    /// The EL's WebSocket (`ws://` or `wss://`), followed by deltas: `newPendingTransactions`
+    /// (full tx objects) and `newHeads`. Empty: no mirror, every pass reads `txpool_content`
+    /// whole. When the EL refuses the subscription, or the socket is down, passes fall back to
+    /// that full read until it is back.
+    pub el_ws_url: String,
+    /// Time between full `txpool_content` reads that repair the mirror's drift (evicted txs,
+    /// txs a reorg put back, missed announcements), ms. Also done at once after a reorg of the
+    /// executing chain and after every (re)subscription.
+    pub reconcile_interval_ms: u64,
+    /// Largest WebSocket message accepted from the EL, bytes; a larger one closes the socket
+    /// (passes fall back to full reads until it reconnects).
+    pub el_ws_max_message_bytes: usize,
+    /// Wait before re-opening a lost or refused EL WebSocket, ms.
+    pub el_ws_reconnect_ms: u64,
     /// Timeout of each call to the EL (`txpool_content`, `eth_getBlockByNumber`), ms. A big pool
     /// makes `txpool_content` slow, hence more than a check's timeout.
     pub el_timeout_ms: u64,
@@ -75,6 +89,10 @@ impl Default for RevalidatorConfig {
             enabled: false,
             listen: "0.0.0.0:8561".into(),
             el_url: "http://127.0.0.1:9545".into(),
+            el_ws_url: String::new(),
+            reconcile_interval_ms: 30_000,
+            el_ws_max_message_bytes: 1 << 20,
+            el_ws_reconnect_ms: 2_000,
             el_timeout_ms: 5_000,
             // txpool_content is ~490 bytes of JSON per plain tx (measured); interop txs carry
             // access lists. 1 KiB per tx of the 200k `max_pool_txs` cap, rounded up.
@@ -109,7 +127,19 @@ impl RevalidatorConfig {
         }
         check_listen("revalidator.listen", &self.listen)?;
         check_url("revalidator.el_url", &self.el_url)?;
+        if !self.el_ws_url.is_empty() {
+            let scheme = reqwest::Url::parse(&self.el_ws_url).map(|u| u.scheme().to_owned());
+            if !matches!(scheme.as_deref(), Ok("ws" | "wss")) {
+                return Err(ConfigError::invalid(
+                    "revalidator.el_ws_url",
+                    "must be a ws:// or wss:// URL (or empty)",
+                ));
+            }
+        }
         for (key, v) in [
+            ("revalidator.reconcile_interval_ms", self.reconcile_interval_ms),
+            ("revalidator.el_ws_max_message_bytes", self.el_ws_max_message_bytes as u64),
+            ("revalidator.el_ws_reconnect_ms", self.el_ws_reconnect_ms),
             ("revalidator.el_timeout_ms", self.el_timeout_ms),
             ("revalidator.el_max_response_bytes", self.el_max_response_bytes as u64),
             ("revalidator.interval_ms", self.interval_ms),

@@ -8,12 +8,15 @@
 //!
 //! Files, one job each: [`pool`] (read the EL's pool and head), [`placement`] (presumed blocks,
 //! pure), [`pass`] (plan and send one pass), [`tracker`] (verdicts per tx, drop-in lookups),
+//! [`mirror`] (the pool kept by deltas, pure), [`follow`] (the EL WebSocket that feeds it),
 //! [`feed`] (the invalid feed and its cursor), [`api`] (the EL-facing JSON-RPC methods),
 //! [`service`] (the core that ties them and the schedule), [`error`] (its error enums).
 
 pub mod api;
 pub mod error;
 pub mod feed;
+pub mod follow;
+pub mod mirror;
 pub mod pass;
 pub mod placement;
 pub mod pool;
@@ -88,6 +91,10 @@ pub async fn start(
         .map_err(|source| StartError::Bind { addr: cfg.listen.clone(), source })?;
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
     let server = tokio::spawn(serve(listener, router(core.clone(), cfg), shutdown.clone(), grace));
+    if let Some(f) = core.follower() {
+        // The mirror follows the EL even when the caller drives passes itself.
+        tokio::spawn(f.clone().run(shutdown.clone()));
+    }
     let passes =
         if run_passes { tokio::spawn(core.clone().run(shutdown)) } else { tokio::spawn(async {}) };
     tracing::info!(target: "interop_gate::revalidator", %addr, el = %reqwest::Url::parse(&cfg.el_url).map(|u| crate::rpc::client::redact(&u)).unwrap_or_default(), "revalidator started");

@@ -22,6 +22,7 @@ mod receipts_anvil;
 mod refusals;
 mod reload;
 mod revalidator_api;
+mod revalidator_mirror;
 mod revalidator_passes;
 mod revalidator_supervisor;
 mod revalidator_support;
