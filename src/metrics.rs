@@ -82,7 +82,8 @@ pub struct Metrics {
     pub interop_mode: IntGaugeVec,
     /// Revalidator gauges (`pool_txs`, `tracked_txs`, `presumed_blocks`, `failsafe`), by what.
     pub revalidator_state: IntGaugeVec,
-    /// Backend requests sent by one revalidation pass, by pass kind (`near`, `full`).
+    /// Backend requests sent by one revalidation pass, by pass kind (`near`, `full`, and
+    /// `event`: a re-check driven by a source-chain reorg).
     pub revalidator_requests_per_pass: HistogramVec,
     /// Duration of one revalidation pass (pool read included), by pass kind.
     pub revalidator_pass_duration: HistogramVec,
@@ -523,7 +524,7 @@ pub fn init_series(cfg: &Config) {
     }
 
     if cfg.revalidator.enabled {
-        for kind in ["near", "full"] {
+        for kind in ["near", "full", "event"] {
             m.revalidator_requests_per_pass.with_label_values(&[kind]);
             m.revalidator_pass_duration.with_label_values(&[kind]);
         }

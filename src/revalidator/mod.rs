@@ -8,7 +8,7 @@
 //!
 //! Files, one job each: [`pool`] (read the EL's pool and head), [`placement`] (presumed blocks,
 //! pure), [`pass`] (plan and send one pass), [`tracker`] (verdicts per tx, drop-in lookups),
-//! [`mirror`] (the pool kept by deltas, pure), [`follow`] (the EL WebSocket that feeds it),
+//! [`recheck`] (re-checks driven by source-chain reorgs), [`mirror`] (the pool kept by deltas), [`follow`] (the EL WebSocket that feeds it),
 //! [`feed`] (the invalid feed and its cursor), [`api`] (the EL-facing JSON-RPC methods),
 //! [`service`] (the core that ties them and the schedule), [`error`] (its error enums).
 
@@ -20,6 +20,7 @@ pub mod mirror;
 pub mod pass;
 pub mod placement;
 pub mod pool;
+pub mod recheck;
 pub mod service;
 pub mod tracker;
 

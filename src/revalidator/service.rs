@@ -13,6 +13,7 @@ use super::feed::{Feed, FeedPage};
 use super::follow::Follower;
 use super::pass::{execute, plan, PassKind, Plan, PlanParams};
 use super::pool::{ElPool, Head, PoolSnapshot};
+use super::recheck::{self, plan_affected, RecheckParams, RecheckReport};
 use super::tracker::{SyncReport, Tracker, TrackerLimits};
 use crate::clock::unix_now;
 use crate::config::RevalidatorConfig;
@@ -295,6 +296,47 @@ impl Revalidator {
         let mut last = lock(&self.last);
         last.passes += 1;
         last.last_pass = Some(report.clone());
+        report
+    }
+
+    /// Re-checks at once the tracked txs with a message on `chain_id` at or after block `from`
+    /// (a reorg replaced that block, and with it its descendants), one request per presumed
+    /// block, and publishes what is now invalid.
+    pub async fn recheck_reorged(&self, chain_id: U256, from: u64) -> RecheckReport {
+        let started = Instant::now();
+        let params = RecheckParams {
+            min_safety: self.cfg.min_safety,
+            chain_id: (self.cfg.chain_id != 0).then(|| U256::from(self.cfg.chain_id)),
+            timeout_secs: recheck::timeout_secs(Duration::from_millis(self.cfg.interval_ms)),
+            max_checks_per_request: self.cfg.max_checks_per_request,
+        };
+        let affected =
+            |m: &crate::interop::Message| m.chain_id == chain_id && m.block_number >= from;
+        let batches = plan_affected(&lock(&self.store), affected, &params);
+        let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
+        let verdicts = execute(self.backend.as_ref(), &batches, &self.requests, timeout).await;
+        let mut report = RecheckReport { requests: batches.len(), ..Default::default() };
+        let (now, now_unix) = (Instant::now(), unix_now());
+        let mut store = lock(&self.store);
+        for (batch, verdicts) in batches.iter().zip(verdicts) {
+            for ((hash, req), verdict) in batch.hashes.iter().zip(&batch.reqs).zip(verdicts) {
+                report.txs += 1;
+                if verdict.is_failsafe() {
+                    store.set_failsafe(true);
+                }
+                if store.record(*hash, verdict, &req.descriptor, req.min_safety, now, now_unix) {
+                    report.invalid_found += 1;
+                }
+            }
+        }
+        drop(store);
+        let m = metrics();
+        m.revalidator_requests_per_pass
+            .with_label_values(&["event"])
+            .observe(report.requests as f64);
+        m.revalidator_pass_duration
+            .with_label_values(&["event"])
+            .observe(started.elapsed().as_secs_f64());
         report
     }
 

@@ -24,6 +24,7 @@ mod reload;
 mod revalidator_api;
 mod revalidator_mirror;
 mod revalidator_passes;
+mod revalidator_recheck;
 mod revalidator_supervisor;
 mod revalidator_support;
 mod shared_state;
