@@ -337,7 +337,7 @@ pub fn metrics() -> &'static Metrics {
 }
 
 /// Every label value a call site may use, so [`init_series`] can export them at 0.
-mod labels {
+pub mod labels {
     /// `external_calls_total{outcome}`: `ok` and every `ClientError::kind`.
     pub const CALL_OUTCOMES: [&str; 7] =
         ["ok", "rpc_error", "timeout", "transport", "http_status", "too_large", "decode"];

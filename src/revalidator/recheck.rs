@@ -2,7 +2,8 @@
 //! replaced, the tracked txs whose messages sit in that block or after it on that chain are
 //! re-checked at once, instead of at their next interval pass (up to `full_interval_ms` for a
 //! far presumed block). Each affected tx is checked for the presumed block the last pass placed
-//! it in, one request per presumed block, as a pass would; interval passes stay the safety net.
+//! it in, one request per presumed block, as a pass would, and once more a moment later (other
+//! backends may see the reorg later); interval passes stay the safety net.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -78,9 +79,16 @@ pub fn plan_affected(
     out
 }
 
-/// Re-checks on every reorg event until `shutdown`. `flush_valid` runs first: the engine's
-/// cached valid verdicts may rest on the replaced block, and the re-check must not be answered
-/// from them. A lagging receiver (events lost) runs a full pass instead.
+/// How long after a reorg event the affected txs are re-checked once more: the validation
+/// backends (a peer's own reorg watch, an indexed supervisor) may see the reorg a watch interval
+/// later than the light backend that reported it, and answer from the old chain meanwhile.
+pub const RECHECK_AGAIN_AFTER: Duration = Duration::from_millis(1_500);
+
+/// Re-checks on every reorg event until `shutdown`: at once, and once more
+/// [`RECHECK_AGAIN_AFTER`] later (events of one reorg coalesced per chain, from its lowest
+/// block). `flush_valid` runs before each: the engine's cached valid verdicts may rest on the
+/// replaced block, and the re-check must not be answered from them. A lagging receiver (events
+/// lost) runs a full pass instead.
 pub fn spawn_reorg_rechecks(
     core: Arc<Revalidator>,
     mut reorgs: broadcast::Receiver<ReorgEvent>,
@@ -88,16 +96,37 @@ pub fn spawn_reorg_rechecks(
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
+        let mut again: BTreeMap<U256, u64> = BTreeMap::new();
+        let mut deadline: Option<tokio::time::Instant> = None;
         loop {
+            let wait_again = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             let ev = tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = wait_again => {
+                    deadline = None;
+                    flush_valid();
+                    for (chain, from) in std::mem::take(&mut again) {
+                        let r = core.recheck_reorged(chain, from).await;
+                        log(chain, from, &r, "again");
+                    }
+                    continue;
+                }
                 ev = reorgs.recv() => ev,
             };
             match ev {
                 Ok(ev) => {
                     flush_valid();
                     let r = core.recheck_reorged(ev.chain_id, ev.number).await;
-                    tracing::info!(target: "interop_gate::revalidator", chain = %ev.chain_id, block = ev.number, txs = r.txs, requests = r.requests, invalid = r.invalid_found, "re-checked the txs a source-chain reorg touched");
+                    log(ev.chain_id, ev.number, &r, "at once");
+                    let from = again.entry(ev.chain_id).or_insert(ev.number);
+                    *from = (*from).min(ev.number);
+                    deadline
+                        .get_or_insert_with(|| tokio::time::Instant::now() + RECHECK_AGAIN_AFTER);
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     flush_valid();
@@ -107,6 +136,10 @@ pub fn spawn_reorg_rechecks(
             }
         }
     });
+}
+
+fn log(chain: U256, from: u64, r: &RecheckReport, when: &str) {
+    tracing::info!(target: "interop_gate::revalidator", %chain, from, when, txs = r.txs, requests = r.requests, invalid = r.invalid_found, "re-checked the txs a source-chain reorg touched");
 }
 
 /// What one event re-check did.
