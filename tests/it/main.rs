@@ -11,6 +11,7 @@ mod decode_corpus;
 mod decode_ethereum_tests;
 mod decode_vectors;
 mod deploy;
+mod dev_dashboard;
 mod dev_wallet;
 mod front_door;
 mod fuzz_http_surface;
