@@ -8,9 +8,11 @@
 //!
 //! This file holds no I/O (see [`super::follow`] for that). The txs live in one dense vector
 //! (a [`PoolSnapshot`]) so a pass reads them in place, without a copy; removal swaps the last tx
-//! into the hole. A tx is known by hash and by (sender, nonce), the key an EL replaces by.
+//! into the hole. The only index is (sender, nonce) -> position, the key an EL replaces and
+//! includes by: no hash index (at 1M txs a `HashMap<B256, _>` alone costs ~80 MB), since every
+//! delta names a sender and nonce.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use alloy_primitives::{Address, B256};
 
@@ -72,8 +74,8 @@ enum Op {
 #[derive(Debug)]
 pub struct PoolMirror {
     snap: PoolSnapshot,
-    index: HashMap<B256, usize>,
-    by_sender: HashMap<Address, BTreeMap<u64, B256>>,
+    /// Position in `snap.txs` of each sender's txs, by nonce.
+    by_sender: HashMap<Address, BTreeMap<u64, u32>>,
     head_hash: Option<B256>,
     max_txs: usize,
     /// Deltas seen since a reconciliation read began (`None`: no read in flight).
@@ -86,7 +88,6 @@ impl PoolMirror {
     pub fn new(max_txs: usize) -> Self {
         Self {
             snap: PoolSnapshot::default(),
-            index: HashMap::new(),
             by_sender: HashMap::new(),
             head_hash: None,
             max_txs,
@@ -110,9 +111,13 @@ impl PoolMirror {
         self.snap.txs.is_empty()
     }
 
-    /// True when `hash` is mirrored.
+    /// True when `hash` is mirrored (a scan: for tests and diagnostics, not the hot path).
     pub fn contains(&self, hash: &B256) -> bool {
-        self.index.contains_key(hash)
+        self.snap.txs.iter().any(|t| t.hash == *hash)
+    }
+
+    fn position(&self, sender: &Address, nonce: u64) -> Option<usize> {
+        self.by_sender.get(sender).and_then(|n| n.get(&nonce)).map(|&p| p as usize)
     }
 
     fn log(&mut self, op: Op) {
@@ -129,60 +134,67 @@ impl PoolMirror {
 
     /// Takes an announced pending tx.
     pub fn insert(&mut self, tx: PoolTx) -> Insert {
-        if self.index.contains_key(&tx.hash) {
-            return Insert::Known;
-        }
-        let replaced = self.by_sender.get(&tx.sender).and_then(|n| n.get(&tx.nonce)).copied();
-        if replaced.is_none() && self.snap.txs.len() >= self.max_txs {
+        let at = self.position(&tx.sender, tx.nonce);
+        if let Some(pos) = at {
+            if self.snap.txs[pos].hash == tx.hash {
+                return Insert::Known;
+            }
+        } else if self.snap.txs.len() >= self.max_txs {
             return Insert::OverLimit;
         }
-        self.log(Op::Insert(tx.clone()));
-        if let Some(old) = replaced {
-            self.remove(&old);
+        if self.journal.is_some() {
+            self.log(Op::Insert(tx.clone()));
         }
-        self.put(tx);
-        if replaced.is_some() {
-            Insert::Replaced
-        } else {
-            Insert::Added
-        }
-    }
-
-    fn put(&mut self, tx: PoolTx) {
-        self.by_sender.entry(tx.sender).or_default().insert(tx.nonce, tx.hash);
-        self.index.insert(tx.hash, self.snap.txs.len());
-        self.snap.txs.push(tx);
-    }
-
-    /// Forgets one tx; true when it was mirrored.
-    pub fn remove(&mut self, hash: &B256) -> bool {
-        let Some(pos) = self.index.remove(hash) else {
-            return false;
-        };
-        let tx = self.snap.txs.swap_remove(pos);
-        if let Some(moved) = self.snap.txs.get(pos) {
-            self.index.insert(moved.hash, pos);
-        }
-        if let Some(nonces) = self.by_sender.get_mut(&tx.sender) {
-            if nonces.get(&tx.nonce) == Some(hash) {
-                nonces.remove(&tx.nonce);
+        match at {
+            // Same sender and nonce, another hash: the EL replaced it (a fee bump).
+            Some(pos) => {
+                self.snap.txs[pos] = tx;
+                Insert::Replaced
             }
+            None => {
+                let pos = self.snap.txs.len() as u32;
+                self.by_sender.entry(tx.sender).or_default().insert(tx.nonce, pos);
+                self.snap.txs.push(tx);
+                Insert::Added
+            }
+        }
+    }
+
+    /// Forgets the tx at `pos` (swapping the last one into its place).
+    fn remove_at(&mut self, pos: usize) {
+        let tx = self.snap.txs.swap_remove(pos);
+        if let Some(nonces) = self.by_sender.get_mut(&tx.sender) {
+            nonces.remove(&tx.nonce);
             if nonces.is_empty() {
                 self.by_sender.remove(&tx.sender);
             }
         }
-        true
+        if let Some(moved) = self.snap.txs.get(pos) {
+            if let Some(p) =
+                self.by_sender.get_mut(&moved.sender).and_then(|n| n.get_mut(&moved.nonce))
+            {
+                *p = pos as u32;
+            }
+        }
     }
 
     /// `sender`'s tx with `nonce` was included: it and every lower nonce of that sender leave
     /// (whatever their hash, so a replaced tx leaves with the one that won). Returns how many.
     pub fn include(&mut self, sender: Address, nonce: u64) -> usize {
         self.log(Op::Include(sender, nonce));
-        let gone: Vec<B256> = match self.by_sender.get(&sender) {
-            Some(n) => n.range(..=nonce).map(|(_, h)| *h).collect(),
-            None => return 0,
-        };
-        gone.iter().filter(|h| self.remove(h)).count()
+        let mut removed = 0;
+        // Lowest first; each removal may move another tx, so positions are looked up afresh.
+        while let Some(pos) = self
+            .by_sender
+            .get(&sender)
+            .and_then(|n| n.first_key_value())
+            .filter(|(n, _)| **n <= nonce)
+            .map(|(_, p)| *p as usize)
+        {
+            self.remove_at(pos);
+            removed += 1;
+        }
+        removed
     }
 
     /// Follows a new head (`hash`, child of `parent`) whose block included `included`
@@ -221,18 +233,12 @@ impl PoolMirror {
     /// the read was made against (`None`: keep following the current one).
     pub fn finish_reconcile(&mut self, fresh: PoolSnapshot, head_hash: Option<B256>) -> Repair {
         let journal = self.journal.take().unwrap_or_default();
-        let before: HashSet<B256> = self.index.keys().copied().collect();
+        let mut before: Vec<B256> = self.snap.txs.iter().map(|t| t.hash).collect();
         let old_head = (self.snap.head, self.head_hash);
         self.snap = PoolSnapshot { head: fresh.head, txs: Vec::new(), ..Default::default() };
-        self.index.clear();
         self.by_sender.clear();
         for tx in fresh.txs {
-            if self.snap.txs.len() >= self.max_txs {
-                break;
-            }
-            if !self.index.contains_key(&tx.hash) {
-                self.insert(tx);
-            }
+            self.insert(tx);
         }
         for op in journal {
             match op {
@@ -249,8 +255,12 @@ impl PoolMirror {
             Some(h) if old_head.0.number <= fresh.head.number => self.head_hash = Some(h),
             _ => (self.snap.head, self.head_hash) = old_head,
         }
-        let added = self.index.keys().filter(|h| !before.contains(*h)).count();
-        let removed = before.iter().filter(|h| !self.index.contains_key(*h)).count();
+        // Sorted hash lists (32 bytes a tx) rather than hash sets (~80 bytes a tx at 1M).
+        let mut after: Vec<B256> = self.snap.txs.iter().map(|t| t.hash).collect();
+        before.sort_unstable();
+        after.sort_unstable();
+        let added = after.iter().filter(|h| before.binary_search(h).is_err()).count();
+        let removed = before.iter().filter(|h| after.binary_search(h).is_err()).count();
         Repair { added, removed }
     }
 }
@@ -258,6 +268,7 @@ impl PoolMirror {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
     use crate::revalidator::pool::Fees;
 
     fn tx(sender: u8, nonce: u64, salt: u8) -> PoolTx {
@@ -299,10 +310,36 @@ mod tests {
         assert_eq!(m.include(Address::repeat_byte(1), 3), 1);
         assert_eq!(hashes(&m), [tx(2, 5, 0).hash].into());
         for (i, t) in m.snapshot().txs.iter().enumerate() {
-            assert_eq!(m.index[&t.hash], i);
+            assert_eq!(m.position(&t.sender, t.nonce), Some(i));
         }
         let (step, _) = m.follow_head(h, B256::repeat_byte(2), B256::repeat_byte(7), &[]);
         assert_eq!(step, HeadStep::Discontinuous);
+    }
+
+    #[test]
+    fn positions_stay_consistent_under_many_inserts_replacements_and_inclusions() {
+        let mut m = PoolMirror::new(10_000);
+        let mut x = 12_345u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for step in 0..5_000 {
+            let r = next();
+            let (sender, nonce) = ((r % 13) as u8 + 1, (r >> 8) % 9);
+            if r % 4 == 0 {
+                m.include(Address::repeat_byte(sender), nonce);
+            } else {
+                m.insert(tx(sender, nonce, (step % 3) as u8));
+            }
+            let indexed: usize = m.by_sender.values().map(BTreeMap::len).sum();
+            assert_eq!(indexed, m.len());
+            for (i, t) in m.snapshot().txs.iter().enumerate() {
+                assert_eq!(m.position(&t.sender, t.nonce), Some(i));
+            }
+        }
     }
 
     #[test]
