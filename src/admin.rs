@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use crate::config::InteropMode;
 use crate::metrics::metrics;
 use crate::rpc::codes;
-use crate::rpc::server::method_label_of;
+use crate::rpc::server::MethodTable;
 use crate::rpc::server::{rpc_router, CallContext, Handler, Limits};
 use crate::rpc::types::{to_raw, Call, RpcError};
 
@@ -86,6 +86,25 @@ pub struct Admin {
     pub failsafe: Option<Arc<dyn FailsafeSwitch>>,
 }
 
+/// The admin listener's methods.
+#[derive(Debug, Clone, Copy)]
+enum AdminMethod {
+    Status,
+    SetInteropMode,
+    FlushCaches,
+    GetFailsafeEnabled,
+    SetFailsafeEnabled,
+}
+
+/// The one table of the admin listener's methods (dispatch and metric labels).
+const ADMIN_METHODS: MethodTable<AdminMethod> = MethodTable(&[
+    ("admin_status", AdminMethod::Status),
+    ("admin_setInteropMode", AdminMethod::SetInteropMode),
+    ("admin_flushCaches", AdminMethod::FlushCaches),
+    ("admin_getFailsafeEnabled", AdminMethod::GetFailsafeEnabled),
+    ("admin_setFailsafeEnabled", AdminMethod::SetFailsafeEnabled),
+]);
+
 impl Handler for Admin {
     fn call<'a>(
         &'a self,
@@ -93,15 +112,18 @@ impl Handler for Admin {
         call: Call,
     ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
         Box::pin(async move {
-            match call.method.as_str() {
-                "admin_status" => Ok(to_raw(&json!({
+            let Some(method) = ADMIN_METHODS.get(&call.method) else {
+                return Err(RpcError::method_not_found(&call.method));
+            };
+            match method {
+                AdminMethod::Status => Ok(to_raw(&json!({
                     "version": env!("CARGO_PKG_VERSION"),
                     "commit": crate::metrics::COMMIT,
                     "interopMode": self.mode.as_ref().map(|m| m.get().as_str()),
                     "failsafe": self.failsafe.as_ref().map(|f| f.enabled()),
                     "caches": self.flushers.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
                 }))),
-                "admin_setInteropMode" => {
+                AdminMethod::SetInteropMode => {
                     let cell = self
                         .mode
                         .as_ref()
@@ -110,7 +132,7 @@ impl Handler for Admin {
                     cell.set(mode);
                     Ok(to_raw(mode.as_str()))
                 }
-                "admin_flushCaches" => {
+                AdminMethod::FlushCaches => {
                     for (name, f) in &self.flushers {
                         f();
                         tracing::info!(cache = name, "cache flushed by admin");
@@ -120,10 +142,10 @@ impl Handler for Admin {
                 // Answered on every admin listener: `false` when no role here has a failsafe
                 // switch (nothing can be in failsafe), so a poller never mistakes "no light
                 // server here" for an error.
-                "admin_getFailsafeEnabled" => {
+                AdminMethod::GetFailsafeEnabled => {
                     Ok(to_raw(&self.failsafe.as_ref().is_some_and(|f| f.enabled())))
                 }
-                "admin_setFailsafeEnabled" => {
+                AdminMethod::SetFailsafeEnabled => {
                     let f = self
                         .failsafe
                         .as_ref()
@@ -133,28 +155,20 @@ impl Handler for Admin {
                     tracing::warn!(failsafe = on, "failsafe set by admin");
                     Ok(to_raw(&serde_json::Value::Null))
                 }
-                m => Err(RpcError::method_not_found(m)),
             }
         })
     }
 
     fn method_label(&self, method: &str) -> &'static str {
-        method_label_of(
-            method,
-            &[
-                "admin_status",
-                "admin_setInteropMode",
-                "admin_flushCaches",
-                "admin_getFailsafeEnabled",
-                "admin_setFailsafeEnabled",
-            ],
-        )
+        ADMIN_METHODS.label(method)
     }
 }
 
-/// Byte comparison whose time does not depend on where the inputs differ.
+/// Byte comparison whose time does not depend on where the inputs differ (`subtle`, as the
+/// ingress's API-key lookup; only the length is not hidden).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive

@@ -16,11 +16,12 @@ use alloy_primitives::B256;
 use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 
+use crate::interop::access_list::Bounds;
 use crate::interop::Message;
 use crate::rpc::codes;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{Call, RpcError};
-use crate::validation::codec::{answer, decode, is_check_access_list};
+use crate::validation::codec::{answer, decode_or_invalid_params, is_check_access_list};
 use crate::validation::{Rejection, Verdict};
 
 /// The peer.
@@ -151,7 +152,9 @@ impl Handler for MockSupervisor {
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
             }
-            let d = decode(&call)?;
+            // As op-interop-filter bounds a request by its body size, not by count.
+            let bounds = Bounds { max_entries: usize::MAX, max_messages: usize::MAX };
+            let d = decode_or_invalid_params(&call, bounds)?;
             let until = d.request.descriptor.end().unwrap_or(u64::MAX);
             self.answer(&d.request.messages, until)
         })

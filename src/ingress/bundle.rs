@@ -12,14 +12,12 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use serde_json::value::RawValue;
 
-use super::forward::Forwarder;
 use super::limits::RateLimits;
-use super::submit::{decode_raw, verdict_outcome, Gate, Submitter};
+use super::refusal::Refusal;
+use super::submit::{decode_raw, Gate, Pass, Submitter};
 use super::ws_metrics::ws_metrics;
 use crate::interop::tx::DecodedTx;
-use crate::rpc::codes;
 use crate::rpc::server::CallContext;
 use crate::rpc::types::{Call, RpcError};
 use crate::validation::{DynBackend, Verdict};
@@ -63,15 +61,15 @@ impl Bundles {
         Self { max_txs, engine }
     }
 
-    /// Checks a bundle and forwards it verbatim when every transaction passes.
-    pub async fn send(
+    /// Checks a bundle: `Ok` when it may be forwarded verbatim (every transaction passed), else
+    /// the first refusal in bundle order, with the transaction's index. The caller forwards.
+    pub async fn decide(
         &self,
         ctx: &CallContext,
         call: &Call,
         submitter: &Submitter,
         limits: &RateLimits,
-        forwarder: &Forwarder,
-    ) -> Result<Box<RawValue>, RpcError> {
+    ) -> Result<Pass, RpcError> {
         let (bundle,): (BundleParams,) = call.parse_params().inspect_err(|_| {
             count("refused", "malformed");
         })?;
@@ -88,6 +86,11 @@ impl Bundles {
             ))
             .with_data(json!({ "txs": n, "limit": self.max_txs })));
         }
+        let refuse = |i: usize, tx: &DecodedTx, refusal: Refusal| {
+            let reason = refusal.label();
+            count("refused", reason);
+            at(i, reason, submitter.refuse(ctx, tx, refusal))
+        };
         // Local checks, in bundle order, before any remote call.
         let mut txs: Vec<DecodedTx> = Vec::with_capacity(n);
         for (i, raw) in bundle.txs.iter().enumerate() {
@@ -95,70 +98,57 @@ impl Bundles {
                 count("refused", "undecodable");
                 at(i, "undecodable", e)
             })?;
-            let refuse = |e: RpcError, reason: &'static str| {
-                count("refused", reason);
-                at(i, reason, submitter.refuse(ctx, &tx, e, reason))
+            let local = async {
+                submitter.check_chain(&tx)?;
+                limits.check_sender(tx.sender).await.map_err(Refusal::SenderRateLimited)?;
+                if tx.is_interop() {
+                    limits
+                        .check_interop_sender(tx.sender)
+                        .await
+                        .map_err(Refusal::InteropSenderRateLimited)?;
+                }
+                Ok::<(), Refusal>(())
             };
-            submitter.check_chain(&tx).map_err(|e| refuse(e, "wrong_chain"))?;
-            limits.check_sender(tx.sender).await.map_err(|e| refuse(e, "sender_rate_limited"))?;
-            if tx.is_interop() {
-                limits
-                    .check_interop_sender(tx.sender)
-                    .await
-                    .map_err(|e| refuse(e, "interop_sender_rate_limited"))?;
+            if let Err(refusal) = local.await {
+                return Err(refuse(i, &tx, refusal));
             }
             txs.push(tx);
         }
         let interop: Vec<usize> = (0..n).filter(|&i| txs[i].is_interop()).collect();
         let Some(&first) = interop.first() else {
-            return self.forward(call, forwarder, "non_interop").await;
-        };
-        let refuse = |i: usize, e: RpcError, reason: &'static str| {
-            count("refused", reason);
-            at(i, reason, submitter.refuse(ctx, &txs[i], e, reason))
+            return Ok(Pass::Bundle { reason: "non_interop" });
         };
         match submitter.gate() {
-            Ok(Gate::Bypass) => return self.forward(call, forwarder, "bypass").await,
+            Ok(Gate::Bypass) => return Ok(Pass::Bundle { reason: "bypass" }),
             Ok(Gate::Validate) => {}
-            Err(e) => return Err(refuse(first, e, "reject_all")),
+            Err(refusal) => return Err(refuse(first, &txs[first], refusal)),
         }
         let mut reqs = Vec::with_capacity(interop.len());
         for &i in &interop {
-            let messages = submitter.messages(&txs[i]).map_err(|e| refuse(i, e, "malformed"))?;
+            let messages = submitter.messages(&txs[i]).map_err(|r| refuse(i, &txs[i], r))?;
             reqs.push(submitter.request(messages));
         }
         let Some(engine) = self.engine.as_ref() else {
             // No backend configured: the refusal a single submission gets.
-            let e = submitter.engine().err().unwrap_or_else(|| {
-                RpcError::new(codes::NO_BACKEND, "interop validation is unavailable; retry later")
-            });
-            return Err(refuse(first, e, "unavailable"));
+            return Err(refuse(first, &txs[first], Refusal::NoBackend));
         };
         let slots = u32::try_from(reqs.len()).unwrap_or(u32::MAX);
-        let slot = submitter.reserve(slots).inspect_err(|_| {
-            count("refused", "over_capacity");
-        })?;
+        let slot = submitter.reserve(slots).map_err(|r| refuse(first, &txs[first], r))?;
         let verdicts = engine.check_batch(&reqs).await;
         drop(slot);
         for (k, &i) in interop.iter().enumerate() {
             // A missing verdict is no answer: fail closed.
             let missing = Verdict::Unavailable("the engine gave no verdict for it".into());
             let verdict = verdicts.get(k).unwrap_or(&missing);
-            if let Err((e, reason)) = verdict_outcome(&txs[i].hash, verdict) {
-                return Err(refuse(i, e, reason));
+            if let Some(refusal) = Refusal::of_verdict(verdict) {
+                return Err(refuse(i, &txs[i], refusal));
             }
         }
-        self.forward(call, forwarder, "valid").await
+        Ok(Pass::Bundle { reason: "valid" })
     }
+}
 
-    async fn forward(
-        &self,
-        call: &Call,
-        forwarder: &Forwarder,
-        reason: &'static str,
-    ) -> Result<Box<RawValue>, RpcError> {
-        let r = forwarder.forward(call).await;
-        count(if r.is_ok() { "forwarded" } else { "upstream_error" }, reason);
-        r
-    }
+/// Counts a forwarded (or upstream-failed) bundle.
+pub(crate) fn count_forwarded(ok: bool, reason: &str) {
+    count(if ok { "forwarded" } else { "upstream_error" }, reason);
 }

@@ -5,6 +5,7 @@
 pub mod bundle;
 pub mod forward;
 pub mod limits;
+pub mod refusal;
 pub mod submit;
 pub mod upstream_ws;
 pub mod ws;
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::ModeCell;
 use crate::config::Config;
+use crate::metrics::metrics;
 use crate::rpc::codes;
 use crate::rpc::server::{rpc_router_with, CallContext, Handler, Limits, RpcOptions};
 use crate::rpc::types::{Call, RpcError};
@@ -29,7 +31,7 @@ use crate::validation::DynBackend;
 use bundle::{Bundles, BUNDLE_METHOD};
 use forward::Forwarder;
 use limits::RateLimits;
-use submit::{Submitter, SUBMIT_METHODS};
+use submit::{Pass, Submitter, SUBMIT_METHODS};
 
 /// What SIGHUP can replace while requests are in flight: the rate limiters and the method
 /// allow-list. A call takes one snapshot and uses it to the end.
@@ -157,17 +159,34 @@ impl Ingress {
         F: std::future::Future<Output = Result<Box<RawValue>, RpcError>>,
     {
         let live = self.admit(ctx, &call.method).await?;
-        if call.method == BUNDLE_METHOD {
-            return self
-                .bundles
-                .send(ctx, call, &self.submitter, &live.limits, &self.forwarder)
-                .await;
-        }
-        if SUBMIT_METHODS.contains(&call.method.as_str()) {
-            return self.submitter.submit(ctx, call, &live.limits, &self.forwarder).await;
-        }
+        let pass = if call.method == BUNDLE_METHOD {
+            self.bundles.decide(ctx, call, &self.submitter, &live.limits).await?
+        } else if SUBMIT_METHODS.contains(&call.method.as_str()) {
+            self.submitter.decide(ctx, call, &live.limits).await?
+        } else {
+            drop(live);
+            return proxy().await;
+        };
         drop(live);
-        proxy().await
+        self.forward(call, pass).await
+    }
+
+    /// The one place a submission that passed goes upstream (over HTTP, whatever transport it
+    /// came in on), counted with the reason it passed.
+    async fn forward(&self, call: &Call, pass: Pass) -> Result<Box<RawValue>, RpcError> {
+        match pass {
+            Pass::Tx { hash, reason } => {
+                let r = self.forwarder.forward_tx(call, hash).await;
+                let outcome = if r.is_ok() { "forwarded" } else { "upstream_error" };
+                metrics().ingress_txs.with_label_values(&[outcome, reason]).inc();
+                r
+            }
+            Pass::Bundle { reason } => {
+                let r = self.forwarder.forward(call).await;
+                bundle::count_forwarded(r.is_ok(), reason);
+                r
+            }
+        }
     }
 
     fn live(&self) -> Arc<Live> {

@@ -6,23 +6,19 @@
 use std::sync::Arc;
 
 use alloy_primitives::{Bytes, B256};
-use serde_json::json;
-use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
-use super::forward::Forwarder;
 use super::limits::{RateLimits, ValidationSlot};
+use super::refusal::Refusal;
 use crate::admin::ModeCell;
 use crate::config::{ConditionalInterop, IngressConfig, InteropMode};
-use crate::interop::access_list::dedup;
+use crate::interop::access_list::{parse_bounded, Bounds};
 use crate::interop::tx::{decode_tx, DecodedTx};
 use crate::interop::{ExecutingDescriptor, Message, SafetyLevel};
 use crate::metrics::metrics;
-use crate::rpc::codes;
 use crate::rpc::server::CallContext;
 use crate::rpc::types::{Call, RpcError};
-use crate::validation::codec::message_json;
-use crate::validation::{CheckRequest, DynBackend, Rejection, Verdict};
+use crate::validation::{CheckRequest, DynBackend};
 
 /// The methods that submit a transaction; all take the raw transaction as the first param.
 pub const SUBMIT_METHODS: [&str; 3] =
@@ -58,98 +54,83 @@ impl Submitter {
         }
     }
 
-    /// Runs one submission through the pipeline and, when it passes, forwards it verbatim.
-    pub async fn submit(
+    /// Runs one submission through the pipeline: `Ok` with the reason it may go upstream, or the
+    /// refusal's wire error (counted and logged). The caller forwards (see `Ingress::answer`).
+    pub async fn decide(
         &self,
         ctx: &CallContext,
         call: &Call,
         limits: &RateLimits,
-        forwarder: &Forwarder,
-    ) -> Result<Box<RawValue>, RpcError> {
+    ) -> Result<Pass, RpcError> {
         let tx = self.decode(call)?;
-        self.check_chain(&tx).map_err(|e| self.refuse(ctx, &tx, e, "wrong_chain"))?;
-        limits
-            .check_sender(tx.sender)
-            .await
-            .map_err(|e| self.refuse(ctx, &tx, e, "sender_rate_limited"))?;
-        if !tx.is_interop() {
-            return self.forward(call, tx.hash, forwarder, "non_interop").await;
+        match self.judge(&tx, call, limits).await {
+            Ok(reason) => Ok(Pass::Tx { hash: tx.hash, reason }),
+            Err(refusal) => Err(self.refuse(ctx, &tx, refusal)),
         }
-        limits
-            .check_interop_sender(tx.sender)
-            .await
-            .map_err(|e| self.refuse(ctx, &tx, e, "interop_sender_rate_limited"))?;
-        match self.gate() {
-            Ok(Gate::Bypass) => return self.forward(call, tx.hash, forwarder, "bypass").await,
-            Ok(Gate::Validate) => {}
-            Err(e) => return Err(self.refuse(ctx, &tx, e, "reject_all")),
+    }
+
+    /// The pipeline's checks for one decoded transaction, cheapest first.
+    async fn judge(
+        &self,
+        tx: &DecodedTx,
+        call: &Call,
+        limits: &RateLimits,
+    ) -> Result<&'static str, Refusal> {
+        self.check_chain(tx)?;
+        limits.check_sender(tx.sender).await.map_err(Refusal::SenderRateLimited)?;
+        if !tx.is_interop() {
+            return Ok("non_interop");
+        }
+        limits.check_interop_sender(tx.sender).await.map_err(Refusal::InteropSenderRateLimited)?;
+        if self.gate()? == Gate::Bypass {
+            return Ok("bypass");
         }
         if call.method == "eth_sendRawTransactionConditional"
             && self.conditional_interop == ConditionalInterop::Refuse
         {
-            let e = RpcError::new(
-                codes::METHOD_NOT_FOUND,
-                "interop transactions are not accepted with eth_sendRawTransactionConditional \
-                 here; send them with eth_sendRawTransaction",
-            )
-            .with_data(json!({ "txHash": tx.hash }));
-            return Err(self.refuse(ctx, &tx, e, "conditional_refused"));
+            return Err(Refusal::ConditionalRefused);
         }
-        let messages = self.messages(&tx).map_err(|e| self.refuse(ctx, &tx, e, "malformed"))?;
-        let engine = self.engine().map_err(|e| self.refuse(ctx, &tx, e, "unavailable"))?;
-        let slot = self.reserve(1).map_err(|e| self.refuse(ctx, &tx, e, "over_capacity"))?;
+        let messages = self.messages(tx)?;
+        let engine = self.engine()?;
+        let slot = self.reserve(1)?;
         let verdict = engine.check(&self.request(messages)).await;
         drop(slot);
-        match verdict_outcome(&tx.hash, &verdict) {
-            Ok(()) => self.forward(call, tx.hash, forwarder, "valid").await,
-            Err((e, reason)) => Err(self.refuse(ctx, &tx, e, reason)),
+        match Refusal::of_verdict(&verdict) {
+            None => Ok("valid"),
+            Some(refusal) => Err(refusal),
         }
     }
 
-    /// -32602 when `tx` is signed for another chain than this endpoint's.
-    pub(crate) fn check_chain(&self, tx: &DecodedTx) -> Result<(), RpcError> {
+    /// Refused when `tx` is signed for another chain than this endpoint's.
+    pub(crate) fn check_chain(&self, tx: &DecodedTx) -> Result<(), Refusal> {
         match tx.chain_id {
-            Some(id) if id != self.chain_id => Err(RpcError::invalid_params(format!(
-                "transaction is signed for chain {id}, this endpoint serves chain {}",
-                self.chain_id
-            ))),
+            Some(id) if id != self.chain_id => {
+                Err(Refusal::WrongChain { signed_for: id, serves: self.chain_id })
+            }
             _ => Ok(()),
         }
     }
 
     /// What the current interop mode says about an interop transaction: validate it, forward it
-    /// unchecked (bypass), or refuse it (reject-all, the error).
-    pub(crate) fn gate(&self) -> Result<Gate, RpcError> {
+    /// unchecked (bypass), or refuse it (reject-all).
+    pub(crate) fn gate(&self) -> Result<Gate, Refusal> {
         match self.mode.get() {
             InteropMode::Bypass => Ok(Gate::Bypass),
-            InteropMode::RejectAll => Err(RpcError::new(
-                codes::SUP_FAILSAFE,
-                "interop transactions are temporarily refused by the operator (reject-all mode); retry later",
-            )),
+            InteropMode::RejectAll => Err(Refusal::RejectAll),
             InteropMode::Enforce => Ok(Gate::Validate),
         }
     }
 
-    /// The engine, or -32011 when none is configured (fail closed).
-    pub(crate) fn engine(&self) -> Result<&DynBackend, RpcError> {
-        self.engine.as_ref().ok_or_else(|| {
-            RpcError::new(
-                codes::NO_BACKEND,
-                "interop validation is unavailable (no backend configured); retry later",
-            )
-        })
+    /// The engine, or a refusal when none is configured (fail closed).
+    pub(crate) fn engine(&self) -> Result<&DynBackend, Refusal> {
+        self.engine.as_ref().ok_or(Refusal::NoBackend)
     }
 
-    /// Takes `n` of the in-flight validation slots (one per transaction checked), or -32024.
+    /// Takes `n` of the in-flight validation slots (one per transaction checked).
     /// The slots and the gauge are given back when the guard drops, also when the caller is
     /// cancelled (a WebSocket client that went away).
-    pub(crate) fn reserve(&self, n: u32) -> Result<ValidationSlot<'_>, RpcError> {
-        ValidationSlot::try_acquire_many(&self.in_flight, n).ok_or_else(|| {
-            RpcError::new(
-                codes::OVER_CAPACITY,
-                "too many interop validations in flight; retry shortly",
-            )
-        })
+    pub(crate) fn reserve(&self, n: u32) -> Result<ValidationSlot<'_>, Refusal> {
+        ValidationSlot::try_acquire_many(&self.in_flight, n).ok_or(Refusal::OverCapacity)
     }
 
     /// The engine request for one transaction's messages.
@@ -174,73 +155,20 @@ impl Submitter {
     }
 
     /// Size caps, parse, de-dup: all local, before any remote call.
-    pub(crate) fn messages(&self, tx: &DecodedTx) -> Result<Vec<Message>, RpcError> {
-        let n = tx.inbox_entries.len();
-        if n > self.max_inbox_entries {
-            return Err(RpcError::new(
-                codes::ACCESS_LIST_TOO_LARGE,
-                format!(
-                    "interop access list has {n} CrossL2Inbox entries, the limit is {}",
-                    self.max_inbox_entries
-                ),
-            ));
-        }
-        let mut messages = crate::interop::parse_entries(&tx.inbox_entries).map_err(|e| {
-            RpcError::invalid_params(format!("malformed interop access list: {e}"))
-                .with_data(json!({ "txHash": tx.hash, "entryIndex": e.index() }))
-        })?;
-        dedup(&mut messages);
-        if messages.len() > self.max_messages {
-            return Err(RpcError::new(
-                codes::ACCESS_LIST_TOO_LARGE,
-                format!(
-                    "transaction executes {} distinct messages, the limit is {}",
-                    messages.len(),
-                    self.max_messages
-                ),
-            ));
-        }
-        Ok(messages)
+    pub(crate) fn messages(&self, tx: &DecodedTx) -> Result<Vec<Message>, Refusal> {
+        let bounds =
+            Bounds { max_entries: self.max_inbox_entries, max_messages: self.max_messages };
+        parse_bounded(&tx.inbox_entries, bounds).map_err(Refusal::AccessList)
     }
 
-    async fn forward(
-        &self,
-        call: &Call,
-        tx: B256,
-        forwarder: &Forwarder,
-        reason: &'static str,
-    ) -> Result<Box<RawValue>, RpcError> {
-        let r = forwarder.forward_tx(call, tx).await;
-        let outcome = if r.is_ok() { "forwarded" } else { "upstream_error" };
-        metrics().ingress_txs.with_label_values(&[outcome, reason]).inc();
-        r
-    }
-
-    /// Counts and logs a refusal (one line per refused transaction, filterable by target).
-    pub(crate) fn refuse(
-        &self,
-        ctx: &CallContext,
-        tx: &DecodedTx,
-        mut e: RpcError,
-        reason: &'static str,
-    ) -> RpcError {
+    /// Counts and logs a refusal (one line per refused transaction, filterable by target) and
+    /// gives its wire error.
+    pub(crate) fn refuse(&self, ctx: &CallContext, tx: &DecodedTx, refusal: Refusal) -> RpcError {
+        let reason = refusal.label();
         metrics().ingress_txs.with_label_values(&["refused", reason]).inc();
-        // Every refusal's `data` names the tx and the reason (the same label as the metric and
-        // the log line), whatever else the stage that refused put there.
-        let data = e.data.get_or_insert_with(|| json!({}));
-        if let Some(d) = data.as_object_mut() {
-            d.entry("txHash").or_insert_with(|| json!(tx.hash));
-            d.entry("reason").or_insert_with(|| json!(reason));
-        }
-        // The failing message's identifier (`chain:block:logIndex`), when one is known.
-        let message_id = e.data.as_ref().and_then(|d| d.get("message")).map(|m| {
-            format!(
-                "{}:{}:{}",
-                m["chainId"].as_str().unwrap_or("?"),
-                m["blockNumber"],
-                m["logIndex"]
-            )
-        });
+        let message_id =
+            refusal.message().map(|m| format!("{}:{}:{}", m.chain_id, m.block_number, m.log_index));
+        let e = refusal.into_error(&tx.hash);
         tracing::info!(
             target: "interop_gate::refused",
             tx = %tx.hash,
@@ -257,7 +185,25 @@ impl Submitter {
     }
 }
 
+/// Why a submission may go upstream, for the one place that forwards (`Ingress::answer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// One transaction; `reason` labels `ingress_txs_total{outcome="forwarded"}`.
+    Tx {
+        /// Its hash (for the sync methods' receipt wait).
+        hash: B256,
+        /// `non_interop`, `bypass` or `valid`.
+        reason: &'static str,
+    },
+    /// A bundle; `reason` labels the bundle counter.
+    Bundle {
+        /// `non_interop`, `bypass` or `valid`.
+        reason: &'static str,
+    },
+}
+
 /// What the interop mode says about an interop transaction (see [`Submitter::gate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Gate {
     /// Validate it.
     Validate,
@@ -274,49 +220,4 @@ pub(crate) fn decode_raw(raw: &str) -> Result<DecodedTx, RpcError> {
         metrics().ingress_txs.with_label_values(&["refused", "undecodable"]).inc();
         RpcError::invalid_params(format!("cannot decode transaction: {e}"))
     })
-}
-
-/// A verdict as the client sees it: `Ok` when the transaction may be forwarded, else the error
-/// and the refusal's metrics label. Every verdict but `Valid` refuses (fail closed).
-pub(crate) fn verdict_outcome(
-    tx: &B256,
-    verdict: &Verdict,
-) -> Result<(), (RpcError, &'static str)> {
-    match verdict {
-        Verdict::Valid { .. } => Ok(()),
-        Verdict::Invalid(r) => Err((rejection_error(tx, r, false), r.label())),
-        Verdict::NotYetKnown(r) => Err((rejection_error(tx, r, true), "not_yet_known")),
-        Verdict::Unavailable(why) => Err((
-            RpcError::new(
-                codes::NO_BACKEND,
-                format!("interop validation is unavailable ({why}); the transaction was not forwarded, retry later"),
-            )
-            .with_data(json!({ "txHash": tx })),
-            "unavailable",
-        )),
-    }
-}
-
-/// The client-facing error for a rejection: the supervisor's code, a sentence naming the
-/// message, and machine-readable `data`.
-pub fn rejection_error(tx: &B256, r: &Rejection, not_yet_known: bool) -> RpcError {
-    let which = r
-        .message
-        .filter(|m| !r.reason.contains(&m.to_string()))
-        .map(|m| format!(" (message on {m})"))
-        .unwrap_or_default();
-    let (code, message) = if not_yet_known {
-        (
-            codes::SUP_FUTURE_DATA,
-            format!("interop message not known yet{which}: {}; retry in a few seconds", r.reason),
-        )
-    } else {
-        (r.code, format!("invalid interop message{which}: {}", r.reason))
-    };
-    let reason = if not_yet_known { "not_yet_known" } else { r.label() };
-    let mut data = json!({ "txHash": tx, "reason": reason, "backendCode": r.code });
-    if let Some(m) = &r.message {
-        data["message"] = message_json(m);
-    }
-    RpcError::new(code, message).with_data(data)
 }

@@ -148,6 +148,60 @@ pub fn parse_entries(entries: &[B256]) -> Result<Vec<Message>, AccessListError> 
     Ok(out)
 }
 
+/// The caps on one interop access list, checked around the parse: the entry count before any
+/// parsing (so a huge list costs nothing), the distinct-message count after de-duplication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// At most this many `CrossL2Inbox` entries.
+    pub max_entries: usize,
+    /// At most this many distinct messages.
+    pub max_messages: usize,
+}
+
+/// Why an inbox-entry list was not turned into messages: over a cap, or malformed. Each caller
+/// (ingress, drop-in endpoints, revalidator) maps it to its own answer once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BoundedParseError {
+    /// More entries than `max_entries`.
+    #[error("interop access list has {found} CrossL2Inbox entries, the limit is {limit}")]
+    TooManyEntries {
+        /// Entries sent.
+        found: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The entries do not follow the grammar.
+    #[error(transparent)]
+    Malformed(#[from] AccessListError),
+    /// More distinct messages than `max_messages`.
+    #[error("transaction executes {found} distinct messages, the limit is {limit}")]
+    TooManyMessages {
+        /// Distinct messages.
+        found: usize,
+        /// The cap.
+        limit: usize,
+    },
+}
+
+/// The one way inbox entries become messages: entry cap, parse, de-dup, message cap.
+pub fn parse_bounded(entries: &[B256], bounds: Bounds) -> Result<Vec<Message>, BoundedParseError> {
+    if entries.len() > bounds.max_entries {
+        return Err(BoundedParseError::TooManyEntries {
+            found: entries.len(),
+            limit: bounds.max_entries,
+        });
+    }
+    let mut messages = parse_entries(entries)?;
+    dedup(&mut messages);
+    if messages.len() > bounds.max_messages {
+        return Err(BoundedParseError::TooManyMessages {
+            found: messages.len(),
+            limit: bounds.max_messages,
+        });
+    }
+    Ok(messages)
+}
+
 /// Removes repeated messages, keeping first occurrences in order. Validation checks each distinct
 /// message once.
 pub fn dedup(messages: &mut Vec<Message>) {
@@ -251,5 +305,31 @@ mod tests {
             parse_entries(&two_lookups),
             Err(AccessListError::UnexpectedType { index: 1, found: 1, .. })
         ));
+    }
+
+    #[test]
+    fn bounded_parse_caps_entries_before_parsing_and_messages_after_dedup() {
+        let m = |i: u32| Message {
+            chain_id: U256::from(10u64),
+            block_number: 1,
+            timestamp: 2,
+            log_index: i,
+            checksum: B256::repeat_byte(0x03),
+        };
+        let entries = encode_entries(&[m(1), m(1), m(2)]);
+        let wide = Bounds { max_entries: 6, max_messages: 2 };
+        assert_eq!(parse_bounded(&entries, wide).unwrap(), vec![m(1), m(2)]);
+        let few = Bounds { max_entries: 5, max_messages: 2 };
+        assert_eq!(
+            parse_bounded(&entries, few),
+            Err(BoundedParseError::TooManyEntries { found: 6, limit: 5 })
+        );
+        let one = Bounds { max_entries: 6, max_messages: 1 };
+        assert_eq!(
+            parse_bounded(&entries, one),
+            Err(BoundedParseError::TooManyMessages { found: 2, limit: 1 })
+        );
+        let garbage = [B256::repeat_byte(0x07)];
+        assert!(matches!(parse_bounded(&garbage, wide), Err(BoundedParseError::Malformed(_))));
     }
 }

@@ -27,14 +27,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::FailsafeSwitch;
 use crate::config::LightServerConfig;
+use crate::interop::access_list::Bounds;
 use crate::interop::types::parse_chain_id;
 use crate::rpc::codes;
-use crate::rpc::server::method_label_of;
+use crate::rpc::server::MethodTable;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{to_raw, Call, RpcError};
-use crate::validation::codec::{
-    answer, decode, decode_messages, is_check_access_list, is_check_messages, Decoded,
-};
+use crate::validation::codec::{answer, decode_messages, decode_or_invalid_params, Decoded};
 use crate::validation::light::LightBackend;
 use crate::validation::{Backend, Rejection, Verdict};
 use block_selector::BlockSelector;
@@ -68,6 +67,13 @@ impl LightServer {
     /// Serves `light` with `failsafe`, at most `max_messages` messages per check.
     pub fn new(light: Arc<LightBackend>, failsafe: Arc<Failsafe>, max_messages: usize) -> Self {
         Self { light, failsafe, max_messages }
+    }
+
+    /// The caps on a `checkAccessList` call: `max_messages` distinct messages, and at most the
+    /// entries that many messages can take (lookup, extension, checksum), so an oversized list
+    /// is refused before it is parsed.
+    fn bounds(&self) -> Bounds {
+        Bounds { max_entries: self.max_messages.saturating_mul(3), max_messages: self.max_messages }
     }
 
     /// One check, whichever form it came in: the same rules, the same answer encoding.
@@ -145,6 +151,29 @@ impl LightServer {
     }
 }
 
+/// What a light-server method does (several wire names share one).
+#[derive(Debug, Clone, Copy)]
+enum LightMethod {
+    CheckAccessList,
+    CheckMessages,
+    GetFailsafeEnabled,
+    BlockHashByNumber,
+    SyncStatus,
+}
+
+/// The one table of the light server's methods (dispatch and metric labels): op-interop-filter's
+/// `interop_` names and op-supervisor's `supervisor_` ones.
+const LIGHT_METHODS: MethodTable<LightMethod> = MethodTable(&[
+    ("interop_checkAccessList", LightMethod::CheckAccessList),
+    ("supervisor_checkAccessList", LightMethod::CheckAccessList),
+    ("supervisor_checkMessagesV2", LightMethod::CheckMessages),
+    ("interop_checkMessages", LightMethod::CheckMessages),
+    ("admin_getFailsafeEnabled", LightMethod::GetFailsafeEnabled),
+    ("interop_getBlockHashByNumber", LightMethod::BlockHashByNumber),
+    ("supervisor_getBlockHashByNumber", LightMethod::BlockHashByNumber),
+    ("interop_syncStatus", LightMethod::SyncStatus),
+]);
+
 impl Handler for LightServer {
     fn call<'a>(
         &'a self,
@@ -152,35 +181,25 @@ impl Handler for LightServer {
         call: Call,
     ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
         Box::pin(async move {
-            match call.method.as_str() {
-                m if is_check_access_list(m) => self.check(decode(&call)?).await,
-                m if is_check_messages(m) => {
+            let Some(method) = LIGHT_METHODS.get(&call.method) else {
+                return Err(RpcError::method_not_found(&call.method));
+            };
+            match method {
+                LightMethod::CheckAccessList => {
+                    self.check(decode_or_invalid_params(&call, self.bounds())?).await
+                }
+                LightMethod::CheckMessages => {
                     self.check(decode_messages(&call, self.max_messages)?).await
                 }
-                "admin_getFailsafeEnabled" => Ok(to_raw(&self.failsafe.enabled())),
-                "interop_getBlockHashByNumber" | "supervisor_getBlockHashByNumber" => {
-                    self.block_hash(&call).await
-                }
-                "interop_syncStatus" => Ok(to_raw(&self.sync_status().await)),
-                other => Err(RpcError::method_not_found(other)),
+                LightMethod::GetFailsafeEnabled => Ok(to_raw(&self.failsafe.enabled())),
+                LightMethod::BlockHashByNumber => self.block_hash(&call).await,
+                LightMethod::SyncStatus => Ok(to_raw(&self.sync_status().await)),
             }
         })
     }
 
     fn method_label(&self, method: &str) -> &'static str {
-        method_label_of(
-            method,
-            &[
-                "interop_checkAccessList",
-                "supervisor_checkAccessList",
-                "supervisor_checkMessagesV2",
-                "interop_checkMessages",
-                "admin_getFailsafeEnabled",
-                "interop_getBlockHashByNumber",
-                "supervisor_getBlockHashByNumber",
-                "interop_syncStatus",
-            ],
-        )
+        LIGHT_METHODS.label(method)
     }
 }
 

@@ -15,11 +15,12 @@ use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 
 use super::service::Revalidator;
-use crate::rpc::server::method_label_of;
+use crate::interop::access_list::{BoundedParseError, Bounds};
+use crate::rpc::server::MethodTable;
 use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{to_raw, Call, RpcError};
 use crate::validation::codec::{
-    answer, decode, decode_messages, is_check_access_list, is_check_messages,
+    access_list_rpc_error, answer, decode, decode_messages, DecodeError,
 };
 
 /// The handler; cheap to clone.
@@ -56,6 +57,29 @@ pub fn parse_cursor(v: Option<&serde_json::Value>) -> Result<Option<u64>, RpcErr
     }
 }
 
+/// What a revalidator method does (the drop-in checks answer under both namespaces).
+#[derive(Debug, Clone, Copy)]
+enum ApiMethod {
+    CheckAccessList,
+    CheckMessages,
+    GetFailsafeEnabled,
+    InvalidTransactions,
+    TransactionStatus,
+    RevalidationStatus,
+}
+
+/// The one table of the revalidator listener's methods (dispatch and metric labels).
+const REVALIDATOR_METHODS: MethodTable<ApiMethod> = MethodTable(&[
+    ("interop_checkAccessList", ApiMethod::CheckAccessList),
+    ("supervisor_checkAccessList", ApiMethod::CheckAccessList),
+    ("supervisor_checkMessagesV2", ApiMethod::CheckMessages),
+    ("interop_checkMessages", ApiMethod::CheckMessages),
+    ("admin_getFailsafeEnabled", ApiMethod::GetFailsafeEnabled),
+    ("interop_invalidTransactions", ApiMethod::InvalidTransactions),
+    ("interop_transactionStatus", ApiMethod::TransactionStatus),
+    ("interop_revalidationStatus", ApiMethod::RevalidationStatus),
+]);
+
 impl Handler for Api {
     fn call<'a>(
         &'a self,
@@ -63,50 +87,50 @@ impl Handler for Api {
         call: Call,
     ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
         Box::pin(async move {
-            match call.method.as_str() {
-                m if is_check_access_list(m) => {
-                    let decoded = decode(&call)?;
+            let Some(method) = REVALIDATOR_METHODS.get(&call.method) else {
+                return Err(RpcError::method_not_found(&call.method));
+            };
+            match method {
+                ApiMethod::CheckAccessList => {
+                    let max_entries = self.core.config().max_inbox_entries;
+                    let bounds = Bounds { max_entries, max_messages: usize::MAX };
+                    let decoded = match decode(&call, bounds) {
+                        Ok(d) => d,
+                        Err(DecodeError::AccessList(BoundedParseError::TooManyEntries {
+                            found,
+                            ..
+                        })) => return answer(&self.core.too_many_entries(found)),
+                        Err(DecodeError::AccessList(e)) => return Err(access_list_rpc_error(&e)),
+                        Err(DecodeError::Params(e)) => return Err(e),
+                    };
                     let verdict =
                         self.core.check_access_list(&decoded.request, decoded.entries.len()).await;
                     answer(&verdict)
                 }
-                m if is_check_messages(m) => {
+                ApiMethod::CheckMessages => {
                     let max = self.core.config().max_inbox_entries;
                     let decoded = decode_messages(&call, max)?;
                     let verdict =
                         self.core.check_access_list(&decoded.request, decoded.entries.len()).await;
                     answer(&verdict)
                 }
-                "admin_getFailsafeEnabled" => Ok(to_raw(&self.core.failsafe())),
-                "interop_invalidTransactions" => {
+                ApiMethod::GetFailsafeEnabled => Ok(to_raw(&self.core.failsafe())),
+                ApiMethod::InvalidTransactions => {
                     let params: Vec<serde_json::Value> = call.parse_params()?;
                     let cursor = parse_cursor(params.first())?;
                     Ok(to_raw(&self.core.invalid_transactions(cursor)))
                 }
-                "interop_transactionStatus" => {
+                ApiMethod::TransactionStatus => {
                     let (hash,): (B256,) = call.parse_params()?;
                     Ok(to_raw(&self.core.transaction_status(&hash)))
                 }
-                "interop_revalidationStatus" => Ok(to_raw(&self.core.status())),
-                other => Err(RpcError::method_not_found(other)),
+                ApiMethod::RevalidationStatus => Ok(to_raw(&self.core.status())),
             }
         })
     }
 
     fn method_label(&self, method: &str) -> &'static str {
-        method_label_of(
-            method,
-            &[
-                "interop_checkAccessList",
-                "supervisor_checkAccessList",
-                "supervisor_checkMessagesV2",
-                "interop_checkMessages",
-                "admin_getFailsafeEnabled",
-                "interop_invalidTransactions",
-                "interop_transactionStatus",
-                "interop_revalidationStatus",
-            ],
-        )
+        REVALIDATOR_METHODS.label(method)
     }
 }
 

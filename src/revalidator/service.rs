@@ -363,9 +363,7 @@ impl Revalidator {
     /// `entries` is how many inbox entries were sent (bounded like a tx's).
     pub async fn check_access_list(&self, req: &CheckRequest, entries: usize) -> Verdict {
         if entries > self.cfg.max_inbox_entries {
-            let why =
-                format!("{entries} inbox entries, the limit is {}", self.cfg.max_inbox_entries);
-            return Verdict::Invalid(Rejection::new(codes::ACCESS_LIST_TOO_LARGE, why));
+            return self.too_many_entries(entries);
         }
         let cached = lock(&self.store).lookup(&req.messages, req.min_safety, &req.descriptor);
         let answers = &metrics().revalidator_checks;
@@ -386,6 +384,13 @@ impl Revalidator {
             lock(&self.store).set_failsafe(true);
         }
         verdict
+    }
+
+    /// The drop-in's answer to a list of more than `max_inbox_entries` entries: invalid, as the
+    /// same list in a pooled tx is.
+    pub fn too_many_entries(&self, entries: usize) -> Verdict {
+        let why = format!("{entries} inbox entries, the limit is {}", self.cfg.max_inbox_entries);
+        Verdict::Invalid(Rejection::new(codes::ACCESS_LIST_TOO_LARGE, why))
     }
 
     /// The failsafe flag.

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::feed::{Feed, FeedEntry};
 use super::pool::PoolTx;
-use crate::interop::access_list::{dedup, parse_entries};
+use crate::interop::access_list::{parse_bounded, BoundedParseError, Bounds};
 use crate::interop::{ExecutingDescriptor, Message, SafetyLevel};
 use crate::rpc::codes;
 use crate::validation::{Rejection, Verdict, Window};
@@ -192,26 +192,20 @@ impl Tracker {
                 retry: false,
                 no_answer: None,
             };
-            let parsed = if inbox.len() > self.limits.max_inbox_entries {
-                Err(Rejection::new(
+            let bounds =
+                Bounds { max_entries: self.limits.max_inbox_entries, max_messages: usize::MAX };
+            let parsed = parse_bounded(inbox, bounds).map_err(|e| match e {
+                BoundedParseError::TooManyEntries { found, limit } => Rejection::new(
                     codes::ACCESS_LIST_TOO_LARGE,
-                    format!(
-                        "{} inbox entries, the limit is {}",
-                        inbox.len(),
-                        self.limits.max_inbox_entries
-                    ),
-                ))
-            } else {
-                parse_entries(inbox).map_err(|e| {
-                    Rejection::new(
-                        codes::INVALID_PARAMS,
-                        format!("malformed interop access list: {e}"),
-                    )
-                })
-            };
+                    format!("{found} inbox entries, the limit is {limit}"),
+                ),
+                e => Rejection::new(
+                    codes::INVALID_PARAMS,
+                    format!("malformed interop access list: {e}"),
+                ),
+            });
             match parsed {
-                Ok(mut messages) => {
-                    dedup(&mut messages);
+                Ok(messages) => {
                     t.max_init_ts = messages.iter().map(|m| m.timestamp).max().unwrap_or(0);
                     t.messages = Arc::from(messages);
                     self.by_messages.entry(t.messages.clone()).or_default().push(tx.hash);

@@ -64,10 +64,22 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
-/// The `'static` metrics label for `method`: itself when it is one of `known`, else `other`, so
-/// label sets stay bounded whatever clients send.
-pub fn method_label_of(method: &str, known: &[&'static str]) -> &'static str {
-    known.iter().copied().find(|k| *k == method).unwrap_or("other")
+/// A listener's methods: one table that both dispatch ([`MethodTable::get`]) and the metrics
+/// label ([`MethodTable::label`]) read, so a method added to the listener is labelled by name
+/// instead of silently reporting as `other`.
+pub struct MethodTable<M: Copy + 'static>(pub &'static [(&'static str, M)]);
+
+impl<M: Copy + 'static> MethodTable<M> {
+    /// What `method` is on this listener (`None`: not served here).
+    pub fn get(&self, method: &str) -> Option<M> {
+        self.0.iter().find(|(name, _)| *name == method).map(|(_, m)| *m)
+    }
+
+    /// The `'static` metrics label for `method`: itself when served here, else `other`, so
+    /// label sets stay bounded whatever clients send.
+    pub fn label(&self, method: &str) -> &'static str {
+        self.0.iter().find(|(name, _)| *name == method).map_or("other", |(name, _)| name)
+    }
 }
 
 /// Limits the endpoint enforces before any handler runs.
@@ -459,6 +471,14 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_method_table_dispatches_and_labels_from_the_same_rows() {
+        const T: MethodTable<u8> = MethodTable(&[("a_one", 1), ("a_uno", 1), ("a_two", 2)]);
+        assert_eq!((T.get("a_uno"), T.label("a_uno")), (Some(1), "a_uno"));
+        assert_eq!((T.get("a_two"), T.label("a_two")), (Some(2), "a_two"));
+        assert_eq!((T.get("eth_call"), T.label("eth_call")), (None, "other"));
+    }
 
     fn xff(v: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

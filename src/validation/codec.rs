@@ -18,7 +18,9 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::{CheckRequest, Rejection, Verdict};
-use crate::interop::access_list::{dedup, encode_entries, parse_entries};
+use crate::interop::access_list::{
+    dedup, encode_entries, parse_bounded, BoundedParseError, Bounds,
+};
 use crate::interop::{ExecutingDescriptor, Message, SafetyLevel};
 use crate::rpc::client::ClientError;
 use crate::rpc::codes;
@@ -123,17 +125,49 @@ pub struct Decoded {
     pub request: CheckRequest,
 }
 
-/// Decodes the params; every malformed input is -32602 with a sentence saying what.
-pub fn decode(call: &Call) -> Result<Decoded, RpcError> {
+/// Why a check call could not be decoded: its params, or its inbox entries (over a cap or
+/// malformed; each server maps that to its own answer).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The params are not `[entries, minSafety, descriptor]` (-32602 with a sentence).
+    #[error(transparent)]
+    Params(#[from] RpcError),
+    /// The entries, by [`parse_bounded`].
+    #[error(transparent)]
+    AccessList(#[from] BoundedParseError),
+}
+
+/// Decodes the params and the entries, within `bounds`.
+pub fn decode(call: &Call, bounds: Bounds) -> Result<Decoded, DecodeError> {
     let (entries, safety, descriptor): (Vec<B256>, String, ExecutingDescriptor) =
         call.parse_params()?;
     let min_safety: SafetyLevel = safety.parse().map_err(RpcError::invalid_params)?;
-    let mut messages: Vec<Message> = parse_entries(&entries)
-        .map_err(|e| RpcError::invalid_params(format!("malformed inbox entries: {e}")))?;
-    dedup(&mut messages);
+    let messages = parse_bounded(&entries, bounds)?;
     Ok(Decoded {
         entries,
         request: CheckRequest { messages: messages.into(), min_safety, descriptor },
+    })
+}
+
+/// How the supervisor answers entries it will not check: -32602 with a sentence (op-supervisor
+/// and op-interop-filter answer malformed entries with invalid params).
+pub fn access_list_rpc_error(e: &BoundedParseError) -> RpcError {
+    match e {
+        BoundedParseError::Malformed(e) => {
+            RpcError::invalid_params(format!("malformed inbox entries: {e}"))
+        }
+        BoundedParseError::TooManyMessages { found, limit } => {
+            RpcError::invalid_params(format!("{found} distinct messages, the limit is {limit}"))
+        }
+        e @ BoundedParseError::TooManyEntries { .. } => RpcError::invalid_params(e),
+    }
+}
+
+/// [`decode`] for a server that answers every refusal as -32602 ([`access_list_rpc_error`]).
+pub fn decode_or_invalid_params(call: &Call, bounds: Bounds) -> Result<Decoded, RpcError> {
+    decode(call, bounds).map_err(|e| match e {
+        DecodeError::Params(e) => e,
+        DecodeError::AccessList(e) => access_list_rpc_error(&e),
     })
 }
 
@@ -286,6 +320,8 @@ pub fn answer(verdict: &Verdict) -> Result<Box<RawValue>, RpcError> {
 mod tests {
     use super::*;
 
+    const WIDE: Bounds = Bounds { max_entries: 1_000, max_messages: 1_000 };
+
     fn call(params: &str) -> Call {
         Call {
             method: "interop_checkAccessList".into(),
@@ -295,16 +331,17 @@ mod tests {
 
     #[test]
     fn decodes_the_wire_params() {
-        let d = decode(&call(
+        let d = decode_or_invalid_params(&call(
             r#"[["0x0100000000000000000003850000000000000007000000006724d56300000000","0x031ae3a7ee4ad1a293990b1d810700d09bfebe953b16a0ebd79be7fbf84c93a3"],"cross-unsafe",{"timestamp":"0x6724d564","timeout":"0x15180","chainID":"10"}]"#,
-        ))
+        ), WIDE)
         .unwrap();
         assert_eq!(d.entries.len(), 2);
         assert_eq!(d.request.messages.len(), 1);
         assert_eq!(d.request.messages[0].block_number, 7);
         assert_eq!(d.request.min_safety, SafetyLevel::CrossUnsafe);
         assert_eq!(d.request.descriptor.timeout, Some(86400));
-        let empty = decode(&call(r#"[[],"unsafe",{"timestamp":"0x1"}]"#)).unwrap();
+        let empty =
+            decode_or_invalid_params(&call(r#"[[],"unsafe",{"timestamp":"0x1"}]"#), WIDE).unwrap();
         assert!(empty.request.messages.is_empty());
     }
 
@@ -316,7 +353,11 @@ mod tests {
             r#"[[],"Unsafe",{"timestamp":"0x1"}]"#,
             r#"[["0x0000000000000000000000000000000000000000000000000000000000000000"],"unsafe",{"timestamp":"0x1"}]"#,
         ] {
-            assert_eq!(decode(&call(p)).unwrap_err().code, codes::INVALID_PARAMS, "{p}");
+            assert_eq!(
+                decode_or_invalid_params(&call(p), WIDE).unwrap_err().code,
+                codes::INVALID_PARAMS,
+                "{p}"
+            );
         }
     }
 
@@ -350,13 +391,13 @@ mod tests {
     fn a_client_request_decodes_on_the_server_to_the_same_check() {
         let original = req(vec![message(7, false), message(9, true)], 1_700_000_100, Some(7200));
         let wire = serde_json::to_string(&params(&original)).unwrap();
-        let decoded = decode(&call(&wire)).unwrap();
+        let decoded = decode_or_invalid_params(&call(&wire), WIDE).unwrap();
         assert_eq!(decoded.request, original);
         assert_eq!(decoded.entries, encode_entries(&original.messages));
         // Go servers send the chain id as a decimal string: accepted too.
         let go = wire.replace("\"chainID\":\"0xa\"", "\"chainID\":\"10\"");
         assert_ne!(go, wire);
-        assert_eq!(decode(&call(&go)).unwrap().request, original);
+        assert_eq!(decode_or_invalid_params(&call(&go), WIDE).unwrap().request, original);
     }
 
     #[test]

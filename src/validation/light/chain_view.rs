@@ -1,11 +1,6 @@
-//! The light backend: recomputes every message from the source chain's own RPC (`eth_getLogs` of
-//! one block, by hash) instead of trusting an index. It is the independent second opinion the
-//! interop design asks for, and it needs no backfill: it can answer the moment it starts.
-//!
-//! Safety mapping (conservative, documented in the README): `unsafe` and `cross-unsafe` need the
-//! block at or below `latest`; `local-safe` and `safe` at or below the `safe` tag; `finalized` at
-//! or below `finalized`. A chain RPC cannot tell cross-unsafe from unsafe, so cross-unsafe is
-//! answered from the canonical `latest` chain (what op-interop-filter does too).
+//! The light backend's view of one source chain: its endpoints, its heads and canonical headers,
+//! its block logs, and reorg detection. Everything here is about *reading the chain correctly*;
+//! what a message needs to be valid is in `rules.rs`.
 //!
 //! Reorgs: the canonical hash at a height is re-read (at most every `head_ttl_ms`); logs are
 //! cached by block hash, so a replaced block is simply fetched anew and the old entry dropped.
@@ -17,24 +12,20 @@
 //! the refusal is counted (`chain_answers_rejected_total`) and logged with the endpoint's name:
 //! an RPC that ignores the `blockHash` filter can no longer make a forged message valid.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::{Address, Bytes, B256, U256};
-use futures::future::{join_all, BoxFuture};
+use alloy_primitives::{Address, Bytes, B256};
+use futures::future::join_all;
 use moka::future::Cache;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
-use super::{Backend, CheckRequest, Rejection, Verdict};
-use crate::config::{LightConfig, ValidationConfig};
-use crate::interop::checksum::checksum;
-use crate::interop::types::parse_chain_id;
-use crate::interop::{ChainId, Message, SafetyLevel};
+use crate::config::{ChainRpcConfig, LightConfig};
+use crate::interop::ChainId;
 use crate::metrics::metrics;
-use crate::rpc::client::{http_client, ClientError, RpcClient};
-use crate::rpc::codes;
+use crate::rpc::client::{ClientError, RpcClient};
+use crate::validation::activation::Activation;
 
 /// A block header as far as the light backend cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -56,17 +47,17 @@ pub struct Header {
 /// cannot show it is about the block asked for.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RpcLog {
-    address: Address,
-    topics: Vec<B256>,
-    data: Bytes,
+pub(super) struct RpcLog {
+    pub(super) address: Address,
+    pub(super) topics: Vec<B256>,
+    pub(super) data: Bytes,
     #[serde(with = "alloy_serde::quantity")]
-    log_index: u64,
-    block_hash: B256,
+    pub(super) log_index: u64,
+    pub(super) block_hash: B256,
     #[serde(with = "alloy_serde::quantity")]
-    block_number: u64,
+    pub(super) block_number: u64,
     #[serde(default)]
-    removed: bool,
+    pub(super) removed: bool,
 }
 
 /// Every `why` the light backend counts in `chain_answers_rejected_total` without receipts
@@ -122,19 +113,6 @@ pub struct ReorgEvent {
     pub new: B256,
 }
 
-/// Why the light backend could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum LightError {
-    /// A chain entry is invalid.
-    #[error("light.chains[{index}]: {reason}")]
-    Chain {
-        /// Position in `light.chains`.
-        index: usize,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
 /// One source chain: its endpoints and its caches.
 pub struct Chain {
     id: ChainId,
@@ -154,7 +132,7 @@ pub struct Chain {
     logs: Cache<B256, Arc<[RpcLog]>>,
     reorgs: broadcast::Sender<ReorgEvent>,
     /// The interop activation rule (`interop_time`), see `activation.rs`.
-    pub(super) activation: super::activation::Activation,
+    pub(in crate::validation) activation: Activation,
 }
 
 /// Why a header could not be had.
@@ -167,6 +145,48 @@ enum HeaderError {
 }
 
 impl Chain {
+    /// A chain with empty caches, from its `[[light.chains]]` entry. `light.head_ttl_ms` bounds
+    /// how long a head or a height's canonical header is reused before it is re-read (the window
+    /// in which a reorg can go unnoticed by a check); the block-log cache is keyed by hash, so
+    /// it never serves a replaced block.
+    pub(super) fn new(
+        id: ChainId,
+        endpoints: Vec<RpcClient>,
+        entry: &ChainRpcConfig,
+        light: &LightConfig,
+        reorgs: broadcast::Sender<ReorgEvent>,
+    ) -> Self {
+        let ttl = Duration::from_millis(light.head_ttl_ms.max(1));
+        let capacity = light.block_cache_capacity;
+        Self {
+            id,
+            label: id.to_string(),
+            endpoints,
+            agreement: entry.agreement,
+            verify_receipts: entry.verify_receipts,
+            heads: Cache::builder().max_capacity(8).time_to_live(ttl).build(),
+            by_number: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            seen: moka::sync::Cache::builder().max_capacity(capacity.saturating_mul(4)).build(),
+            logs: Cache::builder().max_capacity(capacity).build(),
+            reorgs,
+            activation: Activation::new(entry.interop_time),
+        }
+    }
+
+    /// Applies a new timeout to the calls that start from now on (reload).
+    pub(super) fn set_timeout(&self, timeout: Duration) {
+        for e in &self.endpoints {
+            e.set_timeout(timeout);
+        }
+    }
+
+    /// Empties the caches (admin flush).
+    pub(super) fn flush(&self) {
+        self.logs.invalidate_all();
+        self.by_number.invalidate_all();
+        self.heads.invalidate_all();
+    }
+
     /// Calls `method` on the endpoints in order until one gives an answer that `about` accepts
     /// (`about` returns why an answer is not about the question, or `None`); with `agreement`,
     /// every endpoint must give such an answer and they must be equal. The error says why there
@@ -299,7 +319,7 @@ impl Chain {
     /// The logs of the block `header`: one `eth_getLogs` per block, shared by every
     /// concurrent and later check (coalesced by the cache). Only logs that all belong to that
     /// block (hash and number), in log-index order, are accepted.
-    async fn block_logs(&self, header: &Header) -> Result<Arc<[RpcLog]>, String> {
+    pub(super) async fn block_logs(&self, header: &Header) -> Result<Arc<[RpcLog]>, String> {
         let (hash, number) = (header.hash, header.number);
         let mut loaded = false;
         let r = self
@@ -330,13 +350,14 @@ impl Chain {
     /// the proven header is the one the canonical lookup gave (hash, number, timestamp). An
     /// endpoint whose answer fails any of this is counted and skipped like a silent one.
     async fn proven_logs(&self, header: &Header) -> Result<Vec<RpcLog>, String> {
-        let limits = super::receipts::Limits::default();
+        let limits = crate::validation::receipts::Limits::default();
         let mut last = String::from("no endpoint");
         for c in &self.endpoints {
             let call = |method: &'static str, params: serde_json::Value| async move {
                 c.call_raw(method, &params).await.map_err(|e| e.to_string())
             };
-            let proven = super::receipts::fetch_verified(call, header.hash, &limits).await;
+            let proven =
+                crate::validation::receipts::fetch_verified(call, header.hash, &limits).await;
             let why = match proven {
                 Ok(b)
                     if (b.header.number, b.header.timestamp)
@@ -402,290 +423,5 @@ impl Chain {
     /// The chain id.
     pub fn id(&self) -> ChainId {
         self.id
-    }
-}
-
-/// The light backend over every configured source chain.
-pub struct LightBackend {
-    chains: HashMap<ChainId, Arc<Chain>>,
-    window: u64,
-    allow_same_timestamp: bool,
-    reorgs: broadcast::Sender<ReorgEvent>,
-}
-
-impl LightBackend {
-    /// Builds one client per endpoint and the caches from `[light]`; `None` when no chain is
-    /// configured.
-    pub fn from_config(
-        light: &LightConfig,
-        validation: &ValidationConfig,
-    ) -> Result<Option<Self>, LightError> {
-        if light.chains.is_empty() {
-            return Ok(None);
-        }
-        let http = http_client(16);
-        let ttl = Duration::from_millis(light.head_ttl_ms.max(1));
-        let (reorgs, _) = broadcast::channel(256);
-        let mut chains = HashMap::new();
-        for (index, c) in light.chains.iter().enumerate() {
-            let err = |reason: String| LightError::Chain { index, reason };
-            let id = match &c.chain_id {
-                toml::Value::Integer(n) => U256::from(*n as u64),
-                toml::Value::String(s) => parse_chain_id(s).map_err(err)?,
-                other => return Err(err(format!("bad chain_id {other}"))),
-            };
-            let label = id.to_string();
-            let mut endpoints = Vec::new();
-            for (j, e) in c.endpoints.iter().enumerate() {
-                let url = reqwest::Url::parse(&e.url).map_err(|e| err(e.to_string()))?;
-                let name =
-                    if e.name.is_empty() { format!("chain-{label}-{j}") } else { e.name.clone() };
-                endpoints.push(
-                    RpcClient::new(
-                        "chain",
-                        name,
-                        url,
-                        Duration::from_millis(light.timeout_ms),
-                        http.clone(),
-                    )
-                    .with_max_response_bytes(light.max_response_bytes),
-                );
-            }
-            let chain = Chain {
-                id,
-                label,
-                endpoints,
-                agreement: c.agreement,
-                verify_receipts: c.verify_receipts,
-                heads: Cache::builder().max_capacity(8).time_to_live(ttl).build(),
-                by_number: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
-                seen: moka::sync::Cache::builder()
-                    .max_capacity(light.block_cache_capacity.saturating_mul(4))
-                    .build(),
-                logs: Cache::builder().max_capacity(light.block_cache_capacity).build(),
-                reorgs: reorgs.clone(),
-                activation: super::activation::Activation::new(c.interop_time),
-            };
-            chains.insert(id, Arc::new(chain));
-        }
-        Ok(Some(Self {
-            chains,
-            window: validation.expiry_window_secs,
-            allow_same_timestamp: validation.allow_same_timestamp,
-            reorgs,
-        }))
-    }
-
-    /// The configured chains.
-    pub fn chains(&self) -> impl Iterator<Item = &Arc<Chain>> {
-        self.chains.values()
-    }
-
-    /// One chain.
-    pub fn chain(&self, id: &ChainId) -> Option<&Arc<Chain>> {
-        self.chains.get(id)
-    }
-
-    /// Watches every chain for reorgs every `every` (walking back at most 64 blocks), so cached
-    /// valid verdicts are dropped when their blocks are replaced even if nobody checks them.
-    pub fn spawn_reorg_watch(
-        self: &Arc<Self>,
-        every: Duration,
-        stop: tokio_util::sync::CancellationToken,
-    ) {
-        for chain in self.chains.values() {
-            let (chain, stop) = (Arc::clone(chain), stop.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tick.tick() => chain.watch_once(64).await,
-                    }
-                }
-            });
-        }
-    }
-
-    /// Applies a new `light.timeout_ms` to the chain calls that start from now on (reload).
-    pub fn set_timeout(&self, timeout: Duration) {
-        for c in self.chains.values() {
-            for e in &c.endpoints {
-                e.set_timeout(timeout);
-            }
-        }
-    }
-
-    /// Reorgs noticed from now on.
-    pub fn subscribe_reorgs(&self) -> broadcast::Receiver<ReorgEvent> {
-        self.reorgs.subscribe()
-    }
-
-    /// Empties the block-log caches (admin flush).
-    pub fn flush(&self) {
-        for c in self.chains.values() {
-            c.logs.invalidate_all();
-            c.by_number.invalidate_all();
-            c.heads.invalidate_all();
-        }
-    }
-
-    /// The timing rules of protocol.md, before any remote call.
-    fn timing(&self, m: &Message, req: &CheckRequest) -> Option<Verdict> {
-        let exec = req.descriptor.timestamp;
-        let invalid = |why: String| {
-            Some(Verdict::Invalid(Rejection::new(codes::SUP_CONFLICTING_DATA, why).for_message(*m)))
-        };
-        // Not yet executable rather than invalid: a second later it may be (the ingress uses
-        // "now" as the executing timestamp), so it is retried, never cached as invalid.
-        if m.timestamp > exec || (m.timestamp == exec && !self.allow_same_timestamp) {
-            return Some(Verdict::NotYetKnown(
-                Rejection::new(
-                    codes::SUP_FUTURE_DATA,
-                    format!(
-                        "message {m} was initiated at {}, not before the executing timestamp {exec}",
-                        m.timestamp
-                    ),
-                )
-                .for_message(*m),
-            ));
-        }
-        let expires = m.timestamp.saturating_add(self.window);
-        if expires < exec {
-            return invalid(format!("message {m} expired at {expires} (executing at {exec})"));
-        }
-        let end = req.descriptor.end().unwrap_or(u64::MAX);
-        if expires < end {
-            return invalid(format!(
-                "message {m} expires at {expires}, before the end of the requested validity {end}"
-            ));
-        }
-        None
-    }
-
-    async fn check_message(&self, m: &Message, req: &CheckRequest) -> Verdict {
-        let Some(chain) = self.chains.get(&m.chain_id) else {
-            return Verdict::Invalid(
-                Rejection::new(
-                    codes::SUP_UNKNOWN_CHAIN,
-                    format!("chain {} is not in the dependency set", m.chain_id),
-                )
-                .for_message(*m),
-            );
-        };
-        if let Some(v) = self.timing(m, req) {
-            return v;
-        }
-        if let Some(v) = super::activation::check(chain, m).await {
-            return v;
-        }
-        let no_answer = |e: String| Verdict::Unavailable(format!("chain {}: {e}", m.chain_id));
-        let tag = match req.min_safety {
-            SafetyLevel::Invalid | SafetyLevel::Unsafe | SafetyLevel::CrossUnsafe => "latest",
-            SafetyLevel::LocalSafe | SafetyLevel::Safe => "safe",
-            SafetyLevel::Finalized => "finalized",
-        };
-        let head = match chain.head(tag).await {
-            Ok(h) => h,
-            Err(e) => return no_answer(e),
-        };
-        if m.block_number > head.number {
-            let latest = if tag == "latest" { Ok(head) } else { chain.head("latest").await };
-            let above_latest = latest.map(|l| m.block_number > l.number).unwrap_or(true);
-            let why = if above_latest || tag == "latest" {
-                format!("message {m} is in a block after the chain head {}", head.number)
-            } else {
-                format!("message {m} is not {tag} yet ({tag} head is {})", head.number)
-            };
-            return Verdict::NotYetKnown(
-                Rejection::new(codes::SUP_FUTURE_DATA, why).for_message(*m),
-            );
-        }
-        let header = match chain.header(m.block_number).await {
-            Ok(Some(h)) => h,
-            Ok(None) => {
-                return Verdict::NotYetKnown(
-                    Rejection::new(
-                        codes::SUP_FUTURE_DATA,
-                        format!(
-                            "block {} of chain {} is not available yet",
-                            m.block_number, m.chain_id
-                        ),
-                    )
-                    .for_message(*m),
-                )
-            }
-            Err(e) => return no_answer(e),
-        };
-        let invalid = |why: String| {
-            Verdict::Invalid(Rejection::new(codes::SUP_CONFLICTING_DATA, why).for_message(*m))
-        };
-        if header.timestamp != m.timestamp {
-            return invalid(format!(
-                "message {m}: block {} has timestamp {}, the message says {}",
-                header.number, header.timestamp, m.timestamp
-            ));
-        }
-        let logs = match chain.block_logs(&header).await {
-            Ok(l) => l,
-            Err(e) => return no_answer(e),
-        };
-        let Some(log) = logs.iter().find(|l| l.log_index == u64::from(m.log_index) && !l.removed)
-        else {
-            return invalid(format!(
-                "message {m}: block {} has no log at index {} ({} logs)",
-                header.number,
-                m.log_index,
-                logs.len()
-            ));
-        };
-        let want = checksum(
-            log.address,
-            &log.topics,
-            &log.data,
-            m.block_number,
-            m.timestamp,
-            m.log_index,
-            m.chain_id,
-        );
-        if want != m.checksum {
-            return invalid(format!(
-                "message {m}: checksum mismatch: the log at index {} (origin {}) does not match \
-                 the declared origin and payload",
-                m.log_index, log.address
-            ));
-        }
-        Verdict::Valid { until: req.descriptor.end().unwrap_or(u64::MAX) }
-    }
-}
-
-impl Backend for LightBackend {
-    fn name(&self) -> &'static str {
-        "light"
-    }
-
-    fn check<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Verdict> {
-        Box::pin(async move {
-            let all = join_all(req.messages.iter().map(|m| self.check_message(m, req))).await;
-            // In message order: the first definitive invalid, else not-yet-known, else no answer.
-            if let Some(v) = all.iter().find(|v| matches!(v, Verdict::Invalid(_))) {
-                return v.clone();
-            }
-            if let Some(v) = all.iter().find(|v| matches!(v, Verdict::NotYetKnown(_))) {
-                return v.clone();
-            }
-            if let Some(v) = all.iter().find(|v| matches!(v, Verdict::Unavailable(_))) {
-                return v.clone();
-            }
-            Verdict::Valid { until: req.descriptor.end().unwrap_or(u64::MAX) }
-        })
-    }
-
-    fn ready(&self) -> BoxFuture<'_, bool> {
-        Box::pin(async move {
-            let heads = join_all(self.chains.values().map(|c| c.head("latest"))).await;
-            heads.iter().all(Result::is_ok)
-        })
     }
 }
