@@ -6,6 +6,7 @@
 //
 // Run (after `npm ci --prefix e2e` and a cargo build):
 //   INTEROP_GATE_BIN=$PWD/target/release/interop-gate node e2e/bench/freshness.mjs [trials=10]
+// `FRESHNESS_TOML` is appended to the gate's config (e.g. "[light]\nreorg_watch_ms = 500").
 import { keccak256, toHex } from 'viem';
 import { encodeAccessList } from '@eth-optimism/viem/utils/interop';
 import {
@@ -35,7 +36,8 @@ listen = "127.0.0.1:0"
 el_url = "${dest.url}"
 chain_id = ${DEST}
 min_safety = "unsafe"
-${OBSERVABILITY_TOML}`);
+${OBSERVABILITY_TOML}
+${process.env.FRESHNESS_TOML ?? ''}`);
 const api = gate.addrs.revalidator;
 
 const w = wallet(dest, KEYS[2]);
