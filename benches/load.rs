@@ -7,10 +7,10 @@
 //! directly, the gateway in `bypass` mode (the same stack as a bare pass-through) and the gateway
 //! enforcing; ratios are printed against the bypass baseline.
 //!
-//! A last part (`shared`, needs `redis-server` on PATH) compares, in the same run, the local
-//! rate limiter against limits shared through a real Redis (one replica, then three replicas
-//! behind a client-side round robin), and counts the backend calls shared invalid verdicts save
-//! when distinct invalid txs are each sprayed over three replicas.
+//! A last part (`shared`, needs `redis-server` on PATH; `support/shared.rs`) compares, in the
+//! same run, the local rate limiter against limits shared through a real Redis (one replica,
+//! then three replicas behind a client-side round robin), and counts the backend calls shared
+//! invalid verdicts save when distinct invalid txs are each sent to three replicas.
 //!
 //! Run: `cargo bench --bench load` (options: `--secs N`, `--conns N`, `--only NAME`).
 
@@ -30,6 +30,8 @@ use interop_gate::interop::Message;
 #[path = "support/child.rs"]
 mod child;
 use child::Child;
+#[path = "support/shared.rs"]
+mod shared;
 
 /// The executing chain (the upstream's) and the source chain of the messages.
 const CHAIN_ID: u64 = 10;
@@ -379,173 +381,6 @@ async fn run_scenario(peers: &Peers, sc: &Scenario, o: &Opts) {
     );
 }
 
-/// Limits high enough never to refuse, so every bucket is evaluated on every call.
-const WIDE_LIMITS: &str = r#"ip_rate = { per_second = 1000000, burst = 1000000 }
-sender_rate = { per_second = 1000000, burst = 1000000 }
-interop_sender_rate = { per_second = 1000000, burst = 1000000 }"#;
-
-/// Starts `n` gateways with the same config.
-async fn replicas(config: &str, n: usize) -> (Vec<Child>, Vec<String>) {
-    let mut children = Vec::new();
-    for _ in 0..n {
-        children.push(Child::start(config.to_owned()).await);
-    }
-    let urls = children.iter().map(|c| c.url()).collect();
-    (children, urls)
-}
-
-/// The cost of one shared rate-limit decision (IP + method buckets, one script call) measured
-/// in-process, without HTTP: sequential, then `conns` concurrent callers on the multiplexed
-/// connections.
-async fn decision_latency(redis: &interop_gate::dev::redis_server::RedisServer, conns: usize) {
-    use interop_gate::config::{RateLimit, RedisConfig};
-    use interop_gate::shared_state::rate::SharedBucket;
-    use interop_gate::shared_state::SharedState;
-    let cfg = RedisConfig { url: Some(redis.url()), timeout_ms: 2_000, ..Default::default() };
-    let Ok(Some(state)) = SharedState::from_config(&cfg) else { return };
-    fn buckets(state: &SharedState, i: usize) -> Vec<SharedBucket> {
-        let limit = RateLimit { per_second: 1_000_000, burst: 1_000_000 };
-        vec![
-            SharedBucket { key: state.key(&format!("bench:ip:{}", i % 1000)), limit },
-            SharedBucket { key: state.key("bench:m:eth_sendRawTransaction"), limit },
-        ]
-    }
-    let _ = state.take(&buckets(&state, 0)).await;
-    let mut lat = Vec::with_capacity(5_000);
-    for i in 0..5_000 {
-        let t = Instant::now();
-        let _ = state.take(&buckets(&state, i)).await;
-        lat.push(t.elapsed().as_micros() as u32);
-    }
-    lat.sort_unstable();
-    println!(
-        "\nshared limit decision (Redis script, 2 buckets), in-process: sequential p50 {:.3} ms p99 {:.3} ms",
-        quantile(&lat, 0.5).as_secs_f64() * 1e3,
-        quantile(&lat, 0.99).as_secs_f64() * 1e3
-    );
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..conns)
-        .map(|w| {
-            let state = state.clone();
-            tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(1_000);
-                for i in 0..1_000 {
-                    let t = Instant::now();
-                    let _ = state.take(&buckets(&state, w * 1_000 + i)).await;
-                    lat.push(t.elapsed().as_micros() as u32);
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap_or_default());
-    }
-    all.sort_unstable();
-    println!(
-        "  {conns} concurrent callers: {:.0} decisions/s, p50 {:.3} ms p99 {:.3} ms",
-        all.len() as f64 / started.elapsed().as_secs_f64(),
-        quantile(&all, 0.5).as_secs_f64() * 1e3,
-        quantile(&all, 0.99).as_secs_f64() * 1e3
-    );
-}
-
-/// Local limiter vs limits shared through Redis (same workloads, same run), then the backend
-/// calls shared invalid verdicts save.
-async fn run_shared(peers: &Peers, scenarios: &[Scenario], o: &Opts) {
-    use interop_gate::dev::redis_server::RedisServer;
-    let redis = match RedisServer::start().await {
-        Ok(r) => r,
-        Err(e) => {
-            println!("\nshared: skipped ({e})");
-            return;
-        }
-    };
-    decision_latency(&redis, o.conns).await;
-    // A generous Redis timeout: on a loaded machine a 50 ms bound would make replicas fall back
-    // to local limits (on_error) and the run would measure the fallback, not the sharing.
-    let tail = |share: bool| {
-        format!("[redis]\nurl = \"{}\"\ntimeout_ms = 2000\nshare_verdicts = {share}\n", redis.url())
-    };
-    for sc in scenarios.iter().filter(|s| s.name == "non-interop" || s.name == "mix") {
-        println!(
-            "\nshared limits, {} — {} (limits never refuse: every bucket is checked)",
-            sc.name, sc.about
-        );
-        let mut base = None;
-        for (label, shared, n) in [
-            ("local limiter x1", false, 1),
-            ("redis limits x1", true, 1),
-            ("redis limits x3", true, 3),
-        ] {
-            let redis_section = if shared { tail(true) } else { String::new() };
-            let cfg = peers.gateway_config_with("enforce", WIDE_LIMITS, &redis_section);
-            let (children, urls) = replicas(&cfg, n).await;
-            if sc.warm_up {
-                drive_all(&urls, sc.bodies.clone(), o.conns, 1).await;
-            }
-            let st = drive_all(&urls, sc.bodies.clone(), o.conns, o.secs).await;
-            row(label, &st, None, Some(children[0].status_kib("VmHWM") / 1024.0), None);
-            match base {
-                None => base = Some(st),
-                Some(ref b) => println!(
-                    "  => {label}: throughput {:.2}x of local, p50 {:+.3} ms, p99 {:+.3} ms over local",
-                    st.rps / b.rps.max(1.0),
-                    (st.p50.as_secs_f64() - b.p50.as_secs_f64()) * 1e3,
-                    (st.p99.as_secs_f64() - b.p99.as_secs_f64()) * 1e3
-                ),
-            }
-        }
-    }
-
-    // Distinct invalid txs in blocks of `group`: each block is sent three times in a row, each
-    // copy of a tx to another replica and `group` requests after the previous copy (4x the
-    // connections in flight, so the first replica's verdict is stored before the next asks).
-    let group = (o.conns * 4).max(32);
-    let distinct = group * 8;
-    let signer = dev_signer(7_000);
-    let txs: Vec<Bytes> = (0..distinct)
-        .map(|i| {
-            let mut bad = peers.message(50_000 + i as u64);
-            bad.checksum.0[31] ^= 1;
-            body(&sign_1559(&signer, &TxSpec::interop(CHAIN_ID, i as u64, &[bad])).0, i)
-        })
-        .collect();
-    let bodies: Vec<Bytes> =
-        txs.chunks(group).flat_map(|block| [block, block, block].concat()).collect();
-    let bodies = Arc::new(bodies);
-    println!(
-        "\nshared verdicts — {distinct} distinct invalid txs, each sprayed over 3 replicas (copies {group} requests apart)"
-    );
-    let mut calls_local: f64 = 0.0;
-    for (label, share) in [("3 replicas, local", false), ("3 replicas, shared", true)] {
-        let cfg = peers.gateway_config_with("enforce", "", &tail(share));
-        let (_children, urls) = replicas(&cfg, 3).await;
-        let before = peers.backend_calls();
-        let st = drive_all(&urls, bodies.clone(), o.conns, o.secs).await;
-        let sent = (st.ok + st.refused + st.failed).max(1) as f64;
-        let per_req = peers.backend_calls().saturating_sub(before) as f64 / sent;
-        row(label, &st, Some(per_req), None, None);
-        if share {
-            if let Ok(mut c) = redis.connection().await {
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg("interop-gate:v:*")
-                    .query_async(&mut c)
-                    .await
-                    .unwrap_or_default();
-                println!("  => invalid verdicts stored in Redis: {}", keys.len());
-            }
-            println!(
-                "  => shared verdicts saved {:.0}% of backend calls ({per_req:.2} vs {calls_local:.2} per request)",
-                (1.0 - per_req / calls_local.max(f64::MIN_POSITIVE)) * 100.0
-            );
-        } else {
-            calls_local = per_req;
-        }
-    }
-}
-
 fn main() {
     let o = opts();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
@@ -565,7 +400,7 @@ fn main() {
             run_scenario(&peers, sc, &o).await;
         }
         if o.only.as_deref().is_none_or(|n| "shared".contains(n)) {
-            run_shared(&peers, &all, &o).await;
+            shared::run(&peers, &all, &o).await;
         }
     });
 }

@@ -19,7 +19,6 @@ use crate::light_server::{Failsafe, LightServer};
 use crate::rpc::listener::{serve_with, ConnLimits};
 use crate::rpc::server::{rpc_router_with, Limits, RpcOptions};
 use crate::validation::light::LightBackend;
-use crate::validation::shared::SharedVerdicts;
 use crate::validation::{DynBackend, Engine};
 
 /// Why the service could not start.
@@ -97,23 +96,35 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     let mut rpc_addr = None;
     let mut reload = crate::reload::Handles::default();
 
-    // One engine for every role: the ingress and the revalidator share its caches.
+    let shared =
+        crate::shared_state::SharedState::from_config(&cfg.redis).map_err(StartError::Build)?;
+    // One engine for every role: the ingress and the revalidator share its caches. With
+    // `[redis]`, an engine that serves an ingress also reads other replicas' invalid verdicts
+    // (below its local cache); a revalidator-only instance never does: it is meant to judge with
+    // its own, different supervisor (docs/operations.md, topology).
     let needs_engine = cfg.ingress.enabled || cfg.revalidator.enabled;
     let has_backend = !cfg.supervisor.endpoints.is_empty() || !cfg.light.chains.is_empty();
     let engine = if needs_engine && has_backend {
-        Some(Arc::new(Engine::from_config(&cfg).map_err(|e| StartError::Build(e.to_string()))?))
+        Some(Arc::new(
+            Engine::from_config_with(&cfg, shared.clone().filter(|_| cfg.ingress.enabled))
+                .map_err(|e| StartError::Build(e.to_string()))?,
+        ))
     } else {
         None
     };
     if let Some(e) = &engine {
         reload.engine = Some(e.clone());
         health.backend = Some(e.clone() as DynBackend);
+        if let Some(i) = e.indexed() {
+            health.backends.push(("indexed", i.clone() as DynBackend));
+        }
+        if let Some(l) = e.light() {
+            health.backends.push(("light", l.clone() as DynBackend));
+        }
         let flush = e.clone();
         admin.flushers.push(("verdicts", Arc::new(move || flush.flush_caches())));
     }
     let dyn_engine = engine.clone().map(|e| e as DynBackend);
-    let shared =
-        crate::shared_state::SharedState::from_config(&cfg.redis).map_err(StartError::Build)?;
     // The one light backend: the engine's, or (light server only) one of its own.
     let light: Option<Arc<LightBackend>> = match engine.as_ref().and_then(|e| e.light().cloned()) {
         Some(l) => Some(l),
@@ -141,19 +152,13 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
                 "no validation backend configured: interop transactions will be refused"
             );
         }
-        // Only the ingress reuses other replicas' invalid verdicts: the revalidator keeps judging
-        // with its own (different) supervisor.
-        let ingress_engine = match (&shared, &dyn_engine) {
-            (Some(s), Some(e)) if cfg.redis.share_verdicts => Some(Arc::new(SharedVerdicts::new(
-                e.clone(),
-                s.clone(),
-                Duration::from_secs(cfg.validation.invalid_cache_ttl_secs),
-                cfg.validation.expiry_window_secs,
-            )) as DynBackend),
-            _ => dyn_engine.clone(),
-        };
-        let ingress =
-            Arc::new(Ingress::new(&cfg, forwarder.clone(), mode, ingress_engine, shared.clone()));
+        let ingress = Arc::new(Ingress::new(
+            &cfg,
+            forwarder.clone(),
+            mode,
+            dyn_engine.clone(),
+            shared.clone(),
+        ));
         reload.ingress = Some(ingress.clone());
         reload.forwarder = Some(forwarder.clone());
         let limits = Limits {
@@ -225,6 +230,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
             .await
             .map_err(|e| StartError::Build(e.to_string()))?;
         revalidator_addr = Some(r.addr);
+        health.revalidator = Some(r.core.clone());
         log_listening("revalidator", revalidator_addr);
         if let Some((e, l)) = engine.as_ref().and_then(|e| Some((e.clone(), e.light()?.clone()))) {
             // A source-chain reorg re-checks the pooled txs it touches at once.
@@ -250,7 +256,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         let listener = bind("metrics.listen", &cfg.metrics.listen).await?;
         metrics_addr = listener.local_addr().ok();
         log_listening("metrics", metrics_addr);
-        let router = health::metrics_router(readiness.clone());
+        let router = health::metrics_router(readiness.clone())
+            .merge(crate::conductor::routes(&cfg.metrics.conductor_path, readiness.clone()));
         spawn_server(
             &mut tasks,
             "metrics",
@@ -270,6 +277,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         spawn_server(&mut tasks, "admin", listener, router, shutdown.clone(), conn_limits);
     }
 
+    health.compose = (!cfg.metrics.conductor_compose_url.is_empty())
+        .then(|| reqwest::Url::parse(&cfg.metrics.conductor_compose_url).ok())
+        .flatten();
     // One background probe feeds every /readyz, now that `health` knows all its dependencies.
     if rpc_addr.is_some() || metrics_addr.is_some() {
         prober.spawn(health, shutdown.clone());

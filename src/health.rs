@@ -20,7 +20,9 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::conductor::{self, Assessment, ConductorHealth, Parts};
 use crate::ingress::forward::Forwarder;
+use crate::revalidator::Revalidator;
 use crate::validation::DynBackend;
 
 /// What readiness depends on.
@@ -30,6 +32,12 @@ pub struct Health {
     pub upstream: Option<Arc<Forwarder>>,
     /// The validation engine.
     pub backend: Option<DynBackend>,
+    /// Each configured backend on its own (for the conductor's partial state).
+    pub backends: Vec<(&'static str, DynBackend)>,
+    /// The revalidator (whether it can read its EL's pool).
+    pub revalidator: Option<Arc<Revalidator>>,
+    /// A health URL folded into the conductor state (a rollup-boost's `/healthz`).
+    pub compose: Option<reqwest::Url>,
 }
 
 /// One probe's result: readiness and the `/readyz` body.
@@ -39,6 +47,8 @@ pub struct Snapshot {
     pub ready: bool,
     /// `{ "ready", "upstream", "validation" }`.
     pub body: serde_json::Value,
+    /// What `/conductor` answers.
+    pub conductor: Assessment,
 }
 
 impl Health {
@@ -53,11 +63,53 @@ impl Health {
             None => None,
         };
         let ready = upstream.unwrap_or(true) && validation.unwrap_or(true);
+        let backends =
+            futures::future::join_all(self.backends.iter().map(|(name, b)| async move {
+                (*name, tokio::time::timeout(timeout, b.ready()).await.unwrap_or(false))
+            }))
+            .await;
+        let revalidator_pool = self.revalidator.as_ref().map(|r| pool_readable(&r.status()));
+        let composed = match &self.compose {
+            Some(url) => Some(probe_url(url, timeout).await),
+            None => None,
+        };
+        let parts = Parts { upstream, validation, backends, revalidator_pool, composed };
         Snapshot {
             ready,
             body: json!({ "ready": ready, "upstream": upstream, "validation": validation }),
+            conductor: conductor::assess(&parts),
         }
     }
+}
+
+/// True unless the revalidator's latest pool read failed (a failure after its last pass).
+fn pool_readable(status: &serde_json::Value) -> bool {
+    let Some(err_at) = status["lastErrorAt"].as_u64() else {
+        return true;
+    };
+    status["lastPass"]["startedAt"].as_u64().is_some_and(|pass_at| pass_at > err_at)
+}
+
+/// GETs a health URL (rollup-boost's `/healthz`): 200 healthy, 206 partial, anything else
+/// (another status, no answer in `timeout`) unavailable.
+async fn probe_url(url: &reqwest::Url, timeout: Duration) -> ConductorHealth {
+    use std::sync::LazyLock;
+    use tracing::Instrument;
+    static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(reqwest::Client::new);
+    let m = crate::metrics::metrics();
+    let start = std::time::Instant::now();
+    let span = tracing::debug_span!("conductor_compose");
+    let result = CLIENT.get(url.clone()).timeout(timeout).send().instrument(span).await;
+    m.external_duration
+        .with_label_values(&["conductor_compose", "compose"])
+        .observe(start.elapsed().as_secs_f64());
+    let (health, outcome) = match result {
+        Ok(r) => (ConductorHealth::from_status(r.status().as_u16()), "ok"),
+        Err(e) if e.is_timeout() => (ConductorHealth::ServiceUnavailable, "timeout"),
+        Err(_) => (ConductorHealth::ServiceUnavailable, "transport"),
+    };
+    m.external_calls.with_label_values(&["conductor_compose", "compose", outcome]).inc();
+    health
 }
 
 /// The readiness state and the prober that feeds it. Routers take the [`Readiness`] while the
@@ -143,7 +195,14 @@ impl Readiness {
 }
 
 fn not_probed() -> Snapshot {
-    Snapshot { ready: false, body: json!({ "ready": false, "upstream": null, "validation": null }) }
+    Snapshot {
+        ready: false,
+        body: json!({ "ready": false, "upstream": null, "validation": null }),
+        conductor: Assessment {
+            health: ConductorHealth::ServiceUnavailable,
+            reasons: vec!["not probed yet".into()],
+        },
+    }
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -7,7 +7,8 @@
 //! - [`ingress`]: the public front door (forwarding, the submission pipeline).
 //! - [`revalidator`]: the mempool revalidator (pool polling, presumed blocks, EL-facing API).
 //! - [`shared_state`]: the Redis replicas share rate limits and invalid verdicts through.
-//! - [`config`], [`metrics`], [`health`], [`telemetry`], [`clock`]: around the roles.
+//! - [`config`], [`metrics`], [`health`], [`conductor`], [`telemetry`], [`clock`]: around the
+//!   roles.
 //! - [`check_config`], [`reload`]: `check-config` and SIGHUP.
 //! - [`app`]: start-up and shutdown of the enabled roles.
 //! - [`dev`]: the embedded devnet and the in-process peers tests share.
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod app;
 pub mod check_config;
 pub mod clock;
+pub mod conductor;
 pub mod config;
 pub mod dev;
 pub mod health;

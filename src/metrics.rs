@@ -359,22 +359,6 @@ pub mod labels {
         ["backends_split", "shadow_split", "supervisor_quorum", "chain_endpoints"];
     /// `ingress_transactions_total{outcome, reason}` for forwarded txs.
     pub const FORWARD_REASONS: [&str; 3] = ["non_interop", "bypass", "valid"];
-    /// `ingress_transactions_total{outcome="refused", reason}`.
-    pub const REFUSAL_REASONS: [&str; 13] = [
-        "undecodable",
-        "wrong_chain",
-        "sender_rate_limited",
-        "reject_all",
-        "malformed",
-        "unavailable",
-        "over_capacity",
-        "not_yet_known",
-        "conflicting_data",
-        "unknown_chain",
-        "failsafe",
-        "internal_error",
-        "other",
-    ];
     /// `cache_lookups_total{cache, result}`.
     pub const CACHE: [(&str, &str); 8] = [
         ("verdict", "miss"),
@@ -512,7 +496,7 @@ pub fn init_series(cfg: &Config) {
                 m.ingress_txs.with_label_values(&[outcome, reason]).inc_by(0);
             }
         }
-        for reason in labels::REFUSAL_REASONS {
+        for reason in crate::ingress::refusal::Refusal::LABELS {
             m.ingress_txs.with_label_values(&["refused", reason]).inc_by(0);
         }
         m.rpc_batches.with_label_values(&["ingress"]).inc_by(0);

@@ -425,11 +425,39 @@ impl WebSocketConfig {
 pub struct MetricsConfig {
     /// Address to listen on; empty disables the listener.
     pub listen: String,
+    /// Path of op-conductor's rollup-boost health contract on this listener (point
+    /// `--rollup-boost.next-healthcheck-url` at it); empty disables it.
+    pub conductor_path: String,
+    /// A health URL folded into the conductor state (a rollup-boost's `/healthz` when one is in
+    /// the path, since op-conductor takes only one rollup-boost check); empty: none.
+    pub conductor_compose_url: String,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { listen: "0.0.0.0:7300".into() }
+        Self {
+            listen: "0.0.0.0:7300".into(),
+            conductor_path: "/conductor".into(),
+            conductor_compose_url: String::new(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let p = self.conductor_path.as_str();
+        if !p.is_empty()
+            && (!p.starts_with('/') || ["/metrics", "/healthz", "/readyz"].contains(&p))
+        {
+            return Err(ConfigError::invalid(
+                "metrics.conductor_path",
+                "must start with / and differ from /metrics, /healthz and /readyz (or be empty)",
+            ));
+        }
+        if !self.conductor_compose_url.is_empty() {
+            check_url("metrics.conductor_compose_url", &self.conductor_compose_url)?;
+        }
+        Ok(())
     }
 }
 

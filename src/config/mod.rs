@@ -164,6 +164,7 @@ impl Config {
         self.light_server.validate()?;
         self.revalidator.validate()?;
         self.admin.validate()?;
+        self.metrics.validate()?;
         self.redis.validate()?;
         Ok(())
     }

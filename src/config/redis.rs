@@ -105,6 +105,8 @@ mod tests {
         assert_eq!(cfg.redis.on_error, super::OnRedisError::Refuse);
         for (text, key) in [
             ("[redis]\nurl = \"http://x:1\"\n", "redis.url"),
+            // TLS is not supported (documented): refused, never silently plain TCP.
+            ("[redis]\nurl = \"rediss://x:6380\"\n", "redis.url"),
             ("[redis]\ntimeout_ms = 0\n", "redis.timeout_ms"),
             ("[redis]\npool_size = 0\n", "redis.pool_size"),
             ("[redis]\nkey_prefix = \"\"\n", "redis.key_prefix"),

@@ -81,6 +81,18 @@ pub struct RevalidatorConfig {
     pub max_batch: usize,
     /// How long shutdown waits for in-flight API requests, ms.
     pub shutdown_grace_ms: u64,
+    /// WebSocket connections (push feed subscribers) the listener accepts at once; more get
+    /// HTTP 503 on the upgrade.
+    pub push_max_connections: usize,
+    /// Messages queued per WebSocket connection; a subscriber that falls this far behind is
+    /// closed (1008) and resumes from its last cursor.
+    pub push_send_queue: usize,
+    /// Ping interval on WebSocket connections, ms; no pong by the next ping closes it.
+    pub push_ping_interval_ms: u64,
+    /// When a tx published as invalid is still in the EL's pool this many seconds later, answer
+    /// `admin_getFailsafeEnabled` with true (op-reth then evicts every interop tx) until it is
+    /// gone. 0 disables (default).
+    pub escalate_failsafe_after_secs: u64,
 }
 
 impl Default for RevalidatorConfig {
@@ -116,6 +128,10 @@ impl Default for RevalidatorConfig {
             max_body_bytes: 1 << 20,
             max_batch: 100,
             shutdown_grace_ms: 5_000,
+            push_max_connections: 64,
+            push_send_queue: 256,
+            push_ping_interval_ms: 30_000,
+            escalate_failsafe_after_secs: 0,
         }
     }
 }
@@ -156,6 +172,9 @@ impl RevalidatorConfig {
             ("revalidator.feed_page_size", self.feed_page_size as u64),
             ("revalidator.max_body_bytes", self.max_body_bytes as u64),
             ("revalidator.max_batch", self.max_batch as u64),
+            ("revalidator.push_max_connections", self.push_max_connections as u64),
+            ("revalidator.push_send_queue", self.push_send_queue as u64),
+            ("revalidator.push_ping_interval_ms", self.push_ping_interval_ms),
         ] {
             check_positive(key, v)?;
         }

@@ -68,6 +68,25 @@ impl RedisServer {
         Err(format!("redis-server on port {} did not answer within 2 s", self.port))
     }
 
+    /// How many times Redis has run `command` (lowercase, e.g. `get`) since it started, from
+    /// `INFO commandstats` (commands run inside scripts included): lets tests count the round
+    /// trips replicas make without a proxy in between.
+    pub async fn command_calls(&self, command: &str) -> Result<u64, String> {
+        let mut c = self.connection().await?;
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut c)
+            .await
+            .map_err(|e| e.to_string())?;
+        let prefix = format!("cmdstat_{command}:calls=");
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+
     /// A plain connection for inspecting what replicas wrote.
     pub async fn connection(&self) -> Result<redis::aio::MultiplexedConnection, String> {
         let client = redis::Client::open(self.url()).map_err(|e| e.to_string())?;

@@ -73,6 +73,28 @@ fn which(r: &Rejection) -> String {
 }
 
 impl Refusal {
+    /// Every label a refusal can carry (plus `undecodable`, the pre-pipeline refusal of bytes
+    /// that are not a transaction), so the metrics export them at 0 from start-up. `Invalid`
+    /// carries the backend code's label ([`codes::label`]): the usual ones are listed.
+    pub const LABELS: [&'static str; 16] = [
+        "undecodable",
+        "wrong_chain",
+        "sender_rate_limited",
+        "interop_sender_rate_limited",
+        "reject_all",
+        "conditional_refused",
+        "malformed",
+        "unavailable",
+        "over_capacity",
+        "not_yet_known",
+        "conflicting_data",
+        "unknown_chain",
+        "failsafe",
+        "access_list_too_large",
+        "internal_error",
+        "other",
+    ];
+
     /// The refusal a verdict means, `None` for `Valid` (every other verdict refuses: fail closed).
     pub fn of_verdict(verdict: &Verdict) -> Option<Self> {
         match verdict {
@@ -190,6 +212,7 @@ mod tests {
             let data = e.data.expect("data");
             assert_eq!(data["txHash"], json!(tx));
             assert_eq!(data["reason"], label);
+            assert!(Refusal::LABELS.contains(&label), "{label} is exported at start-up");
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::B256;
 use serde::Serialize;
+use tokio::sync::watch;
 
 /// One invalid tx.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -59,6 +60,9 @@ pub struct Feed {
     base: u64,
     next: u64,
     capacity: usize,
+    /// The next sequence number, sent on every publish: push subscribers wait on it instead of
+    /// polling (see [`super::push`]).
+    published: watch::Sender<u64>,
 }
 
 impl Feed {
@@ -76,6 +80,7 @@ impl Feed {
             base,
             next: base,
             capacity: capacity.max(1),
+            published: watch::Sender::new(base),
         }
     }
 
@@ -87,7 +92,14 @@ impl Feed {
             self.entries.pop_front();
         }
         self.entries.push_back(entry);
+        self.published.send_replace(self.next);
         self.next - 1
+    }
+
+    /// A receiver that changes whenever an entry is published (its value: the next sequence
+    /// number). Subscribe before reading from a cursor, so nothing published in between is missed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     /// The oldest sequence number still kept (the next one when empty).

@@ -268,8 +268,8 @@ impl PoolMirror {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
     use crate::revalidator::pool::Fees;
+    use std::collections::HashSet;
 
     fn tx(sender: u8, nonce: u64, salt: u8) -> PoolTx {
         PoolTx {

@@ -8,10 +8,14 @@
 //!
 //! Files, one job each: [`pool`] (read the EL's pool and head), [`placement`] (presumed blocks,
 //! pure), [`pass`] (plan and send one pass), [`tracker`] (verdicts per tx, drop-in lookups),
-//! [`recheck`] (re-checks driven by source-chain reorgs), [`mirror`] (the pool kept by deltas), [`follow`] (the EL WebSocket that feeds it),
+//! [`recheck`] (re-checks driven by source-chain reorgs), [`mirror`] (the pool kept by
+//! deltas), [`follow`] (the EL WebSocket that feeds it),
 //! [`feed`] (the invalid feed and its cursor), [`api`] (the EL-facing JSON-RPC methods),
-//! [`service`] (the core that ties them and the schedule), [`error`] (its error enums).
+//! [`push`] (the feed pushed over WebSocket), [`acted`] (whether the EL dropped what was
+//! published), [`service`] (the core that ties them and the schedule), [`error`] (its error
+//! enums).
 
+pub mod acted;
 pub mod api;
 pub mod error;
 pub mod feed;
@@ -20,6 +24,7 @@ pub mod mirror;
 pub mod pass;
 pub mod placement;
 pub mod pool;
+pub mod push;
 pub mod recheck;
 pub mod service;
 pub mod tracker;
@@ -40,15 +45,22 @@ use crate::config::RevalidatorConfig;
 use crate::rpc::server::{rpc_router, serve, Limits};
 use crate::validation::DynBackend;
 
-/// The EL-facing router for `core` (mount it on any listener, or use [`start`]).
-pub fn router(core: Arc<Revalidator>, cfg: &RevalidatorConfig) -> Router {
+/// The EL-facing router for `core` (mount it on any listener, or use [`start`]): JSON-RPC on
+/// `POST /`, the push feed on a WebSocket upgrade of `GET /` (closed when `shutdown` is
+/// cancelled).
+pub fn router(
+    core: Arc<Revalidator>,
+    cfg: &RevalidatorConfig,
+    shutdown: CancellationToken,
+) -> Router {
     let limits = Limits {
         max_body_bytes: cfg.max_body_bytes,
         max_batch: cfg.max_batch,
         trusted_proxy_depth: 0,
         error_status: false,
     };
-    rpc_router("revalidator", Arc::new(api::Api::new(core)), limits)
+    let rpc = rpc_router("revalidator", Arc::new(api::Api::new(core.clone())), limits);
+    push::routes(rpc, Arc::new(push::PushServer::new(core, cfg, shutdown)))
 }
 
 /// A started revalidator: its listener and pass loop run until the shutdown token is cancelled.
@@ -91,7 +103,12 @@ pub async fn start(
         .local_addr()
         .map_err(|source| StartError::Bind { addr: cfg.listen.clone(), source })?;
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
-    let server = tokio::spawn(serve(listener, router(core.clone(), cfg), shutdown.clone(), grace));
+    let server = tokio::spawn(serve(
+        listener,
+        router(core.clone(), cfg, shutdown.clone()),
+        shutdown.clone(),
+        grace,
+    ));
     if let Some(f) = core.follower() {
         // The mirror follows the EL even when the caller drives passes itself.
         tokio::spawn(f.clone().run(shutdown.clone()));

@@ -8,6 +8,7 @@ use alloy_primitives::{B256, U256};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::acted::Acted;
 use super::error::PoolError;
 use super::feed::{Feed, FeedPage};
 use super::follow::Follower;
@@ -89,6 +90,8 @@ pub struct Revalidator {
     requests: tokio::sync::Semaphore,
     schedule: tokio::sync::Mutex<Schedule>,
     last: Mutex<LastPass>,
+    /// Which published-invalid txs are still pooled (and the failsafe escalation).
+    acted: Mutex<Acted>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -118,6 +121,7 @@ impl Revalidator {
             schedule: tokio::sync::Mutex::new(Schedule::default()),
             last: Mutex::new(LastPass::default()),
             follower: Follower::new(&cfg)?,
+            acted: Mutex::new(Acted::new(cfg.escalate_failsafe_after_secs)),
             pool,
             backend,
             cfg,
@@ -268,6 +272,9 @@ impl Revalidator {
             } else if answered {
                 store.set_failsafe(false);
             }
+            if lock(&self.acted).observe(&store, now) {
+                store.set_failsafe(true);
+            }
             report.failsafe = store.failsafe();
             report.tracked = store.len();
         }
@@ -403,6 +410,13 @@ impl Revalidator {
         lock(&self.store).feed().read(cursor, self.cfg.feed_page_size)
     }
 
+    /// Wakes on every feed publish, and the cursor of the next entry, read together (so a
+    /// subscriber that starts "from now" misses nothing published after this call).
+    pub fn feed_updates(&self) -> (tokio::sync::watch::Receiver<u64>, u64) {
+        let store = lock(&self.store);
+        (store.feed().subscribe(), store.feed().next_seq())
+    }
+
     /// What is known about one tx.
     pub fn transaction_status(&self, hash: &B256) -> serde_json::Value {
         lock(&self.store).view(hash)
@@ -420,6 +434,7 @@ impl Revalidator {
             "tracked": store.len(),
             "failsafe": store.failsafe(),
             "mirror": self.follower.as_ref().map(|f| f.status()),
+            "invalidStillPooled": lock(&self.acted).view(),
             "feed": {
                 "oldestCursor": format!("{:#x}", store.feed().oldest()),
                 "nextCursor": format!("{:#x}", store.feed().next_seq()),

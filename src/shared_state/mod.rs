@@ -147,6 +147,43 @@ impl SharedState {
         .await
     }
 
+    /// `MGET keys` (binary values, one per key, in order): one round trip for a batch.
+    pub async fn mget(
+        &self,
+        op: &'static str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let values: Vec<Option<Vec<u8>>> = self
+            .run(op, |mut c| async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await })
+            .await?;
+        if values.len() != keys.len() {
+            return Err(StoreError::Reply(format!(
+                "MGET of {} keys returned {} values",
+                keys.len(),
+                values.len()
+            )));
+        }
+        Ok(values)
+    }
+
+    /// `SET key value PX ttl` for each entry, pipelined: one round trip for a batch.
+    pub async fn set_many_px(
+        &self,
+        op: &'static str,
+        entries: &[(String, Vec<u8>)],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let ms = ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
+        let mut pipe = redis::pipe();
+        for (k, v) in entries {
+            pipe.cmd("SET").arg(k).arg(v.as_slice()).arg("PX").arg(ms).ignore();
+        }
+        self.run(op, |mut c| async move { pipe.query_async::<()>(&mut c).await }).await
+    }
+
     /// Runs one Redis call under the timeout, metrics, span and up/down tracking.
     pub async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where

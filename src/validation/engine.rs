@@ -1,4 +1,6 @@
-//! The engine every role uses: cache → policy → the two backends. It answers for exactly the
+//! The engine every role uses: cache → shared verdicts (with `[redis]`) → policy → the two
+//! backends. A local cache hit costs nothing else; a local miss asks Redis for another replica's
+//! invalid verdict before any backend (see [`super::shared`]). It answers for exactly the
 //! descriptor it is given (the light endpoint and the revalidator's drop-in serve other
 //! callers' descriptors). Retry-after-delay is not part of it: only the ingress owns its
 //! descriptor ("now"), so only the ingress wraps the engine in [`super::retry::Retry`].
@@ -14,9 +16,11 @@ use super::cache::{Cached, Ttls};
 use super::indexed::{IndexedBackend, IndexedError};
 use super::light::{LightBackend, LightError};
 use super::policy::{Policy, PolicyError};
+use super::shared::SharedVerdicts;
 use super::{Backend, CheckRequest, DynBackend, Verdict};
 use crate::config::Config;
 use crate::metrics::metrics;
+use crate::shared_state::SharedState;
 
 /// Why the engine could not be built from the config.
 #[derive(Debug, thiserror::Error)]
@@ -47,32 +51,63 @@ fn record(verdicts: &[Verdict]) {
 }
 
 impl Engine {
-    /// Builds the engine from explicit backends (tests plug fakes in here).
+    /// Builds the engine from explicit backends (tests plug fakes in here), without Redis.
     pub fn new(
         indexed: Option<DynBackend>,
         light: Option<DynBackend>,
         cfg: &crate::config::ValidationConfig,
     ) -> Result<Self, EngineError> {
-        let policy = Policy::new(cfg.policy, cfg.shadow_primary, indexed, light)?;
+        Self::with_shared(indexed, light, cfg, None)
+    }
+
+    /// [`Self::new`] with the shared-verdict layer between the cache and the policy when
+    /// `shared` is given.
+    pub fn with_shared(
+        indexed: Option<DynBackend>,
+        light: Option<DynBackend>,
+        cfg: &crate::config::ValidationConfig,
+        shared: Option<Arc<SharedState>>,
+    ) -> Result<Self, EngineError> {
+        let policy: DynBackend =
+            Arc::new(Policy::new(cfg.policy, cfg.shadow_primary, indexed, light)?);
+        let below_cache = match shared {
+            Some(store) => Arc::new(SharedVerdicts::new(
+                policy,
+                store,
+                Duration::from_secs(cfg.invalid_cache_ttl_secs),
+                cfg.expiry_window_secs,
+            )) as DynBackend,
+            None => policy,
+        };
         let ttls = Ttls {
             invalid: Duration::from_secs(cfg.invalid_cache_ttl_secs),
             // Half the re-test delay: the ingress's re-test always reaches the backends.
             soft_invalid: Duration::from_millis(cfg.retry_delay_ms / 2),
             valid: Duration::from_secs(cfg.valid_cache_ttl_secs),
         };
-        let cached =
-            Cached::new(Arc::new(policy), cfg.cache_capacity, ttls, cfg.expiry_window_secs);
+        let cached = Cached::new(below_cache, cfg.cache_capacity, ttls, cfg.expiry_window_secs);
         Ok(Self { cached: Arc::new(cached), light: None, indexed: None })
     }
 
-    /// Builds both backends from `[supervisor]` and `[light]`, then the layers.
+    /// Builds both backends from `[supervisor]` and `[light]`, then the layers (no Redis: see
+    /// [`Self::from_config_with`]).
     pub fn from_config(cfg: &Config) -> Result<Self, EngineError> {
+        Self::from_config_with(cfg, None)
+    }
+
+    /// [`Self::from_config`] sharing invalid verdicts through `shared` (the replica's Redis
+    /// handle) unless `redis.share_verdicts` is off.
+    pub fn from_config_with(
+        cfg: &Config,
+        shared: Option<Arc<SharedState>>,
+    ) -> Result<Self, EngineError> {
         let indexed = IndexedBackend::from_config(&cfg.supervisor)?.map(Arc::new);
         let light = LightBackend::from_config(&cfg.light, &cfg.validation)?.map(Arc::new);
-        let mut engine = Self::new(
+        let mut engine = Self::with_shared(
             indexed.clone().map(|b| b as DynBackend),
             light.clone().map(|b| b as DynBackend),
             &cfg.validation,
+            shared.filter(|_| cfg.redis.share_verdicts),
         )?;
         if let (Some(l), Ok(rt)) = (&light, tokio::runtime::Handle::try_current()) {
             // A reorg on a source chain: valid verdicts may rest on replaced blocks, so they are
@@ -94,6 +129,11 @@ impl Engine {
         engine.light = light;
         engine.indexed = indexed;
         Ok(engine)
+    }
+
+    /// The indexed backend, when configured (the conductor health probes it on its own).
+    pub fn indexed(&self) -> Option<&Arc<IndexedBackend>> {
+        self.indexed.as_ref()
     }
 
     /// The light backend, when configured (the light server serves it).

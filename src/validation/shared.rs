@@ -1,15 +1,21 @@
-//! Shared invalid verdicts: a layer (a [`Backend`] around an inner one) that lets replicas reuse
-//! each other's definitive invalid verdicts through Redis, so one invalid tx sprayed over every
-//! replica costs one backend call per TTL cluster-wide.
+//! Shared invalid verdicts: the engine's layer between its local cache and its policy (a
+//! [`Backend`] around the policy) that lets replicas reuse each other's definitive invalid
+//! verdicts through Redis, so one invalid tx sprayed over every replica costs one backend call per
+//! TTL cluster-wide. It sits below the local cache, so a local hit costs no Redis command, and
+//! below the cache's coalescing, so identical concurrent checks share one `GET`.
 //!
 //! On check: `GET` the request's key; a stored verdict that still holds for the asked
-//! descriptor (by [`super::reusable`], the one rule every verdict store follows) is the answer. A miss, a verdict that does not hold, or any Redis
+//! descriptor (by [`super::reusable`], the one rule every verdict store follows) is the answer
+//! (and the local cache above remembers it). A miss, a verdict that does not hold, or any Redis
 //! error calls the inner backend (Redis can make us skip work, never change a verdict's
 //! direction). After the inner backend answers a definitive invalid verdict (not failsafe, which
 //! is a state of the backend, not of the transaction; not one worth a re-test, which may change
 //! within a second and stays in the local cache only), it is `SET` with the invalid-verdict TTL
 //! together with the window it was judged for. Valid verdicts stay local: they are short-lived
-//! and reorg-sensitive.
+//! and reorg-sensitive. Batches do the same with one `MGET` and one pipelined `SET` round trip.
+//!
+//! A verdict read from Redis is then kept by the reader's local cache for its own
+//! `invalid_cache_ttl_secs`, so one verdict lives at most twice that TTL cluster-wide.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,32 +111,45 @@ impl SharedVerdicts {
         self.store.key(&format!("v:{:x}", keccak256(&buf)))
     }
 
-    async fn lookup(&self, key: &str, req: &CheckRequest) -> Option<Verdict> {
+    /// What a stored value says about `req`, counted in `cache_lookups_total{cache="shared_verdicts"}`.
+    fn decode(&self, value: Option<&[u8]>, req: &CheckRequest) -> Option<Verdict> {
         let cache =
             |result: &str| metrics().cache.with_label_values(&["shared_verdicts", result]).inc();
-        match self.store.get("verdict_get", key).await {
-            Ok(Some(bytes)) => match serde_json::from_slice::<Stored>(&bytes) {
-                Ok(s) if reusable(&s.judged(), req, self.expiry_window) => {
-                    cache("hit");
-                    Some(Verdict::Invalid(s.rejection()))
-                }
-                Ok(_) => {
-                    cache("window_miss");
-                    None
-                }
-                Err(_) => {
-                    cache("undecodable");
-                    None
-                }
-            },
-            Ok(None) => {
-                cache("miss");
+        let Some(bytes) = value else {
+            cache("miss");
+            return None;
+        };
+        match serde_json::from_slice::<Stored>(bytes) {
+            Ok(s) if reusable(&s.judged(), req, self.expiry_window) => {
+                cache("hit");
+                Some(Verdict::Invalid(s.rejection()))
+            }
+            Ok(_) => {
+                cache("window_miss");
                 None
             }
             Err(_) => {
-                metrics().redis_fallbacks.with_label_values(&["verdicts", "backend"]).inc();
+                cache("undecodable");
                 None
             }
+        }
+    }
+
+    fn fallback() {
+        metrics().redis_fallbacks.with_label_values(&["verdicts", "backend"]).inc();
+    }
+
+    /// The value to store for `v`, the answer to `req`: only definitive invalid verdicts that
+    /// are not worth a re-test.
+    fn storable(&self, req: &CheckRequest, v: &Verdict) -> Option<Vec<u8>> {
+        if self.ttl.is_zero() || worth_retest(v, req, unix_now()) {
+            return None;
+        }
+        match (v, Judged::of(req, v, self.expiry_window)) {
+            (Verdict::Invalid(r), Some(judged)) => {
+                serde_json::to_vec(&Stored::new(r, &judged)).ok()
+            }
+            _ => None,
         }
     }
 }
@@ -143,22 +162,60 @@ impl Backend for SharedVerdicts {
     fn check<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
             let key = self.key(req);
-            if let Some(v) = self.lookup(&key, req).await {
-                return v;
-            }
-            let v = self.inner.check(req).await;
-            if let (Verdict::Invalid(r), Some(judged)) =
-                (&v, Judged::of(req, &v, self.expiry_window))
-            {
-                if !self.ttl.is_zero() && !worth_retest(&v, req, unix_now()) {
-                    if let Ok(bytes) = serde_json::to_vec(&Stored::new(r, &judged)) {
-                        // Awaited (bounded by redis.timeout_ms) so the next replica sees it; a
-                        // failure only costs that replica a backend call.
-                        let _ = self.store.set_px("verdict_set", &key, &bytes, self.ttl).await;
+            match self.store.get("verdict_get", &key).await {
+                Ok(value) => {
+                    if let Some(v) = self.decode(value.as_deref(), req) {
+                        return v;
                     }
                 }
+                Err(_) => Self::fallback(),
+            }
+            let v = self.inner.check(req).await;
+            if let Some(bytes) = self.storable(req, &v) {
+                // Awaited (bounded by redis.timeout_ms) so the next replica sees it; a failure
+                // only costs that replica a backend call.
+                let _ = self.store.set_px("verdict_set", &key, &bytes, self.ttl).await;
             }
             v
+        })
+    }
+
+    /// One `MGET` for every request of the batch; the misses go to the inner backend as one
+    /// batch; the new definitive invalid verdicts are written in one pipelined round trip.
+    fn check_batch<'a>(&'a self, reqs: &'a [CheckRequest]) -> BoxFuture<'a, Vec<Verdict>> {
+        Box::pin(async move {
+            let keys: Vec<String> = reqs.iter().map(|r| self.key(r)).collect();
+            let mut out: Vec<Option<Verdict>> = match self.store.mget("verdict_get", &keys).await {
+                Ok(values) => values
+                    .iter()
+                    .zip(reqs)
+                    .map(|(value, req)| self.decode(value.as_deref(), req))
+                    .collect(),
+                Err(_) => {
+                    Self::fallback();
+                    vec![None; reqs.len()]
+                }
+            };
+            let misses: Vec<usize> = (0..reqs.len()).filter(|&i| out[i].is_none()).collect();
+            if !misses.is_empty() {
+                let asked: Vec<CheckRequest> = misses.iter().map(|&i| reqs[i].clone()).collect();
+                let verdicts = self.inner.check_batch(&asked).await;
+                let mut writes = Vec::new();
+                for (i, v) in misses.into_iter().zip(verdicts) {
+                    if let Some(bytes) = self.storable(&reqs[i], &v) {
+                        writes.push((keys[i].clone(), bytes));
+                    }
+                    out[i] = Some(v);
+                }
+                let _ = self.store.set_many_px("verdict_set", &writes, self.ttl).await;
+            }
+            out.into_iter()
+                .map(|v| {
+                    v.unwrap_or_else(|| {
+                        Verdict::Unavailable("the backend gave no verdict for this check".into())
+                    })
+                })
+                .collect()
         })
     }
 

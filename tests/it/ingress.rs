@@ -72,7 +72,8 @@ async fn non_interop_tx_costs_no_backend_call() {
 
 #[tokio::test]
 async fn every_submission_method_is_guarded() {
-    let g = interop_gateway(|_| {}).await;
+    // Heads re-read within the re-test delay, so a message emitted mid-test is seen.
+    let g = interop_gateway(|c| c.light.head_ttl_ms = 100).await;
     let msgs = g.emit(1, 3);
     let (raw, _) = g.interop_tx(1, 0, &[tampered(msgs[0])]);
     for (method, params) in [
@@ -84,6 +85,18 @@ async fn every_submission_method_is_guarded() {
         assert_eq!(code(&v), -320600, "{method}: {v}");
     }
     assert!(g.gw.upstream.received().is_empty());
+    // A valid interop tx through the conditional method is forwarded with its second param
+    // (the condition) untouched.
+    let (valid, hash) = g.interop_tx(2, 0, &g.emit(1, 5));
+    let condition = json!({"knownAccounts": {}, "blockNumberMax": "0x1000"});
+    let body = json!({"jsonrpc":"2.0","id":8,"method":"eth_sendRawTransactionConditional",
+        "params":[valid, condition]});
+    let (_, v) = g.gw.post(&body).await;
+    assert_eq!(v["result"], json!(hash), "{v}");
+    let got = g.gw.upstream.received();
+    let sent = got.iter().find(|r| r.method == "eth_sendRawTransactionConditional").expect("fwd");
+    let params: serde_json::Value = serde_json::from_str(&sent.params).unwrap();
+    assert_eq!(params, json!([valid, condition]));
 }
 
 #[tokio::test]
@@ -347,18 +360,38 @@ async fn hostile_inputs_get_errors_and_the_server_keeps_serving() {
     assert_eq!(g.supervisor.checks(), 1);
 }
 
-#[tokio::test]
-async fn validations_in_flight_are_bounded() {
-    let g = interop_gateway(|c| c.ingress.max_in_flight = 1).await;
+/// The bound holds, and the in-flight gauge counts the validation while it runs and returns to 0
+/// (a process-wide gauge: checked in a process of its own).
+#[test]
+fn validations_in_flight_are_bounded() {
+    common::in_fresh_process("ingress::validations_in_flight_are_bounded", in_flight_bound);
+}
+
+async fn in_flight_bound() {
+    let g = interop_gateway(|c| {
+        c.ingress.max_in_flight = 1;
+        // The readiness probe reads the head before the messages below exist; re-read it.
+        c.light.head_ttl_ms = 1;
+    })
+    .await;
+    let gauge = || async {
+        let text = reqwest::get(g.gw.metrics_url("/metrics")).await.unwrap().text().await.unwrap();
+        let line = text.lines().find(|l| l.starts_with("interop_gate_validations_in_flight "));
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok()).expect("gauge exported")
+    };
+    assert_eq!(gauge().await, 0);
     let msgs = g.emit(2, 11);
     g.supervisor.set_delay(Duration::from_millis(400));
     let (a, _) = g.interop_tx(1, 0, &msgs[..1]);
     let (b, _) = g.interop_tx(2, 0, &msgs[1..]);
-    let (ra, rb) = tokio::join!(g.send(&a), async {
+    let (ra, (rb, during)) = tokio::join!(g.send(&a), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        g.send(&b).await
+        let rb = g.send(&b).await;
+        (rb, gauge().await)
     });
     assert!(ra.1["result"].is_string(), "{ra:?}");
     assert_eq!((rb.0, code(&rb.1)), (429, -32024), "{rb:?}");
     assert!(!g.forwarded(&b));
+    assert_eq!(during, 1, "a's validation is in flight while b is refused");
+    assert_eq!(gauge().await, 0, "every slot is given back");
 }

@@ -149,16 +149,7 @@ impl Harness {
     /// Calls `method` on the revalidator's API; `Ok(result)` or `Err(error object)`.
     pub async fn rpc(&self, method: &str, params: Value) -> Result<Value, Value> {
         let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-        let resp: Value = self
-            .http
-            .post(self.reval.url())
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, resp) = crate::common::post_json(&self.http, &self.reval.url(), &body).await;
         match resp.get("error") {
             Some(e) => Err(e.clone()),
             None => Ok(resp["result"].clone()),

@@ -1,6 +1,8 @@
 //! Replicas sharing limits and verdicts through a real Redis (`redis-server` started on a free
-//! loopback port, no persistence): three real gateways in this process, one mock upstream and
-//! one mock supervisor (which counts the checks it answers), all over real HTTP.
+//! loopback port, no persistence), one mock upstream and one mock supervisor (which counts the
+//! checks it answers), all over real HTTP. The replicas are either real `interop-gate` processes
+//! ([`processes`]: the global budget and the one-backend-call tests) or real gateways started in
+//! this process ([`cluster`]: the tests that inspect or break Redis mid-run).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +19,23 @@ use interop_gate::interop::Message;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+// The benches' helper: the binary as a child process, started on a config file in a tempdir.
+#[allow(dead_code)]
+#[path = "../../benches/support/child.rs"]
+mod child;
+
 const DEST: u64 = 10;
 
 struct Cluster {
     redis: RedisServer,
+    /// In-process replicas (empty when the replicas are processes).
+    #[allow(dead_code)]
+    // kept alive: dropping a `Running` does not stop it, the runtime's end does
     replicas: Vec<Running>,
+    /// Replica processes (killed on drop).
+    _children: Vec<child::Child>,
+    /// Each replica's `http://addr/`.
+    urls: Vec<String>,
     upstream: Arc<MockUpstream>,
     _upstream_peer: Peer,
     supervisor: Arc<MockSupervisor>,
@@ -29,15 +43,31 @@ struct Cluster {
     client: reqwest::Client,
 }
 
-/// Redis, the peers and `n` replicas configured alike (then adjusted by `tweak`).
+/// How the replicas run.
+#[derive(Clone, Copy)]
+enum Replicas {
+    InProcess,
+    Processes,
+}
+
+/// Redis, the peers and `n` in-process replicas configured alike (then adjusted by `tweak`).
 async fn cluster(n: usize, tweak: impl Fn(&mut Config)) -> Cluster {
+    start_cluster(n, Replicas::InProcess, tweak).await
+}
+
+/// Redis, the peers and `n` replica processes of the real binary, each on its own config file.
+async fn processes(n: usize, tweak: impl Fn(&mut Config)) -> Cluster {
+    start_cluster(n, Replicas::Processes, tweak).await
+}
+
+async fn start_cluster(n: usize, how: Replicas, tweak: impl Fn(&mut Config)) -> Cluster {
     let redis = RedisServer::start().await.expect("redis-server starts");
     let upstream = Arc::new(MockUpstream::new());
     let upstream_peer = spawn_peer("upstream", upstream.clone(), "127.0.0.1:0").await.unwrap();
     let supervisor = Arc::new(MockSupervisor::new());
     let supervisor_peer =
         spawn_peer("supervisor", supervisor.clone(), "127.0.0.1:0").await.unwrap();
-    let mut replicas = Vec::new();
+    let (mut replicas, mut children, mut urls) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
         let mut cfg = interop_gate::dev::loopback_config();
         cfg.metrics.listen = String::new();
@@ -50,13 +80,29 @@ async fn cluster(n: usize, tweak: impl Fn(&mut Config)) -> Cluster {
         cfg.redis.retry_ms = 100;
         tweak(&mut cfg);
         cfg.validate().expect("valid test config");
-        replicas.push(start(cfg, CancellationToken::new()).await.expect("replica starts"));
+        match how {
+            Replicas::InProcess => {
+                let r = start(cfg, CancellationToken::new()).await.expect("replica starts");
+                urls.push(format!("http://{}/", r.rpc_addr.expect("ingress listener")));
+                replicas.push(r);
+            }
+            Replicas::Processes => {
+                // The child helper reads the ingress address from the JSON start-up log.
+                cfg.log.format = interop_gate::config::LogFormat::Json;
+                let text = toml::to_string(&cfg).expect("config serializes");
+                let c = child::Child::start(text).await;
+                urls.push(c.url());
+                children.push(c);
+            }
+        }
     }
     // Generous bound: a request waiting on a dead Redis must come back long before it.
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     Cluster {
         redis,
         replicas,
+        _children: children,
+        urls,
         upstream,
         _upstream_peer: upstream_peer,
         supervisor,
@@ -67,8 +113,7 @@ async fn cluster(n: usize, tweak: impl Fn(&mut Config)) -> Cluster {
 
 impl Cluster {
     async fn call(&self, replica: usize, body: &Value, api_key: Option<&str>) -> Value {
-        let url = format!("http://{}/", self.replicas[replica].rpc_addr.unwrap());
-        let mut req = self.client.post(url).json(body);
+        let mut req = self.client.post(&self.urls[replica]).json(body);
         if let Some(k) = api_key {
             req = req.header("x-api-key", k);
         }
@@ -90,7 +135,7 @@ impl Cluster {
     async fn admitted(&self, n: usize, code: i64, api_key: Option<&str>) -> usize {
         let mut ok = 0;
         for i in 0..n {
-            let v = self.chain_id(i % self.replicas.len(), api_key).await;
+            let v = self.chain_id(i % self.urls.len(), api_key).await;
             if v.get("result").is_some() {
                 ok += 1;
             } else {
@@ -126,10 +171,10 @@ const LIMITED: i64 = interop_gate::rpc::codes::RATE_LIMITED;
 const SENDER_LIMITED: i64 = interop_gate::rpc::codes::SENDER_RATE_LIMITED;
 
 #[tokio::test]
-async fn a_burst_spread_over_three_replicas_is_held_to_the_global_budget() {
+async fn a_burst_spread_over_three_replica_processes_is_held_to_the_global_budget() {
     // 1 token/s refill, 60 at once: 150 calls spread over 3 replicas would all pass with
     // per-replica buckets (50 each); shared, about 60 pass (plus 1 per second elapsed).
-    let c = cluster(3, |cfg| cfg.ingress.ip_rate = RateLimit { per_second: 1, burst: 60 }).await;
+    let c = processes(3, |cfg| cfg.ingress.ip_rate = RateLimit { per_second: 1, burst: 60 }).await;
     let ok = c.admitted(150, LIMITED, None).await;
     assert!((60..=66).contains(&ok), "admitted {ok}, global budget 60 (+10%)");
 }
@@ -194,8 +239,8 @@ async fn sender_interop_sender_and_api_key_tiers_hold_across_replicas() {
 }
 
 #[tokio::test]
-async fn one_invalid_tx_sprayed_over_replicas_costs_one_backend_call() {
-    let c = cluster(3, |_| {}).await;
+async fn one_invalid_tx_sprayed_over_three_replica_processes_costs_one_backend_call() {
+    let c = processes(3, |_| {}).await;
     let raw = interop(41, 0, &[message(9)]); // unknown to the supervisor: conflicting data
     for round in 0..3 {
         for i in 0..3 {
@@ -221,6 +266,65 @@ async fn one_invalid_tx_sprayed_over_replicas_costs_one_backend_call() {
         assert!(c.send(i, &raw).await.get("result").is_some());
     }
     assert_eq!(c.supervisor.checks(), 4);
+}
+
+/// The shared layer sits below each replica's local cache: a local hit costs no Redis command
+/// (counted by Redis itself, `INFO commandstats`); a local miss costs one `GET`, and a verdict
+/// found in Redis is then kept locally too.
+#[tokio::test]
+async fn a_local_cache_hit_costs_no_redis_command() {
+    let c = cluster(2, |_| {}).await; // no rate limits: every GET is a verdict lookup
+    let gets = || c.redis.command_calls("get");
+    let raw = interop(43, 0, &[message(11)]); // unknown to the supervisor: invalid
+    let before = gets().await.unwrap();
+    assert_eq!(c.send(0, &raw).await["error"]["code"], -320600);
+    assert_eq!(gets().await.unwrap(), before + 1, "a local miss asks Redis once");
+    assert_eq!(c.redis.command_calls("set").await.unwrap(), 1, "the invalid verdict is shared");
+    for _ in 0..5 {
+        assert_eq!(c.send(0, &raw).await["error"]["code"], -320600);
+    }
+    assert_eq!(gets().await.unwrap(), before + 1, "local cache hits cost no Redis command");
+    // The other replica: a local miss, found in Redis (no backend call), then local hits.
+    for _ in 0..4 {
+        assert_eq!(c.send(1, &raw).await["error"]["code"], -320600);
+    }
+    assert_eq!(gets().await.unwrap(), before + 2, "one GET on the second replica, then local");
+    assert_eq!(c.supervisor.checks(), 1, "the second replica reused the shared verdict");
+
+    // A valid verdict: one GET on the miss (nothing shared), none on the local hits after it.
+    let good = [message(12)];
+    c.supervisor.add_known(good);
+    for nonce in 0..4 {
+        assert!(c.send(0, &interop(44, nonce, &good)).await.get("result").is_some());
+    }
+    assert_eq!(gets().await.unwrap(), before + 3);
+    assert_eq!(c.redis.command_calls("set").await.unwrap(), 1, "valid verdicts stay local");
+    assert_eq!(c.supervisor.checks(), 2);
+    assert_eq!(c.upstream.raw_transactions().len(), 4, "only the valid txs were forwarded");
+}
+
+/// A bundle's checks reach Redis as one `MGET` (its misses reach the backend as one batch) and
+/// its new invalid verdicts as one pipelined write: another replica then pays a backend call
+/// only for the valid tx (valid verdicts stay local).
+#[tokio::test]
+async fn a_bundle_shares_its_invalid_verdicts_in_one_round_trip_each_way() {
+    let c = cluster(2, |cfg| cfg.upstream.methods.push("eth_sendBundle".into())).await;
+    let good = [message(13)];
+    c.supervisor.add_known(good);
+    let (ok, bad) = (interop(45, 0, &good), interop(46, 0, &[message(14)]));
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendBundle", "params": [{
+        "txs": [ok, bad], "blockNumber": "0x10", "minTimestamp": 0, "revertingTxHashes": [],
+    }]});
+    for replica in 0..2 {
+        let v = c.call(replica, &body, None).await;
+        assert_eq!(v["error"]["code"], -320600, "replica {replica}: {v}");
+        assert_eq!(v["error"]["data"]["index"], 1, "{v}");
+    }
+    assert_eq!(c.redis.command_calls("mget").await.unwrap(), 2, "one lookup per bundle");
+    assert_eq!(c.redis.command_calls("get").await.unwrap(), 0);
+    assert_eq!(c.redis.command_calls("set").await.unwrap(), 1, "the invalid verdict, once");
+    assert_eq!(c.supervisor.checks(), 3, "2 on the first replica, the valid one on the second");
+    assert!(c.upstream.raw_transactions().is_empty(), "nothing of the bundles was forwarded");
 }
 
 /// Redis dies mid-run under `mode`: what the replicas do with limits, and that nothing invalid
