@@ -2,12 +2,15 @@
 //! over 10,000 and 100,000 pending txs (10% interop) against an in-process backend, plus its
 //! parts (placement alone, `txpool_content` decoding).
 //!
-//! Peak memory: before the timings, the bench re-runs itself once per pool size in a child
-//! process (`REVAL_MEM_TXS=n`) that builds the pool, runs two full passes and prints its
-//! `VmRSS` before the revalidator exists and its `VmHWM` (peak RSS) after the passes, both
-//! read from `/proc/self/status`. A child per size keeps one size's peak out of the other's.
+//! Scale (10k / 100k / 1M txs, 10% interop, and 1M interop txs all tracked): before the
+//! timings, the bench re-runs itself once per size in a child process (`REVAL_MEM_TXS=n`,
+//! `REVAL_MEM_PCT=p`) that fills a pool mirror, runs a first full pass, then five steady-state
+//! rounds (2,000 announced txs decoded from JSON and mirrored, 2,000 inclusions, a near pass)
+//! and one more full pass, and prints the CPU time of each (`/proc/self/stat`) and its peak RSS
+//! (`VmHWM`). A child per size keeps one size's peak out of the other's.
 //!
-//! Run: `cargo bench --bench revalidator`.
+//! Run: `cargo bench --bench revalidator`; the scale children alone:
+//! `REVAL_ONLY_MEMORY=1 cargo bench --bench revalidator` (`REVAL_SIZES=1000000:10` picks sizes).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,8 +21,11 @@ use interop_gate::config::RevalidatorConfig;
 use interop_gate::dev::el_pool::{generate_pool, MockTx};
 use interop_gate::interop::access_list::{has_inbox_entries, inbox_entries};
 use interop_gate::interop::Message;
+use interop_gate::revalidator::mirror::PoolMirror;
 use interop_gate::revalidator::placement::place;
-use interop_gate::revalidator::pool::{decode_txpool_content, Head, PoolSnapshot, PoolTx};
+use interop_gate::revalidator::pool::{
+    decode_pool_tx, decode_txpool_content, Head, PoolSnapshot, PoolTx,
+};
 use interop_gate::revalidator::{PassKind, Revalidator};
 use interop_gate::validation::{Backend, CheckRequest, Verdict};
 use serde_json::{json, Value};
@@ -101,33 +107,145 @@ fn proc_status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn memory_child(n: usize) {
-    let snap = snapshot(n);
+/// CPU time of this process so far (user + system), ms, from `/proc/self/stat` (10 ms ticks:
+/// read over several rounds).
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    ticks as f64 * 10.0
+}
+
+/// Pool tx `i` of sender `s` (nonce `n`), shaped like [`generate_pool`]'s; interop when
+/// `interop` (one message).
+fn gen_tx(s: usize, n: u64, i: usize, interop: bool) -> PoolTx {
+    let mut addr = [0u8; 20];
+    addr[12..20].copy_from_slice(&(s as u64 + 1).to_be_bytes());
+    let from = alloy_primitives::Address::from(addr);
+    let tip = 1 + (i as u128 * 7_919) % 100;
+    PoolTx {
+        hash: interop_gate::dev::el_pool::mock_hash(from, n, 0),
+        sender: from,
+        nonce: n,
+        gas: 21_000 + (i as u64 % 5) * 20_000,
+        fees: interop_gate::revalidator::pool::Fees::Dynamic {
+            max_fee: 1_000 + tip,
+            max_priority_fee: tip,
+        },
+        inbox: interop.then(|| interop_gate::interop::encode_entries(&[msg(i)])),
+    }
+}
+
+/// Memory and steady-state CPU of a mirrored pool of `n` txs (`interop_pct` % interop), in a
+/// child process of its own. A round is what one interval brings at steady state: `churn`
+/// announced txs decoded from their JSON and mirrored, `churn` inclusions (by sender and nonce),
+/// then a near pass on the mirror; a full pass is measured apart.
+fn memory_child(n: usize, interop_pct: usize) {
+    const PER_SENDER: usize = 20;
+    const ROUNDS: usize = 5;
+    let churn = 2_000usize;
+    let senders = n / PER_SENDER;
+    let every = 100 / interop_pct.max(1);
+    let interop = |i: usize| i % every == 0;
+    // The announcements of the rounds, prepared up front: new senders, nonce 0.
+    let announced: Vec<Vec<String>> = (0..ROUNDS)
+        .map(|r| {
+            (0..churn)
+                .map(|k| {
+                    let i = n + r * churn + k;
+                    let t = gen_tx(senders + r * churn + k, 0, i, interop(i));
+                    let mock = MockTx {
+                        hash: t.hash,
+                        from: t.sender,
+                        nonce: 0,
+                        gas: t.gas,
+                        fees: t.fees,
+                        access_list: if interop(i) {
+                            interop_gate::interop::build_access_list(&[msg(i)])
+                        } else {
+                            Default::default()
+                        },
+                    };
+                    mock.to_json(10).to_string()
+                })
+                .collect()
+        })
+        .collect();
     let rss_before = proc_status_kib("VmRSS:");
-    let reval = revalidator();
+    let mut mirror = PoolMirror::new(n + ROUNDS * churn);
+    mirror.follow_head(HEAD, Default::default(), Default::default(), &[]);
+    let mut i = 0;
+    for s in 0..senders {
+        for nonce in 0..PER_SENDER as u64 {
+            mirror.insert(gen_tx(s, nonce, i, interop(i)));
+            i += 1;
+        }
+    }
+    let cfg = RevalidatorConfig {
+        max_checks_per_request: 100_000,
+        max_tracked: n,
+        max_pool_txs: n + ROUNDS * churn,
+        ..Default::default()
+    };
+    let reval = Revalidator::new(cfg, Arc::new(InProcess));
     let rt = rt();
-    let start = Instant::now();
-    let first = rt.block_on(reval.run_pass_on(&snap, PassKind::Full, Instant::now()));
-    let first_ms = start.elapsed().as_secs_f64() * 1e3;
-    let report = rt.block_on(reval.run_pass_on(&snap, PassKind::Full, Instant::now()));
+    let cpu = cpu_ms();
+    let first = rt.block_on(reval.run_pass_on(mirror.snapshot(), PassKind::Full, Instant::now()));
+    let first_cpu = cpu_ms() - cpu;
+    let cpu = cpu_ms();
+    for (r, round) in announced.iter().enumerate() {
+        for json in round {
+            if let Some(tx) = decode_pool_tx(json) {
+                mirror.insert(tx);
+            }
+        }
+        // Inclusions: the lowest nonce of `churn` senders, spread over the pool.
+        for k in 0..churn {
+            let s = (k * 7_919) % senders.max(1);
+            let mut addr = [0u8; 20];
+            addr[12..20].copy_from_slice(&(s as u64 + 1).to_be_bytes());
+            mirror.include(alloy_primitives::Address::from(addr), r as u64);
+        }
+        rt.block_on(reval.run_pass_on(mirror.snapshot(), PassKind::Near, Instant::now()));
+    }
+    let round_cpu = (cpu_ms() - cpu) / ROUNDS as f64;
+    let cpu = cpu_ms();
+    let full = rt.block_on(reval.run_pass_on(mirror.snapshot(), PassKind::Full, Instant::now()));
+    let full_cpu = cpu_ms() - cpu;
     let hwm = proc_status_kib("VmHWM:");
     println!(
-        "{n} txs: {} interop, {} presumed blocks, {} requests; first pass {first_ms:.1} ms; \
-         RSS with the pool alone {} MiB, peak RSS after two full passes {} MiB",
-        report.tracked,
-        report.presumed_blocks,
-        report.requests,
+        "{n} txs, {interop_pct}% interop: {} tracked, {} presumed blocks; first full pass \
+         {first_cpu:.0} ms CPU; steady-state round ({churn} announced + {churn} included + near \
+         pass) {round_cpu:.0} ms CPU; full pass {full_cpu:.0} ms CPU ({} checks); RSS before the \
+         pool {} MiB, peak RSS {} MiB",
+        full.tracked,
+        full.presumed_blocks,
+        full.txs_checked,
         rss_before / 1024,
         hwm / 1024,
     );
-    assert_eq!(first.txs_checked, n / 10);
+    assert_eq!(first.tracked, first.txs_checked);
 }
 
 fn report_memory() {
     let Ok(exe) = std::env::current_exe() else { return };
-    for n in [10_000usize, 100_000] {
-        match std::process::Command::new(&exe).env("REVAL_MEM_TXS", n.to_string()).output() {
-            Ok(out) => print!("memory: {}", String::from_utf8_lossy(&out.stdout)),
+    let sizes: Vec<(usize, usize)> = match std::env::var("REVAL_SIZES").ok() {
+        Some(v) => v
+            .split(',')
+            .filter_map(|p| p.split_once(':'))
+            .filter_map(|(n, pct)| Some((n.parse().ok()?, pct.parse().ok()?)))
+            .collect(),
+        None => vec![(10_000, 10), (100_000, 10), (1_000_000, 10), (1_000_000, 100)],
+    };
+    for (n, pct) in sizes {
+        let out = std::process::Command::new(&exe)
+            .env("REVAL_MEM_TXS", n.to_string())
+            .env("REVAL_MEM_PCT", pct.to_string())
+            .output();
+        match out {
+            Ok(out) => print!("mirror: {}", String::from_utf8_lossy(&out.stdout)),
             Err(e) => eprintln!("memory child for {n} txs failed: {e}"),
         }
     }
@@ -174,7 +292,13 @@ fn benches(c: &mut Criterion) {
 
 fn main() {
     if let Some(n) = std::env::var("REVAL_MEM_TXS").ok().and_then(|v| v.parse().ok()) {
-        memory_child(n);
+        let pct = std::env::var("REVAL_MEM_PCT").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+        memory_child(n, pct);
+        return;
+    }
+    // `REVAL_ONLY_MEMORY=1`: the per-size children only (the 1M figures), no criterion runs.
+    if std::env::var("REVAL_ONLY_MEMORY").is_ok() {
+        report_memory();
         return;
     }
     // Only when benchmarking for real (`cargo bench`), not in `cargo test --benches` smoke runs.

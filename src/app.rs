@@ -237,6 +237,17 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
         revalidator_addr = Some(r.addr);
         health.revalidator = Some(r.core.clone());
         log_listening("revalidator", revalidator_addr);
+        if let Some((e, l)) = engine.as_ref().and_then(|e| Some((e.clone(), e.light()?.clone()))) {
+            // A source-chain reorg re-checks the pooled txs it touches at once.
+            let flush = move || e.flush_valid();
+            let reorgs = l.subscribe_reorgs();
+            crate::revalidator::recheck::spawn_reorg_rechecks(
+                r.core.clone(),
+                reorgs,
+                flush,
+                shutdown.clone(),
+            );
+        }
         tasks.spawn(async move {
             if let Err(e) = r.join().await {
                 tracing::error!(listener = "revalidator", error = %e, "listener failed");

@@ -80,6 +80,18 @@ pub fn redacted_toml(cfg: &Config) -> String {
         c.admin.token = Some(REDACTED.to_owned());
     }
     c.upstream.url = redact(&c.upstream.url);
+    c.upstream.ws_url = c.upstream.ws_url.as_ref().map(redact);
+    c.metrics.conductor_compose_url = c.metrics.conductor_compose_url.as_ref().map(redact);
+    // A Redis URL carries the password in its userinfo (`redis://:pw@host`).
+    c.redis.url = c.redis.url.as_ref().map(redact);
+    // API keys are secrets; the tiers they map to are not.
+    c.ingress.api_keys = c
+        .ingress
+        .api_keys
+        .values()
+        .enumerate()
+        .map(|(i, tier)| (format!("{REDACTED}-{i}"), tier.clone()))
+        .collect();
     c.revalidator.el_url = redact(&c.revalidator.el_url);
     for e in &mut c.supervisor.endpoints {
         e.url = redact(&e.url);
@@ -104,6 +116,16 @@ mod tests {
         );
         assert_eq!(redact_url("http://127.0.0.1:9545"), "http://127.0.0.1:9545/");
         assert_eq!(redact_url("not a url"), REDACTED);
+    }
+
+    #[test]
+    fn the_printed_config_hides_api_keys_and_the_redis_password() {
+        let mut cfg = Config::default();
+        cfg.ingress.api_keys.insert("sekret-key-1".into(), "partner".into());
+        cfg.redis.url = Some("redis://:hunter2@10.0.0.5:6379/0".parse().unwrap());
+        let out = redacted_toml(&cfg);
+        assert!(!out.contains("sekret-key-1") && !out.contains("hunter2"), "{out}");
+        assert!(out.contains("partner") && out.contains("10.0.0.5"), "{out}");
     }
 
     #[test]

@@ -82,7 +82,8 @@ pub struct Metrics {
     pub interop_mode: IntGaugeVec,
     /// Revalidator gauges (`pool_txs`, `tracked_txs`, `presumed_blocks`, `failsafe`), by what.
     pub revalidator_state: IntGaugeVec,
-    /// Backend requests sent by one revalidation pass, by pass kind (`near`, `full`).
+    /// Backend requests sent by one revalidation pass, by pass kind (`near`, `full`, and
+    /// `event`: a re-check driven by a source-chain reorg).
     pub revalidator_requests_per_pass: HistogramVec,
     /// Duration of one revalidation pass (pool read included), by pass kind.
     pub revalidator_pass_duration: HistogramVec,
@@ -92,6 +93,12 @@ pub struct Metrics {
     pub revalidator_checks: IntCounterVec,
     /// Pool txs the revalidator skipped, by why (`undecodable`, `over_limit`).
     pub revalidator_skipped: IntCounterVec,
+    /// Pool-mirror deltas, by event (`added`, `replaced`, `known`, `over_limit`, `undecodable`,
+    /// `included`, `reorg`, `heads_dropped`, `subscribed`, `lost`, `unsupported`).
+    pub revalidator_mirror_events: IntCounterVec,
+    /// Txs a reconciliation repaired in the pool mirror, by kind (`added`: missed, `removed`:
+    /// stale). Non-zero means announcements alone drifted.
+    pub revalidator_mirror_repairs: IntCounterVec,
     /// Whether the shared Redis answered the last call (1) or not (0); 0 without `[redis]`.
     pub redis_up: IntGauge,
     /// Decisions taken without Redis because it failed, by what (`limits`, `verdicts`) and the
@@ -284,6 +291,18 @@ impl Metrics {
                 "Pool txs skipped by the revalidator",
                 &["why"],
             ),
+            revalidator_mirror_events: counter(
+                &r,
+                "revalidator_mirror_events_total",
+                "Pool-mirror deltas taken from the EL, by event",
+                &["event"],
+            ),
+            revalidator_mirror_repairs: counter(
+                &r,
+                "revalidator_mirror_repairs_total",
+                "Txs a full reconciliation repaired in the pool mirror, by kind",
+                &["kind"],
+            ),
             redis_up,
             redis_fallbacks: counter(
                 &r,
@@ -318,7 +337,7 @@ pub fn metrics() -> &'static Metrics {
 }
 
 /// Every label value a call site may use, so [`init_series`] can export them at 0.
-mod labels {
+pub mod labels {
     /// `external_calls_total{outcome}`: `ok` and every `ClientError::kind`.
     pub const CALL_OUTCOMES: [&str; 7] =
         ["ok", "rpc_error", "timeout", "transport", "http_status", "too_large", "decode"];
@@ -355,8 +374,22 @@ mod labels {
     pub const REVALIDATOR_INVALID: [&str; 4] =
         ["conflicting_data", "unknown_chain", "internal_error", "other"];
     /// `revalidator_state{what}`.
-    pub const REVALIDATOR_STATE: [&str; 4] =
-        ["pool_txs", "tracked_txs", "presumed_blocks", "failsafe"];
+    pub const REVALIDATOR_STATE: [&str; 6] =
+        ["pool_txs", "tracked_txs", "presumed_blocks", "failsafe", "mirror_live", "mirror_txs"];
+    /// `revalidator_mirror_events_total{event}`.
+    pub const REVALIDATOR_MIRROR_EVENTS: [&str; 11] = [
+        "added",
+        "replaced",
+        "known",
+        "over_limit",
+        "undecodable",
+        "included",
+        "reorg",
+        "heads_dropped",
+        "subscribed",
+        "lost",
+        "unsupported",
+    ];
 }
 
 /// The name the light backend gives an endpoint of a `[[light.chains]]` entry, and the chain's
@@ -470,7 +503,7 @@ pub fn init_series(cfg: &Config) {
     }
 
     if cfg.revalidator.enabled {
-        for kind in ["near", "full"] {
+        for kind in ["near", "full", "event"] {
             m.revalidator_requests_per_pass.with_label_values(&[kind]);
             m.revalidator_pass_duration.with_label_values(&[kind]);
         }
@@ -485,6 +518,14 @@ pub fn init_series(cfg: &Config) {
         }
         for what in labels::REVALIDATOR_STATE {
             m.revalidator_state.with_label_values(&[what]);
+        }
+        if cfg.revalidator.el_ws_url.is_some() {
+            for event in labels::REVALIDATOR_MIRROR_EVENTS {
+                m.revalidator_mirror_events.with_label_values(&[event]).inc_by(0);
+            }
+            for kind in ["added", "removed"] {
+                m.revalidator_mirror_repairs.with_label_values(&[kind]).inc_by(0);
+            }
         }
     }
 }

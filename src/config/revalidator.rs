@@ -21,6 +21,23 @@ pub struct RevalidatorConfig {
     pub listen: SocketAddr,
     /// The execution client whose pool is watched (env `INTEROP_GATE_REVALIDATOR_EL_URL`).
     pub el_url: Url,
+    /// The EL's WebSocket (`ws://` or `wss://`), followed by deltas: `newPendingTransactions`
+    /// (full tx objects) and `newHeads`. Empty: no mirror, every pass reads `txpool_content`
+    /// whole. When the EL refuses the subscription, or the socket is down, passes fall back to
+    /// that full read until it is back.
+    #[serde(with = "super::empty_is_none")]
+    pub el_ws_url: Option<Url>,
+    /// Time between full `txpool_content` reads that repair the mirror's drift (evicted txs,
+    /// txs a reorg put back, missed announcements), ms. Also done at once after a reorg of the
+    /// executing chain and after every (re)subscription.
+    #[serde(with = "super::serde_ms")]
+    pub reconcile_interval_ms: Duration,
+    /// Largest WebSocket message accepted from the EL, bytes; a larger one closes the socket
+    /// (passes fall back to full reads until it reconnects).
+    pub el_ws_max_message_bytes: usize,
+    /// Wait before re-opening a lost or refused EL WebSocket, ms.
+    #[serde(with = "super::serde_ms")]
+    pub el_ws_reconnect_ms: Duration,
     /// Timeout of each call to the EL (`txpool_content`, `eth_getBlockByNumber`), ms. A big pool
     /// makes `txpool_content` slow, hence more than a check's timeout.
     #[serde(with = "super::serde_ms")]
@@ -103,6 +120,10 @@ impl Default for RevalidatorConfig {
             enabled: false,
             listen: SocketAddr::from(([0, 0, 0, 0], 8561)),
             el_url: Url::parse("http://127.0.0.1:9545").expect("a valid default URL"),
+            el_ws_url: None,
+            reconcile_interval_ms: Duration::from_millis(30_000),
+            el_ws_max_message_bytes: 1 << 20,
+            el_ws_reconnect_ms: Duration::from_millis(2_000),
             el_timeout_ms: Duration::from_millis(5_000),
             // txpool_content is ~490 bytes of JSON per plain tx (measured); interop txs carry
             // access lists. 1 KiB per tx of the 200k `max_pool_txs` cap, rounded up.
@@ -140,7 +161,16 @@ impl RevalidatorConfig {
             return Ok(());
         }
         check_url("revalidator.el_url", &self.el_url)?;
+        if let Some(u) = &self.el_ws_url {
+            if !matches!(u.scheme(), "ws" | "wss") {
+                return Err(ConfigError::invalid(
+                    "revalidator.el_ws_url",
+                    "must be a ws:// or wss:// URL (or empty)",
+                ));
+            }
+        }
         for (key, v) in [
+            ("revalidator.el_ws_max_message_bytes", self.el_ws_max_message_bytes as u64),
             ("revalidator.el_max_response_bytes", self.el_max_response_bytes as u64),
             ("revalidator.block_time_secs", self.block_time_secs),
             ("revalidator.max_concurrent_requests", self.max_concurrent_requests as u64),
@@ -158,6 +188,8 @@ impl RevalidatorConfig {
             check_positive(key, v)?;
         }
         for (key, d) in [
+            ("revalidator.reconcile_interval_ms", self.reconcile_interval_ms),
+            ("revalidator.el_ws_reconnect_ms", self.el_ws_reconnect_ms),
             ("revalidator.el_timeout_ms", self.el_timeout_ms),
             ("revalidator.interval_ms", self.interval_ms),
             ("revalidator.full_interval_ms", self.full_interval_ms),

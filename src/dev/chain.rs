@@ -57,7 +57,10 @@ const MAX_KEPT_TXS: usize = 100_000;
 #[derive(Default)]
 struct State {
     blocks: Vec<SimBlock>,
-    pool: Vec<(Bytes, MockTx)>,
+    /// Pending txs with the head number they arrived at.
+    pool: Vec<(Bytes, MockTx, u64)>,
+    /// Blocks a tx waits in the pool before a block takes it (0: the next block takes all).
+    pool_wait_blocks: u64,
     /// Every tx received (raw bytes and sender), by hash, for `eth_getTransactionByHash` and
     /// receipts; bounded by [`MAX_KEPT_TXS`].
     txs: HashMap<B256, (Bytes, Address)>,
@@ -146,12 +149,22 @@ impl SimChain {
         keccak256(b)
     }
 
-    /// Appends a block at `timestamp` carrying `logs` (and the pending pool).
+    /// Makes pending txs wait `blocks` blocks before one takes them (a busy chain: the pool keeps
+    /// txs across blocks, so a revalidator has something to watch).
+    pub fn set_pool_wait(&self, blocks: u64) {
+        lock(&self.state).pool_wait_blocks = blocks;
+    }
+
+    /// Appends a block at `timestamp` carrying `logs` (and the pending pool's due txs).
     pub fn push_block_at(&self, timestamp: u64, logs: Vec<SimLog>) -> SimBlock {
         let mut s = lock(&self.state);
         let (number, parent) = s.blocks.last().map_or((0, B256::ZERO), |b| (b.number + 1, b.hash));
         let hash = self.block_hash(number, timestamp, s.salt);
-        let txs = s.pool.drain(..).map(|(_, t)| t.hash).collect();
+        let wait = s.pool_wait_blocks;
+        let (due, kept): (Vec<_>, Vec<_>) =
+            s.pool.drain(..).partition(|(_, _, arrived)| arrived + wait < number);
+        s.pool = kept;
+        let txs = due.into_iter().map(|(_, t, _)| t.hash).collect();
         let block = SimBlock { number, hash, parent, timestamp, logs, txs };
         s.blocks.push(block.clone());
         block
@@ -352,19 +365,20 @@ impl SimChain {
         }
         let next = s.nonces.entry(sender).or_default();
         *next = (*next).max(tx.nonce + 1);
-        s.pool.push((raw, mock));
+        let head = s.blocks.last().map_or(0, |b| b.number);
+        s.pool.push((raw, mock, head));
         Ok(json!(tx.hash))
     }
 
     /// Raw transactions waiting in the pool.
     pub fn pending(&self) -> Vec<Bytes> {
-        lock(&self.state).pool.iter().map(|(r, _)| r.clone()).collect()
+        lock(&self.state).pool.iter().map(|(r, _, _)| r.clone()).collect()
     }
 
     fn txpool_content(&self) -> Value {
         let s = lock(&self.state);
         let mut pending = serde_json::Map::new();
-        for (_, t) in &s.pool {
+        for (_, t, _) in &s.pool {
             let by_sender = pending
                 .entry(format!("{:#x}", t.from))
                 .or_insert_with(|| Value::Object(Default::default()));

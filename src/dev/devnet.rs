@@ -3,7 +3,9 @@
 //! validates against that endpoint (indexed) and the chains (light) and forwards to chain B;
 //! the revalidator watches chain B's pool; a traffic generator sends a mix of valid, invalid,
 //! not-yet-known and non-interop transactions, and a one-line summary is printed every few
-//! seconds.
+//! seconds. Chain B keeps txs in its pool for [`POOL_WAIT_BLOCKS`] blocks, and one tx in
+//! [`DOOMED_EVERY`] is valid when sent but has its initiating message reorged away by chain A
+//! while it waits, so the revalidator tracks txs, finds some invalid and publishes them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +26,13 @@ use crate::metrics::metrics;
 pub const CHAIN_A: u64 = 901;
 /// The executing chain (the ingress forwards here, the revalidator watches its pool).
 pub const CHAIN_B: u64 = 902;
+
+/// Blocks a tx waits in chain B's pool (6 s at 2 s blocks: about three revalidator passes).
+pub const POOL_WAIT_BLOCKS: u64 = 3;
+
+/// One tx in this many is "doomed": valid when sent, then chain A reorgs its initiating message
+/// away while it waits in chain B's pool (the revalidator publishes it invalid).
+const DOOMED_EVERY: u64 = 40;
 
 /// Options of `interop-gate dev`.
 #[derive(Debug, Clone)]
@@ -59,6 +68,8 @@ enum Kind {
     Invalid,
     NotYetKnown,
     NonInterop,
+    /// Valid when sent; chain A then reorgs its message away.
+    Doomed,
 }
 
 /// Runs the devnet until Ctrl-C (or `opts.duration`), printing addresses and summaries on
@@ -70,6 +81,8 @@ pub async fn run(opts: DevOptions, stop: CancellationToken) -> Result<String, St
     let io = |e: std::io::Error| e.to_string();
     let peer_a = spawn_peer("chain-a", a.clone(), "127.0.0.1:0").await.map_err(io)?;
     let peer_b = spawn_peer("chain-b", b.clone(), "127.0.0.1:0").await.map_err(io)?;
+    // Chain B is busy: a tx waits a few blocks in its pool, so the revalidator tracks it.
+    b.set_pool_wait(POOL_WAIT_BLOCKS);
     for c in [a.clone(), b.clone()] {
         tokio::spawn(c.mine(4, stop.clone()));
     }
@@ -172,7 +185,20 @@ async fn revalidator_status(url: &str) -> String {
     };
     let v: Value = resp.json().await.unwrap_or_default();
     let r = &v["result"];
-    format!("{} passes, {} tracked", r["passes"], r["tracked"])
+    let cursor = |c: &Value| {
+        c.as_str()
+            .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+            .unwrap_or(0)
+    };
+    let feed = cursor(&r["feed"]["nextCursor"]).saturating_sub(cursor(&r["feed"]["oldestCursor"]));
+    let published: u64 = crate::metrics::labels::REVALIDATOR_INVALID
+        .iter()
+        .map(|l| metrics().revalidator_invalid.with_label_values(&[l]).get())
+        .sum();
+    format!(
+        "{} passes, {} tracked, {published} invalid published, {feed} feed entries",
+        r["passes"], r["tracked"]
+    )
 }
 
 /// Sends the traffic mix through the ingress and tallies the answers.
@@ -185,7 +211,7 @@ async fn generate(
 ) {
     let client = reqwest::Client::new();
     let mut tick = tokio::time::interval(Duration::from_millis(1_000 / per_sec.max(1)));
-    let mut nonces = [0u64; 4];
+    let mut nonces = [0u64; 5];
     let mut i = 0u64;
     loop {
         tokio::select! {
@@ -194,6 +220,7 @@ async fn generate(
         }
         i += 1;
         let kind = match i % 4 {
+            _ if i % DOOMED_EVERY == 0 => Kind::Doomed,
             0 => Kind::Valid,
             1 => Kind::Invalid,
             2 => Kind::NotYetKnown,
@@ -206,7 +233,7 @@ async fn generate(
         };
         let key = kind as usize;
         let spec = match kind {
-            Kind::Valid => TxSpec::interop(CHAIN_B, nonces[key], &[m]),
+            Kind::Valid | Kind::Doomed => TxSpec::interop(CHAIN_B, nonces[key], &[m]),
             Kind::Invalid => {
                 let mut bad = m;
                 bad.checksum.0[31] ^= 0xff;
@@ -223,13 +250,24 @@ async fn generate(
         nonces[key] += 1;
         tally.sent.fetch_add(1, Ordering::Relaxed);
         let (client, url, tally) = (client.clone(), url.clone(), tally.clone());
+        if kind == Kind::Doomed {
+            // Once the tx waits in B's pool (a block later), chain A replaces the message's
+            // block: the light backend's reorg watch sees it and the revalidator re-checks.
+            let (a, stop) = (a.clone(), stop.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(2_500)) => a.reorg(m.block_number),
+                }
+            });
+        }
         // Not-yet-known answers take the re-test delay: never let them slow the others.
         tokio::spawn(async move {
             let outcome = send(&client, &url, &raw).await;
             let expected = match (&outcome, kind) {
                 (Ok(()), k) => {
                     tally.accepted.fetch_add(1, Ordering::Relaxed);
-                    matches!(k, Kind::Valid | Kind::NonInterop)
+                    matches!(k, Kind::Valid | Kind::NonInterop | Kind::Doomed)
                 }
                 (Err(code), k) => {
                     let counter = match *code {

@@ -3,11 +3,28 @@
 //! `alloy_rpc_types::Transaction`) and `eth_getBlockByNumber("latest", false)`, for pools of
 //! thousands of txs. Tests change the pool and head between passes and count calls.
 //!
+//! It also speaks WebSocket on the same port ([`spawn_el_pool`]): `eth_subscribe`
+//! `newPendingTransactions` (full tx objects, as op-geth and op-reth send with `true`) and
+//! `newHeads`. [`MockElPool::insert`] announces, [`MockElPool::insert_quietly`] does not (drift);
+//! [`MockElPool::mine`] and [`MockElPool::reorg`] build a chain served by `eth_getBlockByHash`;
+//! [`MockElPool::drop_ws`] closes every socket; [`MockElPool::set_subscriptions`] makes it an EL
+//! without subscriptions.
+//!
 //! Tx hashes are `keccak(sender ++ nonce ++ salt)`, not real signing hashes: nothing downstream
 //! of `txpool_content` recomputes them, and signing 100k txs would dominate every test.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::State as Shared;
+use axum::response::Response;
+use axum::routing::get;
+use futures::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use alloy_eips::eip2930::AccessList;
 use alloy_primitives::{keccak256, Address, B256};
@@ -15,9 +32,10 @@ use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use super::{Peer, PEER_LIMITS};
 use crate::interop::{build_access_list, Message};
 use crate::revalidator::pool::{Fees, Head};
-use crate::rpc::server::{CallContext, Handler};
+use crate::rpc::server::{encode, parse_request, rpc_router, serve, CallContext, Handler};
 use crate::rpc::types::{to_raw, Call, RpcError};
 
 /// One pool tx as the mock serves it.
@@ -47,6 +65,12 @@ pub fn mock_hash(from: Address, nonce: u64, salt: u64) -> B256 {
 }
 
 impl MockTx {
+    /// The same tx under another hash (`salt`): a replacement when its fees differ.
+    pub fn salted(mut self, salt: u64) -> Self {
+        self.hash = mock_hash(self.from, self.nonce, salt);
+        self
+    }
+
     /// A type-2 tx declaring `messages` (none: a plain tx).
     pub fn new(from: Address, nonce: u64, gas: u64, fees: Fees, messages: &[Message]) -> Self {
         let access_list =
@@ -118,6 +142,15 @@ pub fn generate_pool(
     out
 }
 
+/// A mined block.
+#[derive(Debug, Clone)]
+struct MockBlock {
+    head: Head,
+    hash: B256,
+    parent: B256,
+    txs: Vec<MockTx>,
+}
+
 #[derive(Default)]
 struct State {
     head: Head,
@@ -125,6 +158,22 @@ struct State {
     pending: BTreeMap<Address, BTreeMap<u64, MockTx>>,
     queued: BTreeMap<Address, BTreeMap<u64, MockTx>>,
     raw: Vec<(String, String, Value)>,
+    /// Blocks mined here (tests that only set heads have none).
+    chain: Vec<MockBlock>,
+    /// Bumped by every reorg, so replacement blocks get new hashes.
+    fork: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubKind {
+    Pending,
+    Heads,
+}
+
+struct WsClient {
+    tx: mpsc::Sender<String>,
+    subs: Vec<(String, SubKind)>,
+    kick: CancellationToken,
 }
 
 /// The mock EL.
@@ -132,6 +181,20 @@ struct State {
 pub struct MockElPool {
     state: Mutex<State>,
     calls: Mutex<HashMap<String, u64>>,
+    clients: Mutex<HashMap<u64, WsClient>>,
+    next_id: AtomicU64,
+    no_subscriptions: AtomicBool,
+}
+
+fn block_hash(number: u64, fork: u64) -> B256 {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&number.to_be_bytes());
+    b[8..].copy_from_slice(&fork.to_be_bytes());
+    if fork == 0 {
+        // Before any reorg: the hash the mock has always served for a number.
+        return keccak256(number.to_be_bytes());
+    }
+    keccak256(b)
 }
 
 impl MockElPool {
@@ -159,13 +222,138 @@ impl MockElPool {
         self.with(|s| s.head)
     }
 
-    /// Adds (or replaces) pending txs.
+    /// Adds (or replaces, by sender and nonce) pending txs, announcing each to
+    /// `newPendingTransactions` subscribers.
     pub fn insert(&self, txs: impl IntoIterator<Item = MockTx>) {
+        let chain_id = self.with(|s| s.chain_id);
+        for tx in txs {
+            let json = tx.to_json(chain_id);
+            self.with(|s| s.pending.entry(tx.from).or_default().insert(tx.nonce, tx));
+            self.notify(SubKind::Pending, &json);
+        }
+    }
+
+    /// Adds pending txs without announcing them (what a subscriber cannot see: drift).
+    pub fn insert_quietly(&self, txs: impl IntoIterator<Item = MockTx>) {
         self.with(|s| {
             for tx in txs {
                 s.pending.entry(tx.from).or_default().insert(tx.nonce, tx);
             }
         });
+    }
+
+    /// Mines the next block with the pending txs `hashes` (others stay pooled): the head
+    /// advances one block (`block_time` s later) and `newHeads` subscribers are told.
+    pub fn mine(&self, hashes: &[B256], block_time: u64) -> Head {
+        let header = self.with(|s| {
+            let mut txs = Vec::new();
+            for by_nonce in s.pending.values_mut() {
+                let keys: Vec<u64> = by_nonce
+                    .iter()
+                    .filter(|(_, t)| hashes.contains(&t.hash))
+                    .map(|(n, _)| *n)
+                    .collect();
+                for n in keys {
+                    txs.extend(by_nonce.remove(&n));
+                }
+            }
+            s.pending.retain(|_, t| !t.is_empty());
+            // Blocks before the first mined one keep their fork-0 hashes.
+            let parent = s.chain.last().map_or(block_hash(s.head.number, 0), |b| b.hash);
+            let head = Head {
+                number: s.head.number + 1,
+                timestamp: s.head.timestamp + block_time,
+                ..s.head
+            };
+            let hash = block_hash(head.number, s.fork);
+            s.chain.push(MockBlock { head, hash, parent, txs });
+            s.head = head;
+            header_json(&s.chain[s.chain.len() - 1])
+        });
+        self.notify(SubKind::Heads, &header);
+        self.head()
+    }
+
+    /// Replaces the last `depth` mined blocks by one new block holding the pending txs
+    /// `hashes`: the dropped blocks' other txs go back to the pool, unannounced (as an EL's
+    /// pool reset does). `newHeads` subscribers see the new block, whose parent is not the head
+    /// they followed.
+    pub fn reorg(&self, depth: usize, hashes: &[B256], block_time: u64) -> Head {
+        self.with(|s| {
+            s.fork += 1;
+            for _ in 0..depth.min(s.chain.len()) {
+                if let Some(b) = s.chain.pop() {
+                    for tx in b.txs {
+                        s.pending.entry(tx.from).or_default().insert(tx.nonce, tx);
+                    }
+                    s.head = Head {
+                        number: b.head.number - 1,
+                        timestamp: b.head.timestamp - block_time,
+                        ..b.head
+                    };
+                }
+            }
+        });
+        self.mine(hashes, block_time)
+    }
+
+    /// Makes `eth_subscribe` fail with -32601 (an EL without subscriptions) or work again.
+    pub fn set_subscriptions(&self, on: bool) {
+        self.no_subscriptions.store(!on, Ordering::SeqCst);
+    }
+
+    /// Closes every WebSocket connection (the EL restarting).
+    pub fn drop_ws(&self) {
+        if let Ok(c) = self.clients.lock() {
+            for c in c.values() {
+                c.kick.cancel();
+            }
+        }
+    }
+
+    /// Open subscriptions over all connections.
+    pub fn subscriptions(&self) -> usize {
+        self.clients.lock().map(|c| c.values().map(|c| c.subs.len()).sum()).unwrap_or(0)
+    }
+
+    fn notify(&self, kind: SubKind, result: &Value) {
+        let Ok(clients) = self.clients.lock() else { return };
+        for c in clients.values() {
+            for (id, k) in &c.subs {
+                if *k == kind {
+                    let note = json!({"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": id, "result": result}});
+                    let _ = c.tx.try_send(note.to_string());
+                }
+            }
+        }
+    }
+
+    fn subscribe(&self, client: u64, call: &Call) -> Result<Value, RpcError> {
+        let params: Vec<Value> = call.parse_params().unwrap_or_default();
+        if call.method == "eth_unsubscribe" {
+            let target = params.first().and_then(Value::as_str).unwrap_or_default().to_owned();
+            let mut clients = self.clients.lock().map_err(|_| RpcError::internal("lock"))?;
+            let removed = clients.get_mut(&client).is_some_and(|c| {
+                let before = c.subs.len();
+                c.subs.retain(|(s, _)| *s != target);
+                c.subs.len() < before
+            });
+            return Ok(json!(removed));
+        }
+        if self.no_subscriptions.load(Ordering::SeqCst) {
+            return Err(RpcError::method_not_found("eth_subscribe"));
+        }
+        let kind = match params.first().and_then(Value::as_str) {
+            Some("newPendingTransactions") => SubKind::Pending,
+            Some("newHeads") => SubKind::Heads,
+            _ => return Err(RpcError::invalid_params("unsupported subscription")),
+        };
+        let id = format!("{:#x}", 0x5b000 + self.next_id.fetch_add(1, Ordering::SeqCst));
+        let mut clients = self.clients.lock().map_err(|_| RpcError::internal("lock"))?;
+        if let Some(c) = clients.get_mut(&client) {
+            c.subs.push((id.clone(), kind));
+        }
+        Ok(json!(id))
     }
 
     /// Adds a queued tx (served under `queued`).
@@ -231,17 +419,106 @@ impl MockElPool {
     }
 
     fn block(&self) -> Value {
-        let h = self.head();
-        json!({
-            "number": format!("{:#x}", h.number),
-            "hash": keccak256(h.number.to_be_bytes()),
-            "parentHash": keccak256(h.number.saturating_sub(1).to_be_bytes()),
-            "timestamp": format!("{:#x}", h.timestamp),
-            "gasLimit": format!("{:#x}", h.gas_limit),
-            "gasUsed": "0x0",
-            "baseFeePerGas": format!("{:#x}", h.base_fee),
-            "transactions": [],
+        self.with(|s| match s.chain.last() {
+            Some(b) if b.head == s.head => header_json(b),
+            _ => header_json(&MockBlock {
+                head: s.head,
+                hash: block_hash(s.head.number, 0),
+                parent: block_hash(s.head.number.saturating_sub(1), 0),
+                txs: Vec::new(),
+            }),
         })
+    }
+
+    fn block_by_hash(&self, call: &Call) -> Value {
+        let params: (B256, bool) = match call.parse_params() {
+            Ok(p) => p,
+            Err(_) => return Value::Null,
+        };
+        self.with(|s| {
+            let Some(b) = s.chain.iter().find(|b| b.hash == params.0) else {
+                return Value::Null;
+            };
+            let mut v = header_json(b);
+            v["transactions"] = b.txs.iter().map(|t| t.to_json(s.chain_id)).collect();
+            v
+        })
+    }
+}
+
+fn header_json(b: &MockBlock) -> Value {
+    let h = b.head;
+    json!({
+        "number": format!("{:#x}", h.number),
+        "hash": b.hash,
+        "parentHash": b.parent,
+        "timestamp": format!("{:#x}", h.timestamp),
+        "gasLimit": format!("{:#x}", h.gas_limit),
+        "gasUsed": "0x0",
+        "baseFeePerGas": format!("{:#x}", h.base_fee),
+        "transactions": [],
+    })
+}
+
+/// Serves `el` on `127.0.0.1:0`: HTTP JSON-RPC (`POST /`) and WebSocket (`GET /`) on one port,
+/// as op-geth can. The WebSocket URL is `ws://{peer.addr}/`.
+pub async fn spawn_el_pool(el: Arc<MockElPool>) -> std::io::Result<Peer> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let router = rpc_router("el", el.clone(), PEER_LIMITS).route("/", get(upgrade).with_state(el));
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let _ = serve(listener, router, token, std::time::Duration::from_secs(1)).await;
+    });
+    Ok(Peer { addr, stop })
+}
+
+async fn upgrade(Shared(el): Shared<Arc<MockElPool>>, up: WebSocketUpgrade) -> Response {
+    up.max_message_size(64 << 20).on_upgrade(move |socket| serve_ws(el, socket))
+}
+
+async fn serve_ws(el: Arc<MockElPool>, socket: WebSocket) {
+    let id = el.next_id.fetch_add(1, Ordering::SeqCst);
+    let (tx, mut rx) = mpsc::channel::<String>(65_536);
+    let kick = CancellationToken::new();
+    if let Ok(mut c) = el.clients.lock() {
+        c.insert(id, WsClient { tx, subs: Vec::new(), kick: kick.clone() });
+    }
+    let ctx = CallContext {
+        client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        request_id: "ws".into(),
+        in_batch: false,
+        api_key: None,
+    };
+    let (mut sink, mut stream) = socket.split();
+    loop {
+        tokio::select! {
+            _ = kick.cancelled() => break,
+            m = rx.recv() => match m {
+                Some(t) => if sink.send(WsMessage::Text(t.into())).await.is_err() { break },
+                None => break,
+            },
+            m = stream.next() => match m {
+                Some(Ok(WsMessage::Text(t))) => {
+                    let Ok(raw) = serde_json::from_str::<Box<RawValue>>(&t) else { continue };
+                    let parsed = parse_request(&raw);
+                    let Ok(call) = parsed.call else { continue };
+                    let answer = if call.method == "eth_subscribe" || call.method == "eth_unsubscribe" {
+                        el.subscribe(id, &call).map(|v| to_raw(&v))
+                    } else {
+                        el.call(&ctx, call).await
+                    };
+                    let text = encode(&parsed.reply_id, answer.as_deref()).0;
+                    if sink.send(WsMessage::Text(text.into())).await.is_err() { break }
+                }
+                Some(Ok(_)) => {}
+                _ => break,
+            },
+        }
+    }
+    if let Ok(mut c) = el.clients.lock() {
+        c.remove(&id);
     }
 }
 
@@ -258,6 +535,7 @@ impl Handler for MockElPool {
             match call.method.as_str() {
                 "txpool_content" => Ok(to_raw(&self.content())),
                 "eth_getBlockByNumber" => Ok(to_raw(&self.block())),
+                "eth_getBlockByHash" => Ok(to_raw(&self.block_by_hash(&call))),
                 "eth_blockNumber" => Ok(to_raw(&format!("{:#x}", self.head().number))),
                 "eth_chainId" => Ok(to_raw(&format!("{:#x}", self.with(|s| s.chain_id)))),
                 m => Err(RpcError::method_not_found(m)),

@@ -8,6 +8,8 @@
 //!
 //! Files, one job each: [`pool`] (read the EL's pool and head), [`placement`] (presumed blocks,
 //! pure), [`pass`] (plan and send one pass), [`tracker`] (verdicts per tx, drop-in lookups),
+//! [`recheck`] (re-checks driven by source-chain reorgs), [`mirror`] (the pool kept by
+//! deltas), [`follow`] (the EL WebSocket that feeds it),
 //! [`feed`] (the invalid feed and its cursor), [`api`] (the EL-facing JSON-RPC methods),
 //! [`push`] (the feed pushed over WebSocket), [`acted`] (whether the EL dropped what was
 //! published), [`service`] (the core that ties them and the schedule), [`error`] (its error
@@ -17,10 +19,13 @@ pub mod acted;
 pub mod api;
 pub mod error;
 pub mod feed;
+pub mod follow;
+pub mod mirror;
 pub mod pass;
 pub mod placement;
 pub mod pool;
 pub mod push;
+pub mod recheck;
 pub mod service;
 pub mod tracker;
 
@@ -102,6 +107,10 @@ pub async fn start(
         shutdown.clone(),
         grace,
     ));
+    if let Some(f) = core.follower() {
+        // The mirror follows the EL even when the caller drives passes itself.
+        tokio::spawn(f.clone().run(shutdown.clone()));
+    }
     let passes =
         if run_passes { tokio::spawn(core.clone().run(shutdown)) } else { tokio::spawn(async {}) };
     tracing::info!(target: "interop_gate::revalidator", %addr, el = %crate::rpc::client::redact(&cfg.el_url), "revalidator started");

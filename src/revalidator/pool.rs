@@ -139,6 +139,12 @@ impl WireTx {
     }
 }
 
+/// Decodes one tx object (a `newPendingTransactions` notification's `result`); `None` when it
+/// is not a tx object this service understands (the caller counts it).
+pub fn decode_pool_tx(json: &str) -> Option<PoolTx> {
+    serde_json::from_str::<WireTx>(json).ok().and_then(WireTx::into_pool_tx)
+}
+
 #[derive(Deserialize)]
 struct WireContent<'a> {
     #[serde(borrow, default)]
@@ -191,19 +197,68 @@ struct WireHead {
     gas_limit: u64,
     #[serde(default, with = "alloy_serde::quantity::opt")]
     base_fee_per_gas: Option<u128>,
+    #[serde(default)]
+    hash: Option<B256>,
+    #[serde(default)]
+    parent_hash: Option<B256>,
+}
+
+impl WireHead {
+    fn head(&self) -> Head {
+        Head {
+            number: self.number,
+            timestamp: self.timestamp,
+            base_fee: self.base_fee_per_gas.unwrap_or(0),
+            gas_limit: self.gas_limit,
+        }
+    }
+}
+
+/// A header with its identity: what following the chain needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadRef {
+    /// What placement needs.
+    pub head: Head,
+    /// Block hash (`None` when the EL did not send one).
+    pub hash: Option<B256>,
+    /// Parent hash.
+    pub parent: Option<B256>,
+}
+
+/// Decodes a header (an `eth_getBlockByNumber` result or a `newHeads` notification's `result`;
+/// `null` when the EL has no block yet is an error).
+pub fn decode_head_ref(json: &str) -> Result<HeadRef, PoolError> {
+    let head: Option<WireHead> =
+        serde_json::from_str(json).map_err(|e| PoolError::Decode(format!("block header: {e}")))?;
+    let h = head.ok_or_else(|| PoolError::Decode("latest block: the EL answered null".into()))?;
+    Ok(HeadRef { head: h.head(), hash: h.hash, parent: h.parent_hash })
 }
 
 /// Decodes an `eth_getBlockByNumber` result (`null` when the EL has no block yet).
 pub fn decode_head(json: &str) -> Result<Head, PoolError> {
-    let head: Option<WireHead> =
-        serde_json::from_str(json).map_err(|e| PoolError::Decode(format!("latest block: {e}")))?;
-    let h = head.ok_or_else(|| PoolError::Decode("latest block: the EL answered null".into()))?;
-    Ok(Head {
-        number: h.number,
-        timestamp: h.timestamp,
-        base_fee: h.base_fee_per_gas.unwrap_or(0),
-        gas_limit: h.gas_limit,
-    })
+    decode_head_ref(json).map(|r| r.head)
+}
+
+#[derive(Deserialize)]
+struct WireIncluded {
+    from: Address,
+    #[serde(with = "alloy_serde::quantity")]
+    nonce: u64,
+}
+
+#[derive(Deserialize)]
+struct WireBlockTxs {
+    #[serde(default)]
+    transactions: Vec<WireIncluded>,
+}
+
+/// Decodes the (sender, nonce) of every tx of an `eth_getBlockByHash(hash, true)` result; the
+/// rest of each tx object is skipped unread.
+pub fn decode_included(json: &str) -> Result<Vec<(Address, u64)>, PoolError> {
+    let block: Option<WireBlockTxs> =
+        serde_json::from_str(json).map_err(|e| PoolError::Decode(format!("block txs: {e}")))?;
+    let block = block.ok_or_else(|| PoolError::Decode("block txs: the EL answered null".into()))?;
+    Ok(block.transactions.into_iter().map(|t| (t.from, t.nonce)).collect())
 }
 
 /// The EL whose pool is watched.
@@ -229,14 +284,25 @@ impl ElPool {
     /// Reads the head and the pending pool (two calls in parallel; a tx that lands in between
     /// is re-placed on the next pass).
     pub async fn fetch(&self) -> Result<PoolSnapshot, PoolError> {
+        self.fetch_ref().await.map(|(snap, _)| snap)
+    }
+
+    /// [`Self::fetch`], with the hash of the head read (the mirror follows heads by hash).
+    pub async fn fetch_ref(&self) -> Result<(PoolSnapshot, Option<B256>), PoolError> {
         let (head, content) = tokio::join!(
             self.rpc.call_raw("eth_getBlockByNumber", &("latest", false)),
             self.rpc.call_raw("txpool_content", &[(); 0]),
         );
-        let head = decode_head(head.map_err(PoolError::El)?.get())?;
+        let head = decode_head_ref(head.map_err(PoolError::El)?.get())?;
         let content = content.map_err(PoolError::El)?;
         let (txs, undecodable, over_limit) = decode_txpool_content(content.get(), self.max_txs)?;
-        Ok(PoolSnapshot { head, txs, undecodable, over_limit })
+        Ok((PoolSnapshot { head: head.head, txs, undecodable, over_limit }, head.hash))
+    }
+
+    /// The (sender, nonce) of every tx in block `hash`.
+    pub async fn included(&self, hash: B256) -> Result<Vec<(Address, u64)>, PoolError> {
+        let raw = self.rpc.call_raw("eth_getBlockByHash", &(hash, true)).await;
+        decode_included(raw.map_err(PoolError::El)?.get())
     }
 }
 
@@ -307,8 +373,15 @@ mod tests {
 
     #[test]
     fn head_decodes_with_and_without_base_fee() {
-        let h = decode_head(r#"{"number":"0x10","timestamp":"0x64","gasLimit":"0x1c9c380","baseFeePerGas":"0x7","hash":"0x00"}"#).unwrap();
+        let json = format!(
+            r#"{{"number":"0x10","timestamp":"0x64","gasLimit":"0x1c9c380","baseFeePerGas":"0x7","hash":"{}","parentHash":"{}"}}"#,
+            B256::repeat_byte(1),
+            B256::repeat_byte(2)
+        );
+        let h = decode_head(&json).unwrap();
         assert_eq!(h, Head { number: 16, timestamp: 100, base_fee: 7, gas_limit: 30_000_000 });
+        let r = decode_head_ref(&json).unwrap();
+        assert_eq!((r.hash, r.parent), (Some(B256::repeat_byte(1)), Some(B256::repeat_byte(2))));
         assert_eq!(
             decode_head(r#"{"number":"0x1","timestamp":"0x2","gasLimit":"0x3"}"#).unwrap().base_fee,
             0

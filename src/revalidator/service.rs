@@ -11,9 +11,11 @@ use tokio_util::sync::CancellationToken;
 use super::acted::Acted;
 use super::error::PoolError;
 use super::feed::{Feed, FeedPage};
-use super::pass::{execute, plan, PassKind, PlanParams};
+use super::follow::Follower;
+use super::pass::{execute, plan, PassKind, Plan, PlanParams};
 use super::pool::{ElPool, Head, PoolSnapshot};
-use super::tracker::{Tracker, TrackerLimits};
+use super::recheck::{self, plan_affected, RecheckParams, RecheckReport};
+use super::tracker::{SyncReport, Tracker, TrackerLimits};
 use crate::clock::unix_now;
 use crate::config::RevalidatorConfig;
 use crate::metrics::metrics;
@@ -59,6 +61,16 @@ struct Schedule {
     last_full: Option<Instant>,
 }
 
+/// The synchronous half of a pass: what it read from the pool and planned.
+struct Prepared {
+    sync: SyncReport,
+    planned: Plan,
+    head: Head,
+    pool_txs: usize,
+    undecodable: usize,
+    over_limit: usize,
+}
+
 #[derive(Debug, Default, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct LastPass {
@@ -73,6 +85,7 @@ pub struct Revalidator {
     cfg: RevalidatorConfig,
     backend: DynBackend,
     pool: ElPool,
+    follower: Option<Arc<Follower>>,
     store: Mutex<Tracker>,
     requests: tokio::sync::Semaphore,
     schedule: tokio::sync::Mutex<Schedule>,
@@ -107,6 +120,7 @@ impl Revalidator {
             requests: tokio::sync::Semaphore::new(cfg.max_concurrent_requests.max(1)),
             schedule: tokio::sync::Mutex::new(Schedule::default()),
             last: Mutex::new(LastPass::default()),
+            follower: Follower::new(&cfg),
             acted: Mutex::new(Acted::new(cfg.escalate_failsafe_after_secs)),
             pool,
             backend,
@@ -129,9 +143,21 @@ impl Revalidator {
         self.run_pass(if full_due { PassKind::Full } else { PassKind::Near }).await
     }
 
-    /// Reads the pool and runs a pass of `kind` on it.
+    /// The pool follower, when `el_ws_url` is set (the caller runs it: [`super::start`]).
+    pub fn follower(&self) -> Option<&Arc<Follower>> {
+        self.follower.as_ref()
+    }
+
+    /// Reads the pool (the mirror when it is live, else a full `txpool_content`) and runs a
+    /// pass of `kind` on it.
     pub async fn run_pass(&self, kind: PassKind) -> Result<PassReport, PoolError> {
         let started = Instant::now();
+        if let Some(f) = self.follower.as_ref().filter(|f| f.is_live()) {
+            let schedule = self.schedule.lock().await;
+            // The mirror is read in place, under its lock, for the synchronous half only.
+            let prepared = self.prepare(f.mirror().snapshot(), kind, &schedule);
+            return Ok(self.finish(prepared, kind, started, schedule, false).await);
+        }
         let snap = match self.pool.fetch().await {
             Ok(s) => s,
             Err(e) => {
@@ -152,8 +178,13 @@ impl Revalidator {
         kind: PassKind,
         started: Instant,
     ) -> PassReport {
-        let m = metrics();
-        let mut schedule = self.schedule.lock().await;
+        let schedule = self.schedule.lock().await;
+        let prepared = self.prepare(snap, kind, &schedule);
+        self.finish(prepared, kind, started, schedule, true).await
+    }
+
+    /// Syncs the store with `snap` and plans the pass (no I/O, no await).
+    fn prepare(&self, snap: &PoolSnapshot, kind: PassKind, schedule: &Schedule) -> Prepared {
         let (now, now_unix) = (Instant::now(), unix_now());
         let full_every = self.cfg.full_interval_ms;
         let next_full_in = match (kind, schedule.last_full) {
@@ -177,6 +208,30 @@ impl Revalidator {
             let sync = store.sync(&snap.txs, now, now_unix);
             (sync, plan(&mut store, snap, kind, &params, now_unix))
         };
+        Prepared {
+            sync,
+            planned,
+            head: snap.head,
+            pool_txs: snap.txs.len(),
+            undecodable: snap.undecodable,
+            over_limit: snap.over_limit,
+        }
+    }
+
+    /// Sends the planned checks and records their verdicts. `count_skips`: the snapshot's
+    /// skipped txs are new (a full read); the mirror counts its own at intake.
+    async fn finish(
+        &self,
+        prepared: Prepared,
+        kind: PassKind,
+        started: Instant,
+        mut schedule: tokio::sync::MutexGuard<'_, Schedule>,
+        count_skips: bool,
+    ) -> PassReport {
+        let m = metrics();
+        let Prepared { sync, planned, head, pool_txs, undecodable, over_limit } = prepared;
+        let (undecodable, over_limit) =
+            if count_skips { (undecodable, over_limit) } else { (0, 0) };
         let timeout = self.cfg.request_timeout_ms;
         let verdicts =
             execute(self.backend.as_ref(), &planned.batches, &self.requests, timeout).await;
@@ -185,14 +240,14 @@ impl Revalidator {
         let mut report = PassReport {
             kind: Some(kind),
             started_at: now_unix.saturating_sub(started.elapsed().as_secs()),
-            head: snap.head,
-            pool_txs: snap.txs.len(),
+            head,
+            pool_txs,
             presumed_blocks: planned.presumed_blocks,
             blocks_checked: planned.blocks_checked,
             requests: planned.batches.len(),
             invalid_found: sync.malformed,
             forgotten: sync.removed,
-            skipped: snap.undecodable + snap.over_limit + sync.over_limit,
+            skipped: undecodable + over_limit + sync.over_limit,
             ..Default::default()
         };
         {
@@ -239,14 +294,55 @@ impl Revalidator {
         m.revalidator_pass_duration
             .with_label_values(&[kind.as_str()])
             .observe(started.elapsed().as_secs_f64());
-        m.revalidator_skipped.with_label_values(&["undecodable"]).inc_by(snap.undecodable as u64);
+        m.revalidator_skipped.with_label_values(&["undecodable"]).inc_by(undecodable as u64);
         m.revalidator_skipped
             .with_label_values(&["over_limit"])
-            .inc_by((snap.over_limit + sync.over_limit) as u64);
+            .inc_by((over_limit + sync.over_limit) as u64);
         tracing::debug!(target: "interop_gate::revalidator", ?report, "pass done");
         let mut last = lock(&self.last);
         last.passes += 1;
         last.last_pass = Some(report.clone());
+        report
+    }
+
+    /// Re-checks at once the tracked txs with a message on `chain_id` at or after block `from`
+    /// (a reorg replaced that block, and with it its descendants), one request per presumed
+    /// block, and publishes what is now invalid.
+    pub async fn recheck_reorged(&self, chain_id: U256, from: u64) -> RecheckReport {
+        let started = Instant::now();
+        let params = RecheckParams {
+            min_safety: self.cfg.min_safety,
+            chain_id: self.cfg.chain_id.map(U256::from),
+            timeout_secs: recheck::timeout_secs(self.cfg.interval_ms),
+            max_checks_per_request: self.cfg.max_checks_per_request,
+        };
+        let affected =
+            |m: &crate::interop::Message| m.chain_id == chain_id && m.block_number >= from;
+        let batches = plan_affected(&lock(&self.store), affected, &params);
+        let timeout = self.cfg.request_timeout_ms;
+        let verdicts = execute(self.backend.as_ref(), &batches, &self.requests, timeout).await;
+        let mut report = RecheckReport { requests: batches.len(), ..Default::default() };
+        let (now, now_unix) = (Instant::now(), unix_now());
+        let mut store = lock(&self.store);
+        for (batch, verdicts) in batches.iter().zip(verdicts) {
+            for ((hash, req), verdict) in batch.hashes.iter().zip(&batch.reqs).zip(verdicts) {
+                report.txs += 1;
+                if verdict.is_failsafe() {
+                    store.set_failsafe(true);
+                }
+                if store.record(*hash, verdict, &req.descriptor, req.min_safety, now, now_unix) {
+                    report.invalid_found += 1;
+                }
+            }
+        }
+        drop(store);
+        let m = metrics();
+        m.revalidator_requests_per_pass
+            .with_label_values(&["event"])
+            .observe(report.requests as f64);
+        m.revalidator_pass_duration
+            .with_label_values(&["event"])
+            .observe(started.elapsed().as_secs_f64());
         report
     }
 
@@ -336,6 +432,7 @@ impl Revalidator {
             "lastErrorAt": last.last_error_at,
             "tracked": store.len(),
             "failsafe": store.failsafe(),
+            "mirror": self.follower.as_ref().map(|f| f.status()),
             "invalidStillPooled": lock(&self.acted).view(),
             "feed": {
                 "oldestCursor": format!("{:#x}", store.feed().oldest()),

@@ -169,6 +169,12 @@ impl Engine {
         }
     }
 
+    /// Drops the cached valid verdicts (a source-chain reorg may have replaced what they rest
+    /// on); invalid ones keep their short TTL.
+    pub fn flush_valid(&self) {
+        self.cached.flush_valid();
+    }
+
     /// Empties the verdict caches (the light backend's block caches have their own flusher).
     pub fn flush_caches(&self) {
         self.cached.flush();

@@ -12,7 +12,7 @@ use interop_gate::dev::chain::SimChain;
 use interop_gate::dev::spawn_peer;
 use serde_json::{json, Value};
 
-fn dashboard_metrics() -> BTreeSet<String> {
+pub(crate) fn dashboard_metrics() -> BTreeSet<String> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/interop-gate.json");
     let dash: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut names = BTreeSet::new();
