@@ -11,16 +11,16 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -38,6 +38,7 @@ use crate::rpc::server::{
     client_ip, count, encode, parse_request, CallContext, Handler, Limits, RpcOptions,
 };
 use crate::rpc::types::{null, Call, RpcError};
+use crate::rpc::ws_conn::{spawn_writer, Outbound};
 
 /// What a plain GET on `/` answers.
 pub const BANNER: &str =
@@ -51,13 +52,7 @@ const LISTENER: &str = "ingress_ws";
 /// 128 KiB is allocated per connection up front).
 const READ_CHUNK: usize = 8 * 1024;
 
-/// Close codes (RFC 6455 §7.4.1).
-const NORMAL: u16 = 1000;
-const GOING_AWAY: u16 = 1001;
-const UNSUPPORTED: u16 = 1003;
-const POLICY: u16 = 1008;
-const TOO_BIG: u16 = 1009;
-const TRY_AGAIN: u16 = 1013;
+use crate::rpc::ws_conn::close_code::{NORMAL, POLICY, TOO_BIG, TRY_AGAIN, UNSUPPORTED};
 
 /// The WebSocket side of the ingress listener.
 pub struct WsServer {
@@ -157,29 +152,27 @@ async fn upgrade(
 
 /// One client connection's shared state.
 struct Conn {
-    out: mpsc::Sender<Message>,
-    /// Cancelled when the connection must close; `close` holds why.
-    closing: CancellationToken,
-    close: Mutex<Option<(u16, &'static str, &'static str)>>,
+    link: Outbound,
     in_flight: Arc<Semaphore>,
+}
+
+impl AsRef<Outbound> for Conn {
+    fn as_ref(&self) -> &Outbound {
+        &self.link
+    }
 }
 
 impl Conn {
     /// Closes the connection with `code`, a reason for the client and a metrics label (the first
     /// reason wins).
     fn close(&self, code: u16, text: &'static str, label: &'static str) {
-        if let Ok(mut c) = self.close.lock() {
-            if c.is_none() {
-                *c = Some((code, text, label));
-            }
-        }
-        self.closing.cancel();
+        self.link.close(code, text, label);
     }
 
     /// Queues a text message for the client. A full queue means the client does not read fast
     /// enough: it is disconnected rather than buffered for.
     fn send(&self, text: String, outcome: &'static str) -> bool {
-        match self.out.try_send(Message::Text(text.into())) {
+        match self.link.out.try_send(Message::Text(text.into())) {
             Ok(()) => {
                 message("client_out", outcome);
                 true
@@ -220,12 +213,10 @@ async fn run(
     _permit: OwnedSemaphorePermit,
 ) {
     let _open = GaugeGuard::new(ws_metrics().connections.with_label_values(&["client"]));
-    let (mut sink, mut stream) = socket.split();
-    let (out, mut out_rx) = mpsc::channel::<Message>(ws.cfg.send_queue);
+    let (sink, mut stream) = socket.split();
+    let (out, out_rx) = mpsc::channel::<Message>(ws.cfg.send_queue);
     let conn = Arc::new(Conn {
-        out,
-        closing: ws.shutdown.child_token(),
-        close: Mutex::new(None),
+        link: Outbound::new(out, ws.shutdown.child_token()),
         in_flight: Arc::new(Semaphore::new(ws.cfg.max_in_flight)),
     });
     let session =
@@ -237,37 +228,7 @@ async fn run(
         api_key,
     });
 
-    // The writer: drains the bounded queue; on close, sends the close frame (briefly: a client
-    // that does not read will not take it either).
-    let writer_conn = conn.clone();
-    let writer = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                _ = writer_conn.closing.cancelled() => break,
-                m = out_rx.recv() => match m {
-                    // A write blocked on a client that does not read is abandoned on close.
-                    Some(m) => tokio::select! {
-                        r = sink.send(m) => if r.is_err() {
-                            writer_conn.close(NORMAL, "", "client_closed");
-                            return;
-                        },
-                        _ = writer_conn.closing.cancelled() => break,
-                    },
-                    None => break,
-                },
-            }
-        }
-        let (code, reason, _) = writer_conn.close.lock().ok().and_then(|c| *c).unwrap_or((
-            GOING_AWAY,
-            "server shutting down",
-            "shutdown",
-        ));
-        let frame = CloseFrame { code, reason: reason.into() };
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame))))
-                .await;
-    });
+    let writer = spawn_writer(sink, out_rx, conn.clone());
 
     let idle = ws.cfg.idle_timeout_ms;
     let mut idle_deadline = tokio::time::Instant::now() + idle;
@@ -277,7 +238,7 @@ async fn run(
     let mut calls = JoinSet::new();
     loop {
         tokio::select! {
-            _ = conn.closing.cancelled() => break,
+            _ = conn.link.closing.cancelled() => break,
             _ = tokio::time::sleep_until(idle_deadline) => {
                 if session.subscriptions() == 0 && calls.is_empty() {
                     conn.close(NORMAL, "idle timeout", "idle");
@@ -291,7 +252,7 @@ async fn run(
                     break;
                 }
                 awaiting_pong = true;
-                if conn.out.try_send(Message::Ping(Default::default())).is_err() {
+                if conn.link.out.try_send(Message::Ping(Default::default())).is_err() {
                     conn.close(POLICY, "client too slow: outbound queue full", "slow_client");
                     break;
                 }
@@ -326,9 +287,9 @@ async fn run(
             },
         }
     }
-    conn.closing.cancel();
+    conn.link.closing.cancel();
     calls.abort_all();
-    let label = conn.close.lock().ok().and_then(|c| *c).map_or("shutdown", |c| c.2);
+    let label = conn.link.label();
     ws_metrics().closed.with_label_values(&[label]).inc();
     tracing::debug!(reason = label, "websocket closed");
     let _ = writer.await;

@@ -24,16 +24,16 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use prometheus::{IntCounterVec, IntGauge, Opts};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -49,6 +49,7 @@ use crate::metrics::metrics;
 use crate::rpc::codes;
 use crate::rpc::server::{count, encode, parse_request, CallContext, Handler};
 use crate::rpc::types::{null, to_raw, Call, RpcError};
+use crate::rpc::ws_conn::{spawn_writer, Outbound};
 
 /// The subscription method and its notification method.
 pub const SUBSCRIBE: &str = "interop_subscribe";
@@ -66,12 +67,7 @@ pub const MAX_IN_FLIGHT: usize = 16;
 /// The `rpc_requests_total` listener label of calls made over this WebSocket.
 const LISTENER: &str = "revalidator_ws";
 
-/// Close codes (RFC 6455 §7.4.1).
-const NORMAL: u16 = 1000;
-const GOING_AWAY: u16 = 1001;
-const UNSUPPORTED: u16 = 1003;
-const POLICY: u16 = 1008;
-const TOO_BIG: u16 = 1009;
+use crate::rpc::ws_conn::close_code::{NORMAL, POLICY, TOO_BIG, UNSUPPORTED};
 
 /// The close reason a too-slow subscriber gets (it says how to resume).
 pub const SLOW_REASON: &str = "client too slow: reconnect and resubscribe with fromCursor";
@@ -225,25 +221,24 @@ async fn upgrade(
 
 /// One connection's shared state.
 struct Conn {
-    out: mpsc::Sender<Message>,
-    closing: CancellationToken,
-    close: Mutex<Option<(u16, &'static str, &'static str)>>,
+    link: Outbound,
+}
+
+impl AsRef<Outbound> for Conn {
+    fn as_ref(&self) -> &Outbound {
+        &self.link
+    }
 }
 
 impl Conn {
     /// Closes with `code`, a reason for the client and a metrics label (the first one wins).
     fn close(&self, code: u16, text: &'static str, label: &'static str) {
-        if let Ok(mut c) = self.close.lock() {
-            if c.is_none() {
-                *c = Some((code, text, label));
-            }
-        }
-        self.closing.cancel();
+        self.link.close(code, text, label);
     }
 
     /// Queues a message; a full queue closes the connection (the client does not keep up).
     fn send(&self, text: String) -> bool {
-        match self.out.try_send(Message::Text(text.into())) {
+        match self.link.out.try_send(Message::Text(text.into())) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.close(POLICY, SLOW_REASON, "slow_client");
@@ -257,8 +252,8 @@ impl Conn {
     /// reading misses its pings and is closed).
     async fn send_paced(&self, text: String) -> bool {
         tokio::select! {
-            r = self.out.send(Message::Text(text.into())) => r.is_ok(),
-            _ = self.closing.cancelled() => false,
+            r = self.link.out.send(Message::Text(text.into())) => r.is_ok(),
+            _ = self.link.closing.cancelled() => false,
         }
     }
 }
@@ -272,10 +267,9 @@ async fn run(
 ) {
     let m = push_metrics();
     let _open = GaugeGuard::new(&m.connections);
-    let (mut sink, mut stream) = socket.split();
-    let (out, mut out_rx) = mpsc::channel::<Message>(push.send_queue);
-    let conn =
-        Arc::new(Conn { out, closing: push.shutdown.child_token(), close: Mutex::new(None) });
+    let (sink, mut stream) = socket.split();
+    let (out, out_rx) = mpsc::channel::<Message>(push.send_queue);
+    let conn = Arc::new(Conn { link: Outbound::new(out, push.shutdown.child_token()) });
     let ctx = Arc::new(CallContext {
         client_ip: peer.ip(),
         request_id: format!("rws-{id:x}").into(),
@@ -283,35 +277,7 @@ async fn run(
         api_key: None,
     });
 
-    let writer_conn = conn.clone();
-    let writer = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                _ = writer_conn.closing.cancelled() => break,
-                m = out_rx.recv() => match m {
-                    // A write blocked on a client that does not read is abandoned on close.
-                    Some(m) => tokio::select! {
-                        r = sink.send(m) => if r.is_err() {
-                            writer_conn.close(NORMAL, "", "client_closed");
-                            return;
-                        },
-                        _ = writer_conn.closing.cancelled() => break,
-                    },
-                    None => break,
-                },
-            }
-        }
-        let (code, reason, _) = writer_conn.close.lock().ok().and_then(|c| *c).unwrap_or((
-            GOING_AWAY,
-            "server shutting down",
-            "shutdown",
-        ));
-        let frame = CloseFrame { code, reason: reason.into() };
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame))))
-                .await;
-    });
+    let writer = spawn_writer(sink, out_rx, conn.clone());
 
     let mut subs: HashMap<String, CancellationToken> = HashMap::new();
     let mut followers = JoinSet::new();
@@ -321,14 +287,14 @@ async fn run(
     let mut awaiting_pong = false;
     loop {
         tokio::select! {
-            _ = conn.closing.cancelled() => break,
+            _ = conn.link.closing.cancelled() => break,
             _ = ping.tick() => {
                 if awaiting_pong {
                     conn.close(POLICY, "no pong to the last ping", "pong_timeout");
                     break;
                 }
                 awaiting_pong = true;
-                if conn.out.try_send(Message::Ping(Default::default())).is_err() {
+                if conn.link.out.try_send(Message::Ping(Default::default())).is_err() {
                     conn.close(POLICY, SLOW_REASON, "slow_client");
                     break;
                 }
@@ -360,11 +326,11 @@ async fn run(
             },
         }
     }
-    conn.closing.cancel();
+    conn.link.closing.cancel();
     calls.abort_all();
     followers.abort_all();
     while followers.join_next().await.is_some() {}
-    let label = conn.close.lock().ok().and_then(|c| *c).map_or("shutdown", |c| c.2);
+    let label = conn.link.label();
     m.closed.with_label_values(&[label]).inc();
     tracing::debug!(reason = label, "revalidator websocket closed");
     let _ = writer.await;
@@ -499,7 +465,7 @@ fn subscribe(
     let (updates, next) = push.core.feed_updates();
     let cursor = from.unwrap_or(next);
     let sub = format!("{:#x}", push.next_id.fetch_add(1, Ordering::Relaxed));
-    let stop = conn.closing.child_token();
+    let stop = conn.link.closing.child_token();
     subs.insert(sub.clone(), stop.clone());
     let (go, started) = tokio::sync::oneshot::channel();
     let follower = Follower { core: push.core.clone(), conn: conn.clone(), sub: sub.clone() };

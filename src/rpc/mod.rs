@@ -8,6 +8,7 @@ pub mod drain;
 pub mod listener;
 pub mod server;
 pub mod types;
+pub mod ws_conn;
 
 pub use client::{ClientError, RpcClient};
 pub use types::{Call, RpcError};
