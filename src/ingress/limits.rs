@@ -156,6 +156,18 @@ pub struct RateLimits {
     api_keys: ApiKeys,
 }
 
+/// Which of a submission's limits refused it ([`RateLimits::check_submission`]).
+#[derive(Debug)]
+pub enum SubmissionLimited {
+    /// The client's (IP or API key) or the method's bucket, or the shared store is down with
+    /// `on_error = "refuse"`: refused like any call.
+    Call(RpcError),
+    /// The sender's bucket.
+    Sender(RpcError),
+    /// The sender's interop bucket.
+    InteropSender(RpcError),
+}
+
 impl RateLimits {
     /// Builds the limiters enabled in config (a rate of 0 disables one), shared through `shared`
     /// when Redis is configured.
@@ -208,6 +220,41 @@ impl RateLimits {
         self.decide(buckets).await
     }
 
+    /// A submission's limits in ONE decision (one Redis round trip when shared): the call's
+    /// buckets ([`Self::check_call`]), the sender's when `sender` is given, and its interop
+    /// bucket when `interop_sender` is given. Which bucket ran out decides how it is refused.
+    pub async fn check_submission(
+        &self,
+        ip: IpAddr,
+        api_key: Option<&str>,
+        method: &str,
+        sender: Option<Address>,
+        interop_sender: Option<Address>,
+    ) -> Result<(), SubmissionLimited> {
+        let mut buckets = Vec::with_capacity(4);
+        match api_key.and_then(|k| self.api_keys.find(k)) {
+            Some(i) => buckets.push((Bucket::Key(i), self.api_keys.keys[i].1)),
+            None => buckets.push((Bucket::Ip(ip), self.ip_rate)),
+        }
+        if let Some(l) = self.method_rates.get(method) {
+            buckets.push((Bucket::Method(method), *l));
+        }
+        if let Some(a) = sender {
+            buckets.push((Bucket::Sender(a), self.sender_rate));
+        }
+        if let Some(a) = interop_sender {
+            buckets.push((Bucket::InteropSender(a), self.interop_sender_rate));
+        }
+        match self.exhausted(buckets).await.map_err(SubmissionLimited::Call)? {
+            None => Ok(()),
+            Some(b @ Bucket::Sender(_)) => Err(SubmissionLimited::Sender(self.refusal(&b))),
+            Some(b @ Bucket::InteropSender(_)) => {
+                Err(SubmissionLimited::InteropSender(self.refusal(&b)))
+            }
+            Some(b) => Err(SubmissionLimited::Call(self.refusal(&b))),
+        }
+    }
+
     /// True when a per-sender limit is set (a submission's sender must then be recovered).
     pub fn limits_senders(&self) -> bool {
         self.sender_rate.per_second > 0
@@ -229,10 +276,23 @@ impl RateLimits {
         self.decide(vec![(Bucket::InteropSender(sender), self.interop_sender_rate)]).await
     }
 
-    async fn decide(&self, mut buckets: Vec<(Bucket<'_>, RateLimit)>) -> Result<(), RpcError> {
+    async fn decide(&self, buckets: Vec<(Bucket<'_>, RateLimit)>) -> Result<(), RpcError> {
+        match self.exhausted(buckets).await? {
+            None => Ok(()),
+            Some(b) => Err(self.refusal(&b)),
+        }
+    }
+
+    /// Takes one token from each enabled bucket in one decision (one Redis round trip when
+    /// shared): the first exhausted bucket, if any; an error when Redis fails and
+    /// `on_error = "refuse"`.
+    async fn exhausted<'b>(
+        &self,
+        mut buckets: Vec<(Bucket<'b>, RateLimit)>,
+    ) -> Result<Option<Bucket<'b>>, RpcError> {
         buckets.retain(|(_, l)| l.per_second > 0);
         if buckets.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let exhausted = match &self.store {
             Store::Local => self.local.take(&buckets),
@@ -263,10 +323,7 @@ impl RateLimits {
                 }
             }
         };
-        match exhausted.and_then(|i| buckets.get(i)) {
-            None => Ok(()),
-            Some((b, _)) => Err(self.refusal(b)),
-        }
+        Ok(exhausted.and_then(|i| buckets.get(i)).map(|(b, _)| *b))
     }
 
     fn redis_key(&self, s: &SharedState, b: &Bucket<'_>) -> String {

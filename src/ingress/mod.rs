@@ -128,6 +128,14 @@ impl Ingress {
     /// The checks every call passes first, whatever the transport: the allow-list, then the
     /// per-IP and per-method rate limits. Returns the snapshot the call uses to the end.
     async fn admit(&self, ctx: &CallContext, method: &str) -> Result<Arc<Live>, RpcError> {
+        let live = self.listed(method)?;
+        live.limits.check_call(ctx.client_ip, ctx.api_key.as_deref(), method).await?;
+        Ok(live)
+    }
+
+    /// The allow-list alone (single submissions take their call, sender and interop-sender
+    /// limits together in one decision, after decoding: see `Submitter::decide`).
+    fn listed(&self, method: &str) -> Result<Arc<Live>, RpcError> {
         let live = self.live();
         if !live.methods.contains_key(method) {
             return Err(RpcError::new(
@@ -135,7 +143,6 @@ impl Ingress {
                 format!("method {method:?} is not served by this gateway (not on its allow-list)"),
             ));
         }
-        live.limits.check_call(ctx.client_ip, ctx.api_key.as_deref(), method).await?;
         Ok(live)
     }
 
@@ -158,16 +165,17 @@ impl Ingress {
     where
         F: std::future::Future<Output = Result<Box<RawValue>, RpcError>>,
     {
-        let live = self.admit(ctx, &call.method).await?;
-        let pass = if call.method == BUNDLE_METHOD {
-            self.bundles.decide(ctx, call, &self.submitter, &live.limits).await?
-        } else if SUBMIT_METHODS.contains(&call.method.as_str()) {
+        let pass = if SUBMIT_METHODS.contains(&call.method.as_str()) {
+            let live = self.listed(&call.method)?;
             self.submitter.decide(ctx, call, &live.limits).await?
         } else {
-            drop(live);
-            return proxy().await;
+            let live = self.admit(ctx, &call.method).await?;
+            if call.method != BUNDLE_METHOD {
+                drop(live);
+                return proxy().await;
+            }
+            self.bundles.decide(ctx, call, &self.submitter, &live.limits).await?
         };
-        drop(live);
         self.forward(call, pass).await
     }
 

@@ -1,5 +1,6 @@
 //! The submission pipeline every `eth_sendRawTransaction*` call goes through:
-//! decode → chain id → sender rate limit → (interop only) interop sender rate limit → mode →
+//! decode → rate limits in one decision (client or API key, method, sender, and for interop txs
+//! the interop sender: one Redis round trip when shared) → chain id → mode →
 //! size caps → parse → de-dup → verdict cache → sender recovery → in-flight bound → validate →
 //! forward. Cheap checks come before any remote call; an invalid transaction is never
 //! forwarded; a non-interop transaction costs no backend call.
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use alloy_primitives::{Bytes, B256};
 use tokio::sync::Semaphore;
 
-use super::limits::{RateLimits, ValidationSlot};
+use super::limits::{RateLimits, SubmissionLimited, ValidationSlot};
 use super::refusal::Refusal;
 use crate::admin::ModeCell;
 use crate::config::{ConditionalInterop, IngressConfig, InteropMode};
@@ -69,30 +70,52 @@ impl Submitter {
         call: &Call,
         limits: &RateLimits,
     ) -> Result<Pass, RpcError> {
-        let tx = self.decode(call)?;
-        match self.judge(&tx, call, limits).await {
+        let api_key = ctx.api_key.as_deref();
+        let tx = match self.decode(call) {
+            Ok(tx) => tx,
+            Err(e) => {
+                // Not a transaction: the call's own limits still apply (and refuse first).
+                limits.check_call(ctx.client_ip, api_key, &call.method).await?;
+                return Err(e);
+            }
+        };
+        // The call's, the sender's and the interop sender's buckets in one decision: one Redis
+        // round trip per submission when the limits are shared.
+        let wants_sender = limits.limits_senders();
+        let wants_interop = tx.is_interop() && limits.limits_interop_senders();
+        let who = if wants_sender || wants_interop {
+            match sender(&tx) {
+                Ok(a) => Some(a),
+                Err(refusal) => {
+                    limits.check_call(ctx.client_ip, api_key, &call.method).await?;
+                    return Err(self.refuse(ctx, &tx, refusal));
+                }
+            }
+        } else {
+            None
+        };
+        let (s, i) = (who.filter(|_| wants_sender), who.filter(|_| wants_interop));
+        match limits.check_submission(ctx.client_ip, api_key, &call.method, s, i).await {
+            Ok(()) => {}
+            Err(SubmissionLimited::Call(e)) => return Err(e),
+            Err(SubmissionLimited::Sender(e)) => {
+                return Err(self.refuse(ctx, &tx, Refusal::SenderRateLimited(e)))
+            }
+            Err(SubmissionLimited::InteropSender(e)) => {
+                return Err(self.refuse(ctx, &tx, Refusal::InteropSenderRateLimited(e)))
+            }
+        }
+        match self.judge(&tx, call).await {
             Ok(reason) => Ok(Pass::Tx { hash: tx.hash, reason }),
             Err(refusal) => Err(self.refuse(ctx, &tx, refusal)),
         }
     }
 
-    /// The pipeline's checks for one decoded transaction, cheapest first.
-    async fn judge(
-        &self,
-        tx: &DecodedTx,
-        call: &Call,
-        limits: &RateLimits,
-    ) -> Result<&'static str, Refusal> {
+    /// The pipeline's checks after the limits, cheapest first.
+    async fn judge(&self, tx: &DecodedTx, call: &Call) -> Result<&'static str, Refusal> {
         self.check_chain(tx)?;
-        if limits.limits_senders() {
-            limits.check_sender(sender(tx)?).await.map_err(Refusal::SenderRateLimited)?;
-        }
         if !tx.is_interop() {
             return Ok("non_interop");
-        }
-        if limits.limits_interop_senders() {
-            let s = sender(tx)?;
-            limits.check_interop_sender(s).await.map_err(Refusal::InteropSenderRateLimited)?;
         }
         if self.gate()? == Gate::Bypass {
             return Ok("bypass");

@@ -441,3 +441,31 @@ async fn sharing_resumes_after_redis_restarts_without_restarting_replicas() {
     }
     assert!((2..=3).contains(&ok), "shared sender budget 2, admitted {ok}");
 }
+
+/// A submission takes its client, sender and interop-sender buckets in ONE shared decision:
+/// one script call per tx (counted by Redis itself), where it used to take two or three.
+#[tokio::test]
+async fn a_submission_costs_one_redis_round_trip_for_all_its_limits() {
+    let c = cluster(1, |cfg| {
+        cfg.ingress.ip_rate = RateLimit { per_second: 1_000, burst: 1_000 };
+        cfg.ingress.sender_rate = RateLimit { per_second: 1_000, burst: 1_000 };
+        cfg.ingress.interop_sender_rate = RateLimit { per_second: 1_000, burst: 1_000 };
+    })
+    .await;
+    let scripts = || async {
+        let r = &c.redis;
+        r.command_calls("evalsha").await.unwrap() + r.command_calls("eval").await.unwrap()
+    };
+    // The first call loads the script (a NOSCRIPT answer, then the script itself).
+    assert!(c.send(0, &transfer(50, 0)).await.get("result").is_some());
+    let before = scripts().await;
+    for nonce in 1..6 {
+        assert!(c.send(0, &transfer(50, nonce)).await.get("result").is_some());
+    }
+    let known = [message(13)];
+    c.supervisor.add_known(known);
+    for nonce in 0..5 {
+        assert!(c.send(0, &interop(51, nonce, &known)).await.get("result").is_some());
+    }
+    assert_eq!(scripts().await - before, 10, "one rate decision per submission");
+}
