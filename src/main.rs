@@ -9,6 +9,11 @@ use tokio_util::sync::CancellationToken;
 use interop_gate::config::Config;
 use interop_gate::reload::Reloader;
 
+/// mimalloc instead of glibc malloc: the request path allocates small, short-lived buffers
+/// (JSON, headers, tx bytes) from many threads; see README "Performance" for the measured gain.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Keeps invalid OP Stack interop transactions away from the sequencer.
 ///
 /// Runs, as enabled in the config file: the ingress filter (JSON-RPC gateway), the mempool
