@@ -209,7 +209,17 @@ impl RateLimits {
         api_key: Option<&str>,
         method: &str,
     ) -> Result<(), RpcError> {
-        let mut buckets = Vec::with_capacity(2);
+        self.decide(self.call_buckets(ip, api_key, method)).await
+    }
+
+    /// A call's buckets: the API key's (a known key) or the client IP's, then the method's.
+    fn call_buckets<'m>(
+        &self,
+        ip: IpAddr,
+        api_key: Option<&str>,
+        method: &'m str,
+    ) -> Vec<(Bucket<'m>, RateLimit)> {
+        let mut buckets = Vec::with_capacity(4);
         match api_key.and_then(|k| self.api_keys.find(k)) {
             Some(i) => buckets.push((Bucket::Key(i), self.api_keys.keys[i].1)),
             None => buckets.push((Bucket::Ip(ip), self.ip_rate)),
@@ -217,7 +227,7 @@ impl RateLimits {
         if let Some(l) = self.method_rates.get(method) {
             buckets.push((Bucket::Method(method), *l));
         }
-        self.decide(buckets).await
+        buckets
     }
 
     /// A submission's limits in ONE decision (one Redis round trip when shared): the call's
@@ -231,14 +241,7 @@ impl RateLimits {
         sender: Option<Address>,
         interop_sender: Option<Address>,
     ) -> Result<(), SubmissionLimited> {
-        let mut buckets = Vec::with_capacity(4);
-        match api_key.and_then(|k| self.api_keys.find(k)) {
-            Some(i) => buckets.push((Bucket::Key(i), self.api_keys.keys[i].1)),
-            None => buckets.push((Bucket::Ip(ip), self.ip_rate)),
-        }
-        if let Some(l) = self.method_rates.get(method) {
-            buckets.push((Bucket::Method(method), *l));
-        }
+        let mut buckets = self.call_buckets(ip, api_key, method);
         if let Some(a) = sender {
             buckets.push((Bucket::Sender(a), self.sender_rate));
         }
