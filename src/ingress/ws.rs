@@ -52,7 +52,7 @@ const LISTENER: &str = "ingress_ws";
 /// 128 KiB is allocated per connection up front).
 const READ_CHUNK: usize = 8 * 1024;
 
-use crate::rpc::ws_conn::close_code::{NORMAL, POLICY, TOO_BIG, TRY_AGAIN, UNSUPPORTED};
+use crate::rpc::ws_conn::close_code::{NORMAL, POLICY, TRY_AGAIN, UNSUPPORTED};
 
 /// The WebSocket side of the ingress listener.
 pub struct WsServer {
@@ -277,11 +277,7 @@ async fn run(
                 }
                 Some(Err(e)) => {
                     message("client_in", "invalid");
-                    if is_too_big(e) {
-                        conn.close(TOO_BIG, "message too big", "too_large");
-                    } else {
-                        conn.close(NORMAL, "", "protocol_error");
-                    }
+                    conn.link.close_on_read_error(e);
                     break;
                 }
             },
@@ -295,13 +291,6 @@ async fn run(
     let _ = writer.await;
     // Dropping the last session handle closes the upstream link (after aborted calls let go).
     drop(session);
-}
-
-/// True when the read error is a message or frame over the size limit.
-fn is_too_big(e: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error;
-    let inner = e.into_inner();
-    matches!(inner.downcast_ref::<Error>(), Some(Error::Capacity(_)))
 }
 
 /// Parses one text message and spawns its answer (single or batch) within the in-flight bound.

@@ -67,7 +67,7 @@ pub const MAX_IN_FLIGHT: usize = 16;
 /// The `rpc_requests_total` listener label of calls made over this WebSocket.
 const LISTENER: &str = "revalidator_ws";
 
-use crate::rpc::ws_conn::close_code::{NORMAL, POLICY, TOO_BIG, UNSUPPORTED};
+use crate::rpc::ws_conn::close_code::{NORMAL, POLICY, UNSUPPORTED};
 
 /// The close reason a too-slow subscriber gets (it says how to resume).
 pub const SLOW_REASON: &str = "client too slow: reconnect and resubscribe with fromCursor";
@@ -316,11 +316,7 @@ async fn run(
                     break;
                 }
                 Some(Err(e)) => {
-                    if is_too_big(e) {
-                        conn.close(TOO_BIG, "message too big", "too_large");
-                    } else {
-                        conn.close(NORMAL, "", "protocol_error");
-                    }
+                    conn.link.close_on_read_error(e);
                     break;
                 }
             },
@@ -335,13 +331,6 @@ async fn run(
     tracing::debug!(reason = label, "revalidator websocket closed");
     let _ = writer.await;
 }
-
-fn is_too_big(e: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error;
-    let inner = e.into_inner();
-    matches!(inner.downcast_ref::<Error>(), Some(Error::Capacity(_)))
-}
-
 /// Answers one text message: subscribe and unsubscribe at once (so the answer is queued before
 /// the first notification), any other method on a spawned task.
 fn on_text(

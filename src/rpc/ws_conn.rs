@@ -65,6 +65,18 @@ impl Outbound {
     pub fn label(&self) -> &'static str {
         self.reason().map_or("shutdown", |c| c.2)
     }
+
+    /// Closes after a read error: 1009 when the client sent a message or frame over the size
+    /// limit, else a protocol error.
+    pub fn close_on_read_error(&self, e: axum::Error) {
+        use tokio_tungstenite::tungstenite::Error;
+        let inner = e.into_inner();
+        if matches!(inner.downcast_ref::<Error>(), Some(Error::Capacity(_))) {
+            self.close(close_code::TOO_BIG, "message too big", "too_large");
+        } else {
+            self.close(close_code::NORMAL, "", "protocol_error");
+        }
+    }
 }
 
 /// Drains `out_rx` into `sink` until the connection closes, then sends the close frame
