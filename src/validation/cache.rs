@@ -285,13 +285,7 @@ impl Backend for Cached {
                     out[i] = Some(v);
                 }
             }
-            out.into_iter()
-                .map(|v| {
-                    v.unwrap_or_else(|| {
-                        Verdict::Unavailable("the backend gave no verdict for this check".into())
-                    })
-                })
-                .collect()
+            super::no_answer_where_empty(out)
         })
     }
 

@@ -225,10 +225,9 @@ impl Backend for IndexedBackend {
     }
 
     fn check<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Verdict> {
-        Box::pin(async move {
-            let mut v = self.check_batch(std::slice::from_ref(req)).await;
-            v.pop().unwrap_or_else(|| Verdict::Unavailable("no verdict".into()))
-        })
+        Box::pin(
+            async move { super::only_verdict(self.check_batch(std::slice::from_ref(req)).await) },
+        )
     }
 
     /// One HTTP request per endpoint asked, whatever the number of checks. A check without

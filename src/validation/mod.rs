@@ -230,6 +230,25 @@ pub trait Backend: Send + Sync + 'static {
 /// A shared backend.
 pub type DynBackend = Arc<dyn Backend>;
 
+/// A batch's verdicts from slots a layer filled (from its cache, or from the layer below): a
+/// slot left empty, because the layer below answered fewer checks than asked, is no answer.
+pub(crate) fn no_answer_where_empty(slots: Vec<Option<Verdict>>) -> Vec<Verdict> {
+    slots
+        .into_iter()
+        .map(|v| {
+            v.unwrap_or_else(|| {
+                Verdict::Unavailable("the backend gave no verdict for this check".into())
+            })
+        })
+        .collect()
+}
+
+/// The verdict of a batch of one (for backends whose single check is a batch of one): no answer
+/// when the batch came back empty.
+pub(crate) fn only_verdict(mut verdicts: Vec<Verdict>) -> Verdict {
+    verdicts.pop().unwrap_or_else(|| Verdict::Unavailable("no verdict".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -142,10 +142,9 @@ impl Backend for Policy {
     }
 
     fn check<'a>(&'a self, req: &'a CheckRequest) -> BoxFuture<'a, Verdict> {
-        Box::pin(async move {
-            let mut v = self.check_batch(std::slice::from_ref(req)).await;
-            v.pop().unwrap_or_else(|| Verdict::Unavailable("no verdict".into()))
-        })
+        Box::pin(
+            async move { super::only_verdict(self.check_batch(std::slice::from_ref(req)).await) },
+        )
     }
 
     /// Single checks are batches of one: every policy combines each check's two verdicts the

@@ -209,13 +209,7 @@ impl Backend for SharedVerdicts {
                 }
                 let _ = self.store.set_many_px("verdict_set", &writes, self.ttl).await;
             }
-            out.into_iter()
-                .map(|v| {
-                    v.unwrap_or_else(|| {
-                        Verdict::Unavailable("the backend gave no verdict for this check".into())
-                    })
-                })
-                .collect()
+            super::no_answer_where_empty(out)
         })
     }
 
