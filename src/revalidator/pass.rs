@@ -6,15 +6,24 @@
 //! checked or waiting for a retry; on a full pass, every tracked tx not already published.
 //! Unplaced txs (behind a nonce gap, or over the gas limit) form one extra group executing
 //! right after the last presumed block.
+//!
+//! On a pool mirror ([`plan_mirror`]) a near pass does not place the whole pool: it walks the
+//! near blocks only, and gives a new or retried tx beyond them the block its fill key had in
+//! the last full walk (exact when nothing changed ahead of it since, else off by the blocks
+//! that changes ahead of it added or removed; the next full pass places it exactly). Other
+//! txs keep the presumed block of the last full walk, which re-places every tx.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use alloy_primitives::{B256, U256};
 use tokio::sync::Semaphore;
 
-use super::placement::{effective_gas_limit, expected_timestamp, place};
-use super::pool::PoolSnapshot;
+use super::mirror::PoolMirror;
+use super::placement::{
+    effective_gas_limit, expected_timestamp, fill_key, place, walk, walk_all, Run,
+};
+use super::pool::{PoolSnapshot, PoolTx};
 use super::tracker::{Tracker, TxStatus};
 use crate::interop::{ExecutingDescriptor, SafetyLevel};
 use crate::validation::{Backend, CheckRequest, Verdict};
@@ -98,65 +107,179 @@ pub fn plan(
     let head = snap.head;
     let placement =
         place(&snap.txs, head.base_fee, effective_gas_limit(head.gas_limit, p.system_gas_margin));
-    let ts_of = |block: Option<u32>| {
-        expected_timestamp(head.timestamp, block.unwrap_or(placement.blocks), p.block_time)
-    };
-    // Key: presumed block, unplaced last. Value: (hash, timeout).
-    let mut groups: BTreeMap<u32, Vec<(B256, u64)>> = BTreeMap::new();
+    let mut groups = Groups::new(kind, p, now_unix, head.timestamp, placement.blocks);
     for (tx, block) in snap.txs.iter().zip(&placement.block_of) {
-        if tx.inbox.is_none() {
-            continue;
+        if tx.inbox.is_some() {
+            groups.assign(tracker, tx.hash, *block, false);
         }
-        let Some(t) = tracker.txs.get_mut(&tx.hash) else {
-            continue;
+    }
+    groups.into_plan(tracker)
+}
+
+/// Like [`plan`], on a mirror: a full pass walks every sender's run (no sort of the pool) and
+/// keeps the block boundaries; a near pass walks only the near blocks and places new and
+/// retried txs beyond them by those boundaries (see the module doc).
+pub fn plan_mirror(
+    tracker: &mut Tracker,
+    mirror: &mut PoolMirror,
+    kind: PassKind,
+    p: &PlanParams,
+    now_unix: u64,
+) -> Plan {
+    let head = mirror.snapshot().head;
+    let gas_limit = effective_gas_limit(head.gas_limit, p.system_gas_margin);
+    if kind == PassKind::Full || mirror.placed().is_none() {
+        let (block_of, placed) = {
+            let txs = &mirror.snapshot().txs;
+            walk_all(runs(mirror), txs, head.base_fee, gas_limit)
         };
-        t.presumed_block = *block;
-        t.expected_ts = ts_of(*block);
+        let mut groups = Groups::new(kind, p, now_unix, head.timestamp, placed.blocks);
+        for (tx, block) in mirror.snapshot().txs.iter().zip(&block_of) {
+            if tx.inbox.is_some() {
+                groups.assign(tracker, tx.hash, *block, false);
+            }
+        }
+        mirror.set_placed(placed);
+        return groups.into_plan(tracker);
+    }
+    let txs: &[PoolTx] = &mirror.snapshot().txs;
+    let mut near: Vec<(usize, u32)> = Vec::new();
+    let (walked, complete) =
+        walk(runs(mirror), txs, head.base_fee, gas_limit, p.near_blocks, |pos, block, _| {
+            near.push((pos, block))
+        });
+    let Some(placed) = mirror.placed() else { return Plan::default() };
+    let blocks = if complete { walked } else { placed.blocks.max(walked + 1) };
+    let mut groups = Groups::new(kind, p, now_unix, head.timestamp, blocks);
+    for &(pos, block) in &near {
+        let tx = &txs[pos];
+        if tx.inbox.is_some() {
+            groups.assign(tracker, tx.hash, Some(block), true);
+        }
+    }
+    // New and retried txs beyond the near blocks (or unplaced).
+    let soon: Vec<B256> = tracker.soon().filter(|h| !groups.seen.contains(*h)).copied().collect();
+    for hash in soon {
+        let Some(t) = tracker.txs.get(&hash) else { continue };
+        let Some((sender, run)) = mirror.senders().get_key_value(&t.sender) else { continue };
+        let Ok(i) = run.binary_search_by_key(&t.nonce, |e| e.0) else { continue };
+        let block = fill_key((sender, run), i, txs, head.base_fee, gas_limit).map(|_| {
+            // In the run: the block its fill key had in the last full walk, at that walk's base
+            // fee; beyond the near blocks (the near walk did not reach it) unless it completed.
+            let key = fill_key((sender, run), i, txs, placed.base_fee, u64::MAX);
+            let estimate = key.map_or(blocks, |k| placed.block_of(&k));
+            if complete {
+                estimate.min(blocks.saturating_sub(1))
+            } else {
+                estimate.max(p.near_blocks)
+            }
+        });
+        groups.assign(tracker, hash, block, true);
+    }
+    groups.into_plan(tracker)
+}
+
+fn runs(m: &PoolMirror) -> impl Iterator<Item = Run<'_>> {
+    m.senders().iter().map(|(a, r)| (a, r.as_slice()))
+}
+
+/// Due checks by presumed block, as a pass assigns blocks.
+struct Groups<'a> {
+    kind: PassKind,
+    p: &'a PlanParams,
+    now_unix: u64,
+    head_timestamp: u64,
+    blocks: u32,
+    /// Key: presumed block, unplaced last. Value: (hash, timeout).
+    by_block: BTreeMap<u32, Vec<(B256, u64)>>,
+    /// Txs assigned (only kept when a pass assigns a subset: to not assign one twice).
+    seen: HashSet<B256>,
+}
+
+impl<'a> Groups<'a> {
+    fn new(
+        kind: PassKind,
+        p: &'a PlanParams,
+        now_unix: u64,
+        head_timestamp: u64,
+        blocks: u32,
+    ) -> Self {
+        Self {
+            kind,
+            p,
+            now_unix,
+            head_timestamp,
+            blocks,
+            by_block: BTreeMap::new(),
+            seen: Default::default(),
+        }
+    }
+
+    fn ts_of(&self, block: Option<u32>) -> u64 {
+        expected_timestamp(self.head_timestamp, block.unwrap_or(self.blocks), self.p.block_time)
+    }
+
+    /// Records `hash`'s presumed block and next check; queues its check when due.
+    fn assign(&mut self, tracker: &mut Tracker, hash: B256, block: Option<u32>, remember: bool) {
+        let expected_ts = self.ts_of(block);
+        let Some(t) = tracker.txs.get_mut(&hash) else {
+            return;
+        };
+        if remember {
+            self.seen.insert(hash);
+        }
+        t.presumed_block = block;
+        t.expected_ts = expected_ts;
         if matches!(t.status, TxStatus::Invalid { .. }) {
             t.next_check_unix = None;
-            continue;
+            return;
         }
+        let p = self.p;
         let near = block.is_some_and(|b| b < p.near_blocks);
         let next_in = whole_secs(if near { p.interval } else { p.next_full_in.max(p.interval) });
-        t.next_check_unix = Some(now_unix.saturating_add(next_in));
-        let due = kind == PassKind::Full || near || t.retry || t.status == TxStatus::Unchecked;
+        t.next_check_unix = Some(self.now_unix.saturating_add(next_in));
+        let due = self.kind == PassKind::Full || near || t.retry || t.status == TxStatus::Unchecked;
         if due {
-            groups.entry(block.unwrap_or(u32::MAX)).or_default().push((tx.hash, next_in));
+            self.by_block.entry(block.unwrap_or(u32::MAX)).or_default().push((hash, next_in));
         }
     }
-    let mut out = Plan {
-        presumed_blocks: placement.blocks,
-        blocks_checked: groups.len(),
-        batches: Vec::new(),
-    };
-    for (key, items) in groups {
-        let block = (key != u32::MAX).then_some(key);
-        let timestamp = ts_of(block);
-        for chunk in items.chunks(p.max_checks_per_request.max(1)) {
-            let mut batch = Batch {
-                block,
-                hashes: Vec::with_capacity(chunk.len()),
-                reqs: Vec::with_capacity(chunk.len()),
-            };
-            for (hash, timeout) in chunk {
-                let Some(t) = tracker.txs.get(hash) else {
-                    continue;
+
+    fn into_plan(self, tracker: &Tracker) -> Plan {
+        let p = self.p;
+        let mut out = Plan {
+            presumed_blocks: self.blocks,
+            blocks_checked: self.by_block.len(),
+            batches: Vec::new(),
+        };
+        for (key, items) in &self.by_block {
+            let block = (*key != u32::MAX).then_some(*key);
+            let timestamp = self.ts_of(block);
+            for chunk in items.chunks(p.max_checks_per_request.max(1)) {
+                let mut batch = Batch {
+                    block,
+                    hashes: Vec::with_capacity(chunk.len()),
+                    reqs: Vec::with_capacity(chunk.len()),
                 };
-                batch.hashes.push(*hash);
-                batch.reqs.push(CheckRequest {
-                    messages: t.messages.clone(),
-                    min_safety: p.min_safety,
-                    descriptor: ExecutingDescriptor {
-                        timestamp,
-                        timeout: Some(*timeout),
-                        chain_id: p.chain_id,
-                    },
-                });
+                for (hash, timeout) in chunk {
+                    let Some(t) = tracker.txs.get(hash) else {
+                        continue;
+                    };
+                    batch.hashes.push(*hash);
+                    batch.reqs.push(CheckRequest {
+                        messages: t.messages.clone(),
+                        min_safety: p.min_safety,
+                        descriptor: ExecutingDescriptor {
+                            timestamp,
+                            timeout: Some(*timeout),
+                            chain_id: p.chain_id,
+                        },
+                    });
+                }
+                out.batches.push(batch);
             }
-            out.batches.push(batch);
         }
+        out
     }
-    out
 }
 
 /// Sends every batch (at most `sem`'s permits at once, each bounded by `timeout`) and returns

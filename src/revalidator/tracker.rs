@@ -14,10 +14,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy_primitives::{B256, U256};
+use alloy_primitives::{Address, B256, U256};
 use serde_json::json;
 
 use super::feed::{Feed, FeedEntry};
+use super::mirror::PoolMirror;
 use super::pool::PoolTx;
 use crate::interop::access_list::{parse_bounded, BoundedParseError, Bounds};
 use crate::interop::{ExecutingDescriptor, Message, SafetyLevel};
@@ -58,6 +59,10 @@ pub enum TxStatus {
 /// One tracked interop tx.
 #[derive(Debug, Clone)]
 pub struct TrackedTx {
+    /// Sender (with the nonce, where the mirror finds the tx).
+    pub sender: Address,
+    /// Nonce.
+    pub nonce: u64,
     /// De-duplicated messages (empty for a malformed list).
     pub messages: Arc<[Message]>,
     /// The newest initiating timestamp among `messages`.
@@ -116,12 +121,103 @@ pub struct Tracker {
     pub(super) feed: Feed,
     failsafe: bool,
     limits: TrackerLimits,
+    /// Txs a near pass checks whatever their block: never checked, or waiting for a retry.
+    soon: HashSet<B256>,
+    /// The mirror epoch the store follows by its change log (`None`: sync over the whole pool).
+    synced_epoch: Option<u64>,
 }
 
 impl Tracker {
     /// An empty store.
     pub fn new(limits: TrackerLimits, feed: Feed) -> Self {
-        Self { txs: HashMap::new(), by_messages: HashMap::new(), feed, failsafe: false, limits }
+        Self {
+            txs: HashMap::new(),
+            by_messages: HashMap::new(),
+            feed,
+            failsafe: false,
+            limits,
+            soon: HashSet::new(),
+            synced_epoch: None,
+        }
+    }
+
+    /// Tracked txs a near pass checks whatever their presumed block (never checked, or
+    /// waiting for a retry).
+    pub fn soon(&self) -> impl Iterator<Item = &B256> {
+        self.soon.iter()
+    }
+
+    fn mark(&mut self, hash: B256) {
+        let due = self.txs.get(&hash).is_some_and(|t| {
+            !matches!(t.status, TxStatus::Invalid { .. })
+                && (t.retry || t.status == TxStatus::Unchecked)
+        });
+        if due {
+            self.soon.insert(hash);
+        } else {
+            self.soon.remove(&hash);
+        }
+    }
+
+    /// Follows a pool mirror by its change log: only the interop txs that came or went since
+    /// the last call are looked at (a pass costs what changed, not the pool's size). A new
+    /// mirror epoch (a reconciliation, another mirror) or txs waiting over `max_tracked` make
+    /// it sync over the whole mirror once. The inbox entries of tracked txs are dropped from
+    /// the mirror: the store keeps their parsed messages.
+    pub fn sync_mirror(
+        &mut self,
+        mirror: &mut PoolMirror,
+        now: Instant,
+        now_unix: u64,
+    ) -> SyncReport {
+        let changes = mirror.take_changes();
+        if self.synced_epoch != Some(mirror.epoch()) {
+            let report = self.sync(&mirror.snapshot().txs, now, now_unix);
+            let tracked: Vec<usize> = (mirror.snapshot().txs.iter().enumerate())
+                .filter(|(_, t)| t.inbox.as_ref().is_some_and(|i| !i.is_empty()))
+                .filter(|(_, t)| self.txs.contains_key(&t.hash))
+                .map(|(pos, _)| pos)
+                .collect();
+            for pos in tracked {
+                mirror.strip_inbox(pos);
+            }
+            // Over the cap, the txs left out are retried by the next whole sync.
+            self.synced_epoch = (report.over_limit == 0).then_some(mirror.epoch());
+            return report;
+        }
+        let mut report = SyncReport::default();
+        for c in changes {
+            let present = mirror.get(&c.sender, c.nonce).filter(|(_, t)| t.hash == c.hash);
+            match present {
+                Some((pos, tx)) => {
+                    if !self.txs.contains_key(&c.hash) && self.track(tx, now, now_unix, &mut report)
+                    {
+                        mirror.strip_inbox(pos);
+                    }
+                }
+                None => {
+                    if self.forget(&c.hash) {
+                        report.removed += 1;
+                    }
+                }
+            }
+        }
+        if report.over_limit > 0 {
+            self.synced_epoch = None;
+        }
+        report
+    }
+
+    fn forget(&mut self, hash: &B256) -> bool {
+        let Some(t) = self.txs.remove(hash) else { return false };
+        self.soon.remove(hash);
+        if let Some(hashes) = self.by_messages.get_mut(&t.messages) {
+            hashes.retain(|h| h != hash);
+            if hashes.is_empty() {
+                self.by_messages.remove(&t.messages);
+            }
+        }
+        true
     }
 
     /// Number of tracked txs.
@@ -150,75 +246,82 @@ impl Tracker {
     }
 
     /// Follows the pool: forgets txs that left it, tracks new interop txs (publishing malformed
-    /// ones at once).
+    /// ones at once). A whole-pool scan: for full reads; a mirror is followed by
+    /// [`Self::sync_mirror`].
     pub fn sync(&mut self, pool: &[PoolTx], now: Instant, now_unix: u64) -> SyncReport {
+        self.synced_epoch = None;
         let mut report = SyncReport::default();
         let present: HashSet<B256> =
             pool.iter().filter(|t| t.inbox.is_some()).map(|t| t.hash).collect();
-        let by_messages = &mut self.by_messages;
-        self.txs.retain(|hash, t| {
-            let keep = present.contains(hash);
-            if !keep {
-                report.removed += 1;
-                if let Some(hashes) = by_messages.get_mut(&t.messages) {
-                    hashes.retain(|h| h != hash);
-                    if hashes.is_empty() {
-                        by_messages.remove(&t.messages);
-                    }
-                }
-            }
-            keep
-        });
+        let gone: Vec<B256> = self.txs.keys().filter(|h| !present.contains(*h)).copied().collect();
+        drop(present);
+        for hash in gone {
+            self.forget(&hash);
+            report.removed += 1;
+        }
         for tx in pool {
-            let Some(inbox) = &tx.inbox else { continue };
-            if self.txs.contains_key(&tx.hash) {
-                continue;
+            if tx.inbox.is_some() && !self.txs.contains_key(&tx.hash) {
+                self.track(tx, now, now_unix, &mut report);
             }
-            if self.txs.len() >= self.limits.max_tracked {
-                report.over_limit += 1;
-                continue;
-            }
-            report.added += 1;
-            let mut t = TrackedTx {
-                messages: Arc::from(Vec::new()),
-                max_init_ts: 0,
-                first_seen_unix: now_unix,
-                unknown_since: now,
-                presumed_block: None,
-                expected_ts: 0,
-                status: TxStatus::Unchecked,
-                last_checked_unix: None,
-                next_check_unix: None,
-                retry: false,
-                no_answer: None,
-            };
-            let bounds =
-                Bounds { max_entries: self.limits.max_inbox_entries, max_messages: usize::MAX };
-            let parsed = parse_bounded(inbox, bounds).map_err(|e| match e {
-                BoundedParseError::TooManyEntries { found, limit } => Rejection::new(
-                    codes::ACCESS_LIST_TOO_LARGE,
-                    format!("{found} inbox entries, the limit is {limit}"),
-                ),
-                e => Rejection::new(
-                    codes::INVALID_PARAMS,
-                    format!("malformed interop access list: {e}"),
-                ),
-            });
-            match parsed {
-                Ok(messages) => {
-                    t.max_init_ts = messages.iter().map(|m| m.timestamp).max().unwrap_or(0);
-                    t.messages = Arc::from(messages);
-                    self.by_messages.entry(t.messages.clone()).or_default().push(tx.hash);
-                }
-                Err(rejection) => {
-                    report.malformed += 1;
-                    let seq = self.publish(tx.hash, &rejection, now_unix);
-                    t.status = TxStatus::Invalid { rejection, checked: None, seq };
-                }
-            }
-            self.txs.insert(tx.hash, t);
         }
         report
+    }
+
+    /// Tracks a new interop tx (publishing a malformed one at once); false when it is not
+    /// tracked (over `max_tracked`, or its entries were already dropped from a mirror).
+    fn track(&mut self, tx: &PoolTx, now: Instant, now_unix: u64, report: &mut SyncReport) -> bool {
+        let Some(inbox) = &tx.inbox else { return false };
+        if inbox.is_empty() {
+            // Entries dropped by the mirror once tracked: a tx the store forgot while the
+            // mirror kept it. The next reconciliation brings its entries back.
+            return false;
+        }
+        if self.txs.len() >= self.limits.max_tracked {
+            report.over_limit += 1;
+            return false;
+        }
+        report.added += 1;
+        let mut t = TrackedTx {
+            sender: tx.sender,
+            nonce: tx.nonce,
+            messages: Arc::from(Vec::new()),
+            max_init_ts: 0,
+            first_seen_unix: now_unix,
+            unknown_since: now,
+            presumed_block: None,
+            expected_ts: 0,
+            status: TxStatus::Unchecked,
+            last_checked_unix: None,
+            next_check_unix: None,
+            retry: false,
+            no_answer: None,
+        };
+        let bounds =
+            Bounds { max_entries: self.limits.max_inbox_entries, max_messages: usize::MAX };
+        let parsed = parse_bounded(inbox, bounds).map_err(|e| match e {
+            BoundedParseError::TooManyEntries { found, limit } => Rejection::new(
+                codes::ACCESS_LIST_TOO_LARGE,
+                format!("{found} inbox entries, the limit is {limit}"),
+            ),
+            e => {
+                Rejection::new(codes::INVALID_PARAMS, format!("malformed interop access list: {e}"))
+            }
+        });
+        match parsed {
+            Ok(messages) => {
+                t.max_init_ts = messages.iter().map(|m| m.timestamp).max().unwrap_or(0);
+                t.messages = Arc::from(messages);
+                self.by_messages.entry(t.messages.clone()).or_default().push(tx.hash);
+            }
+            Err(rejection) => {
+                report.malformed += 1;
+                let seq = self.publish(tx.hash, &rejection, now_unix);
+                t.status = TxStatus::Invalid { rejection, checked: None, seq };
+            }
+        }
+        self.txs.insert(tx.hash, t);
+        self.mark(tx.hash);
+        true
     }
 
     fn publish(&mut self, hash: B256, r: &Rejection, now_unix: u64) -> u64 {
@@ -253,6 +356,23 @@ impl Tracker {
         t.last_checked_unix = Some(now_unix);
         t.retry = false;
         t.no_answer = None;
+        let published = self.apply(hash, verdict, descriptor, safety, now, now_unix);
+        self.mark(hash);
+        published
+    }
+
+    fn apply(
+        &mut self,
+        hash: B256,
+        verdict: Verdict,
+        descriptor: &ExecutingDescriptor,
+        safety: SafetyLevel,
+        now: Instant,
+        now_unix: u64,
+    ) -> bool {
+        let Some(t) = self.txs.get_mut(&hash) else {
+            return false;
+        };
         match verdict {
             Verdict::Valid { until } => {
                 t.status = TxStatus::Valid { from: descriptor.timestamp, until, safety };
@@ -313,6 +433,7 @@ impl Tracker {
             if let Some(t) = self.txs.get_mut(hash) {
                 t.status = TxStatus::Invalid { rejection: rejection.clone(), checked: None, seq };
             }
+            self.soon.remove(hash);
         }
         due.len()
     }
