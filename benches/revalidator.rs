@@ -192,7 +192,7 @@ fn memory_child(n: usize, interop_pct: usize) {
     let reval = Revalidator::new(cfg, Arc::new(InProcess));
     let rt = rt();
     let cpu = cpu_ms();
-    let first = rt.block_on(reval.run_pass_on(mirror.snapshot(), PassKind::Full, Instant::now()));
+    let first = rt.block_on(reval.run_pass_on_mirror(&mut mirror, PassKind::Full, Instant::now()));
     let first_cpu = cpu_ms() - cpu;
     let cpu = cpu_ms();
     for (r, round) in announced.iter().enumerate() {
@@ -208,11 +208,11 @@ fn memory_child(n: usize, interop_pct: usize) {
             addr[12..20].copy_from_slice(&(s as u64 + 1).to_be_bytes());
             mirror.include(alloy_primitives::Address::from(addr), r as u64);
         }
-        rt.block_on(reval.run_pass_on(mirror.snapshot(), PassKind::Near, Instant::now()));
+        rt.block_on(reval.run_pass_on_mirror(&mut mirror, PassKind::Near, Instant::now()));
     }
     let round_cpu = (cpu_ms() - cpu) / ROUNDS as f64;
     let cpu = cpu_ms();
-    let full = rt.block_on(reval.run_pass_on(mirror.snapshot(), PassKind::Full, Instant::now()));
+    let full = rt.block_on(reval.run_pass_on_mirror(&mut mirror, PassKind::Full, Instant::now()));
     let full_cpu = cpu_ms() - cpu;
     let hwm = proc_status_kib("VmHWM:");
     println!(

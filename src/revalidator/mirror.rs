@@ -116,6 +116,9 @@ pub struct PoolMirror {
     journal_overflow: bool,
     /// Interop txs added or removed since the last [`Self::take_changes`].
     changes: Vec<Change>,
+    /// Whether a store follows this epoch by the log (until then nothing is logged: the
+    /// store's first sync of an epoch is over the whole mirror).
+    logging: bool,
     epoch: u64,
     placed: Option<FullPlacement>,
 }
@@ -131,6 +134,7 @@ impl PoolMirror {
             journal: None,
             journal_overflow: false,
             changes: Vec::new(),
+            logging: false,
             epoch: next_epoch(),
             placed: None,
         }
@@ -142,19 +146,27 @@ impl PoolMirror {
         self.epoch
     }
 
-    /// The interop txs that came or went since the last call.
+    /// The interop txs that came or went since the last call (empty on the first call of an
+    /// epoch: the caller syncs over the whole mirror then). Changes are logged from then on.
     pub fn take_changes(&mut self) -> Vec<Change> {
+        self.logging = true;
         std::mem::take(&mut self.changes)
     }
 
+    /// Starts a new epoch: the log is dropped and off until the next [`Self::take_changes`].
+    fn new_epoch(&mut self) {
+        self.epoch = next_epoch();
+        self.changes = Vec::new();
+        self.logging = false;
+    }
+
     fn changed(&mut self, tx: &PoolTx) {
-        if tx.inbox.is_none() {
+        if tx.inbox.is_none() || !self.logging {
             return;
         }
         if self.changes.len() >= self.max_txs {
             // Nobody drained the log for a long while: start over with a whole-mirror sync.
-            self.changes = Vec::new();
-            self.epoch = next_epoch();
+            self.new_epoch();
             return;
         }
         self.changes.push(Change { hash: tx.hash, sender: tx.sender, nonce: tx.nonce });
@@ -342,7 +354,7 @@ impl PoolMirror {
         self.snap = PoolSnapshot { head: fresh.head, txs: Vec::new(), ..Default::default() };
         self.by_sender.clear();
         // A new epoch: the store syncs over the whole mirror once, not by the log.
-        self.epoch = next_epoch();
+        self.new_epoch();
         for tx in fresh.txs {
             self.insert(tx);
         }
@@ -367,7 +379,6 @@ impl PoolMirror {
         after.sort_unstable();
         let added = after.iter().filter(|h| before.binary_search(h).is_err()).count();
         let removed = before.iter().filter(|h| after.binary_search(h).is_err()).count();
-        self.changes = Vec::new();
         Repair { added, removed }
     }
 }

@@ -314,3 +314,141 @@ pub async fn execute(
     }))
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interop::{encode_entries, Message};
+    use crate::revalidator::feed::Feed;
+    use crate::revalidator::pool::{Fees, Head};
+    use crate::revalidator::tracker::TrackerLimits;
+    use alloy_primitives::Address;
+    use std::collections::BTreeSet;
+    use std::time::Instant;
+
+    fn tracker() -> Tracker {
+        let limits = TrackerLimits {
+            max_tracked: 10_000,
+            max_inbox_entries: 16,
+            max_unknown: Duration::from_secs(600),
+            chain_id: None,
+        };
+        Tracker::new(limits, Feed::new(100))
+    }
+
+    fn params() -> PlanParams {
+        PlanParams {
+            near_blocks: 2,
+            block_time: 2,
+            system_gas_margin: 0,
+            min_safety: SafetyLevel::CrossUnsafe,
+            chain_id: None,
+            interval: Duration::from_secs(2),
+            next_full_in: Duration::from_secs(30),
+            max_checks_per_request: 1_000,
+        }
+    }
+
+    fn tx(i: u64, sender: u64, nonce: u64, tip: u128) -> PoolTx {
+        let mut a = [0u8; 20];
+        a[12..].copy_from_slice(&(sender + 1).to_be_bytes());
+        let mut checksum = alloy_primitives::keccak256(i.to_be_bytes());
+        checksum.0[0] = 3; // the message checksum's version byte
+        let m = Message {
+            chain_id: U256::from(901),
+            block_number: i,
+            timestamp: 10,
+            log_index: 0,
+            checksum,
+        };
+        PoolTx {
+            hash: alloy_primitives::keccak256([i, sender, nonce].map(u64::to_be_bytes).concat()),
+            sender: Address::from(a),
+            nonce,
+            gas: 21_000 + (i % 3) * 20_000,
+            fees: Fees::Dynamic { max_fee: 1_000, max_priority_fee: tip },
+            inbox: (i % 2 == 0).then(|| encode_entries(&[m])),
+        }
+    }
+
+    /// (block, hash) of every check, in order.
+    fn checks(plan: &Plan) -> Vec<(Option<u32>, B256)> {
+        plan.batches.iter().flat_map(|b| b.hashes.iter().map(move |h| (b.block, *h))).collect()
+    }
+
+    fn record_valid(t: &mut Tracker, plan: &Plan) {
+        for b in &plan.batches {
+            for (h, r) in b.hashes.iter().zip(&b.reqs) {
+                let v = Verdict::Valid { until: u64::MAX };
+                t.record(*h, v, &r.descriptor, r.min_safety, Instant::now(), 1);
+            }
+        }
+    }
+
+    /// On a mirror, a full pass checks exactly what the snapshot pass does, block for block; a
+    /// near pass checks the same txs, the near blocks' exactly, with new txs beyond them placed
+    /// by the last full walk's boundaries (never inside the near blocks).
+    #[test]
+    fn mirror_passes_check_what_snapshot_passes_check() {
+        let head = Head { number: 1, timestamp: 1_000, base_fee: 100, gas_limit: 200_000 };
+        let mut m = PoolMirror::new(10_000);
+        m.follow_head(head, B256::ZERO, B256::ZERO, &[]);
+        let mut i = 0;
+        for s in 0..40 {
+            for n in 0..5 {
+                i += 1;
+                m.insert(tx(i, s, n + u64::from(s % 7 == 0), (i as u128 * 7) % 50));
+            }
+        }
+        let (mut a, mut b) = (tracker(), tracker());
+        let (now, p) = (Instant::now(), params());
+        a.sync(&m.snapshot().txs.clone(), now, 1);
+        let snap = m.snapshot().clone();
+        let want = plan(&mut a, &snap, PassKind::Full, &p, 1);
+        b.sync_mirror(&mut m, now, 1);
+        let got = plan_mirror(&mut b, &mut m, PassKind::Full, &p, 1);
+        assert_eq!(checks(&got), checks(&want));
+        assert_eq!(got.presumed_blocks, want.presumed_blocks);
+        assert!(
+            want.presumed_blocks > 4 && !got.batches.is_empty(),
+            "{} {}",
+            want.presumed_blocks,
+            got.batches.len()
+        );
+        record_valid(&mut a, &want);
+        record_valid(&mut b, &got);
+
+        // New senders (some tipping high, landing in the near blocks), inclusions.
+        for s in 100..130 {
+            i += 1;
+            m.insert(tx(i, s, 0, if s % 3 == 0 { 60 } else { 1 }));
+        }
+        for s in 0..10 {
+            let mut addr = [0u8; 20];
+            addr[12..].copy_from_slice(&(s + 1u64).to_be_bytes());
+            m.include(Address::from(addr), 1);
+        }
+        let snap = m.snapshot().clone();
+        a.sync(&snap.txs, now, 2);
+        let sync = b.sync_mirror(&mut m, now, 2);
+        assert!(sync.added > 0 && sync.removed > 0, "{sync:?}");
+        let want = plan(&mut a, &snap, PassKind::Near, &p, 2);
+        let got = plan_mirror(&mut b, &mut m, PassKind::Near, &p, 2);
+        let near = |c: &[(Option<u32>, B256)]| -> Vec<(Option<u32>, B256)> {
+            // Within a block the order of checks does not matter: compare sorted.
+            let mut v: Vec<_> =
+                c.iter().filter(|(b, _)| b.is_some_and(|b| b < p.near_blocks)).copied().collect();
+            v.sort();
+            v
+        };
+        let (want_checks, got_checks) = (checks(&want), checks(&got));
+        assert!(!near(&want_checks).is_empty());
+        assert_eq!(near(&got_checks), near(&want_checks));
+        let set = |c: &[(Option<u32>, B256)]| c.iter().map(|x| x.1).collect::<BTreeSet<_>>();
+        assert_eq!(set(&got_checks), set(&want_checks));
+        for (block, hash) in &got_checks {
+            let exact = want_checks.iter().find(|c| c.1 == *hash).map(|c| c.0);
+            assert_eq!(block.is_none(), exact == Some(None), "unplaced stays unplaced");
+        }
+    }
+}
