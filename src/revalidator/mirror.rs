@@ -126,8 +126,11 @@ pub struct PoolMirror {
 impl PoolMirror {
     /// An empty mirror holding at most `max_txs` txs.
     pub fn new(max_txs: usize) -> Self {
+        // Reserved up front (address space: pages count only once written) so that growing
+        // never holds the old and the new vector at once (+50% at the moment of a doubling).
+        let txs = Vec::with_capacity(max_txs.min(1 << 22));
         Self {
-            snap: PoolSnapshot::default(),
+            snap: PoolSnapshot { txs, ..Default::default() },
             by_sender: HashMap::new(),
             head_hash: None,
             max_txs,
@@ -351,7 +354,9 @@ impl PoolMirror {
         let journal = self.journal.take().unwrap_or_default();
         let mut before: Vec<B256> = self.snap.txs.iter().map(|t| t.hash).collect();
         let old_head = (self.snap.head, self.head_hash);
-        self.snap = PoolSnapshot { head: fresh.head, txs: Vec::new(), ..Default::default() };
+        let mut txs = std::mem::take(&mut self.snap.txs);
+        txs.clear();
+        self.snap = PoolSnapshot { head: fresh.head, txs, ..Default::default() };
         self.by_sender.clear();
         // A new epoch: the store syncs over the whole mirror once, not by the log.
         self.new_epoch();

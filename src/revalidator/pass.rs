@@ -244,15 +244,17 @@ impl<'a> Groups<'a> {
         }
     }
 
-    fn into_plan(self, tracker: &Tracker) -> Plan {
+    fn into_plan(mut self, tracker: &Tracker) -> Plan {
         let p = self.p;
+        // Taken by value: each block's list is freed once batched.
+        let by_block = std::mem::take(&mut self.by_block);
         let mut out = Plan {
             presumed_blocks: self.blocks,
-            blocks_checked: self.by_block.len(),
+            blocks_checked: by_block.len(),
             batches: Vec::new(),
         };
-        for (key, items) in &self.by_block {
-            let block = (*key != u32::MAX).then_some(*key);
+        for (key, items) in by_block {
+            let block = (key != u32::MAX).then_some(key);
             let timestamp = self.ts_of(block);
             for chunk in items.chunks(p.max_checks_per_request.max(1)) {
                 let mut batch = Batch {

@@ -41,13 +41,14 @@ pub enum TxStatus {
     },
     /// No definitive answer yet (not yet known, unanswered, or failsafe); retried next pass.
     Pending {
-        /// The last answer.
-        last: Verdict,
+        /// The last answer (boxed, as the other rare large fields: a tracked tx stays small
+        /// at a million of them).
+        last: Box<Verdict>,
     },
     /// Published to the feed; never re-checked.
     Invalid {
         /// Why.
-        rejection: Rejection,
+        rejection: Box<Rejection>,
         /// The window and safety of the backend verdict, when the backend gave it (a malformed
         /// list or an expired deadline has none and is never answered from here).
         checked: Option<(Window, SafetyLevel)>,
@@ -84,7 +85,7 @@ pub struct TrackedTx {
     /// Re-check on the next pass whatever its presumed block.
     pub retry: bool,
     /// Why the latest check got no verdict (no answer, or failsafe); `None` after an answer.
-    pub no_answer: Option<String>,
+    pub no_answer: Option<Box<str>>,
 }
 
 /// What a pool sync changed.
@@ -316,7 +317,7 @@ impl Tracker {
             Err(rejection) => {
                 report.malformed += 1;
                 let seq = self.publish(tx.hash, &rejection, now_unix);
-                t.status = TxStatus::Invalid { rejection, checked: None, seq };
+                t.status = TxStatus::Invalid { rejection: Box::new(rejection), checked: None, seq };
             }
         }
         self.txs.insert(tx.hash, t);
@@ -384,24 +385,27 @@ impl Tracker {
                     Window { from: descriptor.timestamp, to: descriptor.end().unwrap_or(u64::MAX) };
                 let seq = self.publish(hash, &r, now_unix);
                 if let Some(t) = self.txs.get_mut(&hash) {
-                    t.status =
-                        TxStatus::Invalid { rejection: r, checked: Some((window, safety)), seq };
+                    t.status = TxStatus::Invalid {
+                        rejection: Box::new(r),
+                        checked: Some((window, safety)),
+                        seq,
+                    };
                 }
                 true
             }
             last @ Verdict::NotYetKnown(_) => {
-                t.status = TxStatus::Pending { last };
+                t.status = TxStatus::Pending { last: Box::new(last) };
                 t.retry = true;
                 false
             }
             // No answer or failsafe: nothing learned about the tx; it keeps its last verdict.
             Verdict::Invalid(r) => {
-                t.no_answer = Some(format!("failsafe: {}", r.reason));
+                t.no_answer = Some(format!("failsafe: {}", r.reason).into());
                 t.retry = true;
                 false
             }
             Verdict::Unavailable(why) => {
-                t.no_answer = Some(why);
+                t.no_answer = Some(why.into());
                 t.retry = true;
                 false
             }
@@ -418,20 +422,27 @@ impl Tracker {
             .filter(|(_, t)| t.no_answer.is_none())
             .filter(|(_, t)| now.saturating_duration_since(t.unknown_since) >= max)
             .filter_map(|(h, t)| match &t.status {
-                TxStatus::Pending { last: Verdict::NotYetKnown(r) } => Some((
-                    *h,
-                    Rejection {
-                        reason: format!("not known within {} s: {}", max.as_secs(), r.reason),
-                        ..r.clone()
-                    },
-                )),
+                TxStatus::Pending { last } => match &**last {
+                    Verdict::NotYetKnown(r) => Some((
+                        *h,
+                        Rejection {
+                            reason: format!("not known within {} s: {}", max.as_secs(), r.reason),
+                            ..r.clone()
+                        },
+                    )),
+                    _ => None,
+                },
                 _ => None,
             })
             .collect();
         for (hash, rejection) in &due {
             let seq = self.publish(*hash, rejection, now_unix);
             if let Some(t) = self.txs.get_mut(hash) {
-                t.status = TxStatus::Invalid { rejection: rejection.clone(), checked: None, seq };
+                t.status = TxStatus::Invalid {
+                    rejection: Box::new(rejection.clone()),
+                    checked: None,
+                    seq,
+                };
             }
             self.soon.remove(hash);
         }
@@ -472,7 +483,7 @@ impl Tracker {
                     if safety >= *checked
                         && judged.within(&Window { from: d.timestamp, to: end }) =>
                 {
-                    return Some(Err(rejection.clone()));
+                    return Some(Err((**rejection).clone()));
                 }
                 _ => {}
             }
