@@ -175,9 +175,9 @@ pub fn walk<'a>(
     stop_at: u32,
     mut visit: impl FnMut(usize, u32, FillKey),
 ) -> (u32, bool) {
-    // (tip, sender, run, index in run, lowest tip of the sender's earlier txs). One entry per
-    // sender at most, so (tip, sender) decides every comparison.
-    type Entry = (i128, Reverse<Address>, u32, u32, i128);
+    // (tip, sender, run, index in run). One entry per sender at most, so (tip, sender) decides
+    // every comparison. Kept small (48 bytes): a full walk pops every tx through it.
+    type Entry = (i128, Reverse<Address>, u32, u32);
     let mut runs: Vec<&[(u64, u32)]> = Vec::new();
     let mut heads: Vec<Entry> = Vec::new();
     for (sender, run) in senders {
@@ -186,18 +186,14 @@ pub fn walk<'a>(
         if tx.gas > gas_limit {
             continue;
         }
-        heads.push((
-            tx.fees.effective_tip(base_fee),
-            Reverse(*sender),
-            runs.len() as u32,
-            0,
-            i128::MAX,
-        ));
+        heads.push((tx.fees.effective_tip(base_fee), Reverse(*sender), runs.len() as u32, 0));
         runs.push(run);
     }
+    // The lowest tip of each run's txs placed so far (for fill keys).
+    let mut lowest = vec![i128::MAX; runs.len()];
     let mut heap = BinaryHeap::from(heads);
     let (mut block, mut used, mut placed_any) = (0u32, 0u64, false);
-    while let Some((tip, Reverse(sender), r, i, before)) = heap.pop() {
+    while let Some((tip, Reverse(sender), r, i)) = heap.pop() {
         let run = runs[r as usize];
         let (nonce, pos) = run[i as usize];
         let gas = txs[pos as usize].gas;
@@ -210,18 +206,13 @@ pub fn walk<'a>(
         }
         used += gas;
         placed_any = true;
-        let lowest = before.min(tip);
-        visit(pos as usize, block, FillKey { tip: Reverse(lowest), sender, nonce });
+        let low = &mut lowest[r as usize];
+        *low = (*low).min(tip);
+        visit(pos as usize, block, FillKey { tip: Reverse(*low), sender, nonce });
         if let Some(&(next_nonce, next)) = run.get(i as usize + 1) {
             let next_tx = &txs[next as usize];
             if nonce.checked_add(1) == Some(next_nonce) && next_tx.gas <= gas_limit {
-                heap.push((
-                    next_tx.fees.effective_tip(base_fee),
-                    Reverse(sender),
-                    r,
-                    i + 1,
-                    lowest,
-                ));
+                heap.push((next_tx.fees.effective_tip(base_fee), Reverse(sender), r, i + 1));
             }
         }
     }
