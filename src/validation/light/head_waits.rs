@@ -18,6 +18,11 @@ use crate::interop::{ChainId, SafetyLevel};
 /// highest kept (the lowest are reached first), and the others wait for the interval passes.
 pub const MAX_WAITING_BLOCKS: usize = 4_096;
 
+/// How far past the `latest` head last observed a waiting block may be: a block further ahead
+/// is not one the chain is about to produce (a bogus message), and would keep the watch reading
+/// a head for nothing.
+pub const MAX_AHEAD_OF_LATEST: u64 = 64;
+
 /// The head a safety level is judged against (the light backend's mapping, see `rules.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HeadTag {
@@ -78,10 +83,15 @@ pub struct HeadWaits {
 
 impl HeadWaits {
     /// Registers that a check waits for `tag`'s head to reach `block`. Refused (false) when the
-    /// head was already observed at or past it: the wait is then not about that head (a time
-    /// rule, a backend that lags), and re-registering it could re-check the same tx forever.
+    /// head was already observed at or past it (the wait is then not about that head: a time
+    /// rule, a backend that lags; re-registering it could re-check the same tx forever), or when
+    /// it is more than [`MAX_AHEAD_OF_LATEST`] past the `latest` head observed.
     pub fn wait(&mut self, tag: HeadTag, block: u64) -> bool {
         if self.observed[tag.index()].is_some_and(|h| block <= h) {
+            return false;
+        }
+        let latest = self.observed[HeadTag::Latest.index()];
+        if latest.is_some_and(|l| block > l.saturating_add(MAX_AHEAD_OF_LATEST)) {
             return false;
         }
         let set = &mut self.waiting[tag.index()];
@@ -143,6 +153,9 @@ mod tests {
         assert!(w.wait(HeadTag::Finalized, 11));
         assert_eq!(w.observe(HeadTag::Latest, 100), None);
         assert_eq!(w.observe(HeadTag::Finalized, 11), Some(11));
+        // Far past `latest` (100 here): not a block the chain is about to produce.
+        assert!(!w.wait(HeadTag::Safe, 100 + MAX_AHEAD_OF_LATEST + 1));
+        assert!(w.wait(HeadTag::Safe, 100 + MAX_AHEAD_OF_LATEST));
     }
 
     #[test]
