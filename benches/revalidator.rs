@@ -6,7 +6,8 @@
 //! timings, the bench re-runs itself once per size in a child process (`REVAL_MEM_TXS=n`,
 //! `REVAL_MEM_PCT=p`) that fills a pool mirror, runs a first full pass, then five steady-state
 //! rounds (2,000 announced txs decoded from JSON and mirrored, 2,000 inclusions, a near pass)
-//! and one more full pass, and prints the CPU time of each (`/proc/self/stat`) and its peak RSS
+//! and one more full pass, all on the mirror as the follower's passes run (the store syncs by
+//! the mirror's change log, a near pass walks only the near blocks), and prints the CPU time of each (`/proc/self/stat`) and its peak RSS
 //! (`VmHWM`). A child per size keeps one size's peak out of the other's.
 //!
 //! Run: `cargo bench --bench revalidator`; the scale children alone:
