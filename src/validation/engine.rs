@@ -6,12 +6,16 @@
 //! descriptor ("now"), so only the ingress wraps the engine in [`super::retry::Retry`].
 //!
 //! Single checks and batches go through the same layers, cache, policy and metrics included.
+//! Built from the config, the indexed backend is wrapped in [`super::batch::Batcher`]: the
+//! single checks that reach it at the same time (the ingress's cold path) share one JSON-RPC
+//! batch request.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use super::batch::{BatchLimits, Batcher};
 use super::cache::{Cached, Ttls, Watched};
 use super::indexed::IndexedBackend;
 use super::light::LightBackend;
@@ -119,8 +123,12 @@ impl Engine {
         let watched = light
             .clone()
             .map(|l| Arc::new(move |chain: &crate::interop::ChainId| l.watches(chain)) as Watched);
+        // Concurrent single checks reach the supervisor as one batch request (`batch.rs`).
+        let batched = indexed.clone().map(|b| {
+            Arc::new(Batcher::new(b, BatchLimits::of_supervisor(&cfg.supervisor))) as DynBackend
+        });
         let mut engine = Self::build(
-            indexed.clone().map(|b| b as DynBackend),
+            batched,
             light.clone().map(|b| b as DynBackend),
             &cfg.validation,
             shared.filter(|_| cfg.redis.share_verdicts),
