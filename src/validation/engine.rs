@@ -40,6 +40,7 @@ pub struct Engine {
     cached: Arc<Cached>,
     light: Option<Arc<LightBackend>>,
     indexed: Option<Arc<IndexedBackend>>,
+    batcher: Option<Arc<Batcher>>,
 }
 
 fn record(verdicts: &[Verdict]) {
@@ -101,7 +102,7 @@ impl Engine {
         if let Some(w) = watched {
             cached = cached.with_watched(w);
         }
-        Ok(Self { cached: Arc::new(cached), light: None, indexed: None })
+        Ok(Self { cached: Arc::new(cached), light: None, indexed: None, batcher: None })
     }
 
     /// Builds both backends from `[supervisor]` and `[light]`, then the layers (no Redis: see
@@ -124,11 +125,11 @@ impl Engine {
             .clone()
             .map(|l| Arc::new(move |chain: &crate::interop::ChainId| l.watches(chain)) as Watched);
         // Concurrent single checks reach the supervisor as one batch request (`batch.rs`).
-        let batched = indexed.clone().map(|b| {
-            Arc::new(Batcher::new(b, BatchLimits::of_supervisor(&cfg.supervisor))) as DynBackend
-        });
+        let batcher = indexed
+            .clone()
+            .map(|b| Arc::new(Batcher::new(b, BatchLimits::of_supervisor(&cfg.supervisor))));
         let mut engine = Self::build(
-            batched,
+            batcher.clone().map(|b| b as DynBackend),
             light.clone().map(|b| b as DynBackend),
             &cfg.validation,
             shared.filter(|_| cfg.redis.share_verdicts),
@@ -153,12 +154,19 @@ impl Engine {
         }
         engine.light = light;
         engine.indexed = indexed;
+        engine.batcher = batcher;
         Ok(engine)
     }
 
     /// The indexed backend, when configured (the conductor health probes it on its own).
     pub fn indexed(&self) -> Option<&Arc<IndexedBackend>> {
         self.indexed.as_ref()
+    }
+
+    /// The batching layer in front of the indexed backend, when configured (its queue and
+    /// in-flight batches, for tests and diagnostics).
+    pub fn batcher(&self) -> Option<&Arc<Batcher>> {
+        self.batcher.as_ref()
     }
 
     /// The light backend, when configured (the light server serves it).
