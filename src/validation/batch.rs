@@ -185,8 +185,8 @@ impl Batcher {
     }
 
     /// Queues one check; starts a batch when none is in flight, or when a full batch waits and
-    /// another may fly. `Err` when the queue is full.
-    fn enqueue(&self, req: &CheckRequest) -> Result<oneshot::Receiver<Verdict>, Verdict> {
+    /// another may fly. `Err` (why) when the queue is full.
+    fn enqueue(&self, req: &CheckRequest) -> Result<oneshot::Receiver<Verdict>, String> {
         let limits = self.shared.limits;
         let (tx, rx) = oneshot::channel();
         let start = {
@@ -196,11 +196,11 @@ impl Batcher {
                     .check_batch_queue_full
                     .with_label_values(&[self.shared.inner.name()])
                     .inc();
-                return Err(Verdict::Unavailable(format!(
+                return Err(format!(
                     "{} checks already wait for the {} backend",
                     st.queue.len(),
                     self.shared.inner.name()
-                )));
+                ));
             }
             st.queue.push_back(Waiting { req: req.clone(), answer: tx });
             let full = st.queue.len() >= limits.max_size && st.in_flight < limits.max_in_flight;
@@ -232,7 +232,7 @@ impl Backend for Batcher {
                 Ok(rx) => rx.await.unwrap_or_else(|_| {
                     Verdict::Unavailable("the batch carrying this check was lost".into())
                 }),
-                Err(no_answer) => no_answer,
+                Err(why) => Verdict::Unavailable(why),
             }
         })
     }
