@@ -705,6 +705,46 @@ mod tests {
         assert_eq!(t.view(&B256::with_last_byte(1))["tracked"], false);
     }
 
+    /// The store follows a mirror by its change log: adds, inclusions and a replacement by a
+    /// non-interop tx, each seen once; txs left out over `max_tracked` are picked up by a whole
+    /// sync once room frees; tracked txs' inbox entries leave the mirror.
+    #[test]
+    fn sync_mirror_follows_changes_and_retries_what_waited_over_the_cap() {
+        let limits = TrackerLimits { max_tracked: 2, ..tracker().limits };
+        let mut t = Tracker::new(limits, Feed::new(10));
+        let mut m = PoolMirror::new(100);
+        let now = Instant::now();
+        let interop = |h: u8| ptx(h, Some(encode_entries(&[msg(u64::from(h))])));
+        for h in 1..=3 {
+            m.insert(interop(h));
+        }
+        let r = t.sync_mirror(&mut m, now, 1);
+        assert_eq!((r.added, r.over_limit), (2, 1));
+        let stripped = |m: &PoolMirror, h: u8| {
+            let (_, tx) = m.get(&Address::repeat_byte(h), 0).unwrap();
+            tx.inbox.as_ref().is_some_and(Vec::is_empty)
+        };
+        let tracked: Vec<u8> =
+            (1..=3).filter(|h| t.txs.contains_key(&B256::with_last_byte(*h))).collect();
+        assert_eq!(tracked.iter().filter(|h| stripped(&m, **h)).count(), 2);
+        // One tracked tx is included: the waiting one takes its place.
+        m.include(Address::repeat_byte(tracked[0]), 0);
+        let r = t.sync_mirror(&mut m, now, 2);
+        assert_eq!((r.added, r.removed, r.over_limit), (1, 1, 0));
+        assert_eq!(t.len(), 2);
+        // From now on by the log: a replacement by a plain tx, and a new interop tx.
+        let mut plain = ptx(tracked[1], None);
+        plain.hash = B256::repeat_byte(0xee);
+        assert_eq!(m.insert(plain), crate::revalidator::mirror::Insert::Replaced);
+        let r = t.sync_mirror(&mut m, now, 3);
+        assert_eq!((r.added, r.removed), (0, 1));
+        m.insert(interop(9));
+        let r = t.sync_mirror(&mut m, now, 4);
+        assert_eq!((r.added, r.removed), (1, 0));
+        assert!(t.txs.contains_key(&B256::with_last_byte(9)) && stripped(&m, 9));
+        assert_eq!(t.sync_mirror(&mut m, now, 5), SyncReport::default(), "nothing changed");
+    }
+
     #[test]
     fn lookup_covers_only_what_was_checked() {
         let mut t = tracker();
