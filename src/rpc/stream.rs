@@ -61,7 +61,12 @@ impl RpcClient {
             tracing::debug_span!("rpc_call", target, endpoint = %endpoint, method, streamed = true);
         let start = Instant::now();
         let result = self.bounded(self.stream_answer(id, body, sink)).instrument(span).await;
-        self.record(start, result.as_ref().err());
+        // As for `call_raw`, the metric counts the exchange: a body that was read in full is
+        // `ok` even when what it said was malformed or a JSON-RPC error (the caller counts those).
+        let exchange = result.as_ref().err().filter(|e| {
+            !matches!(e, ClientError::Decode { .. } | ClientError::Rpc { .. })
+        });
+        self.record(start, exchange);
         result
     }
 
