@@ -315,8 +315,8 @@ mod tests {
     #[test]
     fn past_max_txs_the_rest_are_counted_not_decoded() {
         let s = "0x1111111111111111111111111111111111111111";
-        let json = serde_json::json!({"pending": {s: {"1": tx(1, 1), "2": tx(2, 2), "3": 5}}})
-            .to_string();
+        let json =
+            serde_json::json!({"pending": {s: {"1": tx(1, 1), "2": tx(2, 2), "3": 5}}}).to_string();
         let (txs, bad, over) = decode_txpool_content_from(json.as_bytes(), 1).unwrap();
         assert_eq!((txs.len(), bad, over), (1, 0, 2));
         assert_eq!(txs[0].nonce, 1, "kept in the order the EL sent them");

@@ -63,9 +63,10 @@ impl RpcClient {
         let result = self.bounded(self.stream_answer(id, body, sink)).instrument(span).await;
         // As for `call_raw`, the metric counts the exchange: a body that was read in full is
         // `ok` even when what it said was malformed or a JSON-RPC error (the caller counts those).
-        let exchange = result.as_ref().err().filter(|e| {
-            !matches!(e, ClientError::Decode { .. } | ClientError::Rpc { .. })
-        });
+        let exchange = result
+            .as_ref()
+            .err()
+            .filter(|e| !matches!(e, ClientError::Decode { .. } | ClientError::Rpc { .. }));
         self.record(start, exchange);
         result
     }
