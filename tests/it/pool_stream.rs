@@ -72,7 +72,9 @@ async fn streamed_and_whole_body_reads_agree_on_every_answer() {
     messy["pending"]["0x00000000000000000000000000000000000000aa"] = json!([1, 2]);
     messy["pending"]["0x00000000000000000000000000000000000000bb"] = json!(null);
     let ok = |body: String| Behaviour::Result(body);
-    let cases: Vec<(&str, Behaviour, usize, Result<(usize, usize, usize), &str>)> = vec![
+    // (what, the peer's answer, max_txs, expected kept/undecodable/over or error class)
+    type Case = (&'static str, Behaviour, usize, Result<(usize, usize, usize), &'static str>);
+    let cases: Vec<Case> = vec![
         ("a pool", ok(pool.to_string()), 10_000, Ok((2_000, 0, 0))),
         ("a pool over max_txs", ok(pool.to_string()), 1_500, Ok((1_500, 0, 500))),
         ("bad senders and txs", ok(messy.to_string()), 100, Ok((6, 4, 0))),
