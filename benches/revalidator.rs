@@ -31,6 +31,10 @@ use interop_gate::revalidator::{PassKind, Revalidator};
 use interop_gate::validation::{Backend, CheckRequest, Verdict};
 use serde_json::{json, Value};
 
+/// The binary's allocator (src/main.rs), so the bench's memory figures are what production sees.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const HEAD: Head = Head { number: 1, timestamp: 1_000_000, base_fee: 100, gas_limit: 30_000_000 };
 
 /// Valid for the asked window, at once: the bench measures the revalidator, not a backend.
