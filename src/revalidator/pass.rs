@@ -80,15 +80,103 @@ pub struct Batch {
     pub reqs: Vec<CheckRequest>,
 }
 
-/// A planned pass.
-#[derive(Debug, Clone, Default)]
+/// A planned pass: its due txs by presumed block. The backend requests are built from the
+/// store a few at a time as they are sent ([`Plan::into_chunks`], [`Chunk::build`]), so a full
+/// pass over a large pool never holds every request and verdict at once.
+#[derive(Debug, Clone)]
 pub struct Plan {
-    /// Backend requests to send.
-    pub batches: Vec<Batch>,
+    /// Due txs by presumed block, in block order (unplaced last).
+    pub groups: Vec<Group>,
     /// Presumed blocks the pool fills.
     pub presumed_blocks: u32,
     /// Presumed blocks (and the unplaced group) with at least one check.
     pub blocks_checked: usize,
+    /// Largest number of checks per request (a group over it is split).
+    pub max_checks_per_request: usize,
+    /// Minimum safety asked.
+    pub min_safety: SafetyLevel,
+    /// Executing chain named in descriptors.
+    pub chain_id: Option<U256>,
+}
+
+/// The due txs of one presumed block (or of the unplaced group).
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Presumed block index; `None` for the unplaced group.
+    pub block: Option<u32>,
+    /// Executing timestamp of the block.
+    pub timestamp: u64,
+    /// Descriptor timeout, seconds (until the next check).
+    pub timeout: u64,
+    /// The due txs.
+    pub hashes: Vec<B256>,
+}
+
+/// One backend request not yet built: a group, or a part of one over the request size.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    block: Option<u32>,
+    descriptor: ExecutingDescriptor,
+    min_safety: SafetyLevel,
+    hashes: Vec<B256>,
+}
+
+impl Chunk {
+    /// The request, with each tx's messages read from the store now (a tx that left the
+    /// store since planning is not checked).
+    pub fn build(self, tracker: &Tracker) -> Batch {
+        let mut batch = Batch {
+            block: self.block,
+            hashes: Vec::with_capacity(self.hashes.len()),
+            reqs: Vec::with_capacity(self.hashes.len()),
+        };
+        for hash in self.hashes {
+            let Some(t) = tracker.txs.get(&hash) else {
+                continue;
+            };
+            batch.hashes.push(hash);
+            batch.reqs.push(CheckRequest {
+                messages: t.messages.clone(),
+                min_safety: self.min_safety,
+                descriptor: self.descriptor.clone(),
+            });
+        }
+        batch
+    }
+}
+
+impl Plan {
+    /// Backend requests the pass sends: one per group, split at `max_checks_per_request`.
+    pub fn requests(&self) -> usize {
+        let max = self.max_checks_per_request.max(1);
+        self.groups.iter().map(|g| g.hashes.len().div_ceil(max)).sum()
+    }
+
+    /// The requests, in block order, each built when taken; a group's list is freed once
+    /// all its chunks are taken.
+    pub fn into_chunks(self) -> impl Iterator<Item = Chunk> {
+        let (max, min_safety, chain_id) =
+            (self.max_checks_per_request.max(1), self.min_safety, self.chain_id);
+        self.groups.into_iter().flat_map(move |g| {
+            let descriptor =
+                ExecutingDescriptor { timestamp: g.timestamp, timeout: Some(g.timeout), chain_id };
+            let mut rest = g.hashes;
+            let block = g.block;
+            std::iter::from_fn(move || {
+                if rest.is_empty() {
+                    return None;
+                }
+                let tail = rest.split_off(rest.len().min(max));
+                let hashes = std::mem::replace(&mut rest, tail);
+                Some(Chunk { block, descriptor: descriptor.clone(), min_safety, hashes })
+            })
+        })
+    }
+
+    /// Every request at once (tests and small plans).
+    pub fn batches(&self, tracker: &Tracker) -> Vec<Batch> {
+        self.clone().into_chunks().map(|c| c.build(tracker)).collect()
+    }
 }
 
 fn whole_secs(d: Duration) -> u64 {
@@ -113,7 +201,7 @@ pub fn plan(
             groups.assign(tracker, tx.hash, *block, false);
         }
     }
-    groups.into_plan(tracker)
+    groups.into_plan()
 }
 
 /// Like [`plan`], on a mirror: a full pass walks every sender's run (no sort of the pool) and
@@ -140,7 +228,7 @@ pub fn plan_mirror(
             }
         }
         mirror.set_placed(placed);
-        return groups.into_plan(tracker);
+        return groups.into_plan();
     }
     let txs: &[PoolTx] = &mirror.snapshot().txs;
     let mut near: Vec<(usize, u32)> = Vec::new();
@@ -148,7 +236,9 @@ pub fn plan_mirror(
         walk(runs(mirror), txs, head.base_fee, gas_limit, p.near_blocks, |pos, block, _| {
             near.push((pos, block))
         });
-    let Some(placed) = mirror.placed() else { return Plan::default() };
+    let Some(placed) = mirror.placed() else {
+        return Groups::new(kind, p, now_unix, head.timestamp, 0).into_plan();
+    };
     let blocks = if complete { walked } else { placed.blocks.max(walked + 1) };
     let mut groups = Groups::new(kind, p, now_unix, head.timestamp, blocks);
     for &(pos, block) in &near {
@@ -176,7 +266,7 @@ pub fn plan_mirror(
         });
         groups.assign(tracker, hash, block, true);
     }
-    groups.into_plan(tracker)
+    groups.into_plan()
 }
 
 fn runs(m: &PoolMirror) -> impl Iterator<Item = Run<'_>> {
@@ -190,8 +280,8 @@ struct Groups<'a> {
     now_unix: u64,
     head_timestamp: u64,
     blocks: u32,
-    /// Key: presumed block, unplaced last. Value: (hash, timeout).
-    by_block: BTreeMap<u32, Vec<(B256, u64)>>,
+    /// Key: presumed block, unplaced last. Value: the due txs.
+    by_block: BTreeMap<u32, Vec<B256>>,
     /// Txs assigned (only kept when a pass assigns a subset: to not assign one twice).
     seen: HashSet<B256>,
 }
@@ -219,6 +309,14 @@ impl<'a> Groups<'a> {
         expected_timestamp(self.head_timestamp, block.unwrap_or(self.blocks), self.p.block_time)
     }
 
+    /// Seconds to a tx's next check (its descriptor timeout): the next pass in the near
+    /// blocks, else the next full pass.
+    fn timeout_of(&self, block: Option<u32>) -> u64 {
+        let p = self.p;
+        let near = block.is_some_and(|b| b < p.near_blocks);
+        whole_secs(if near { p.interval } else { p.next_full_in.max(p.interval) })
+    }
+
     /// Records `hash`'s presumed block and next check; queues its check when due.
     fn assign(&mut self, tracker: &mut Tracker, hash: B256, block: Option<u32>, remember: bool) {
         let expected_ts = self.ts_of(block);
@@ -234,53 +332,37 @@ impl<'a> Groups<'a> {
             t.next_check_unix = None;
             return;
         }
-        let p = self.p;
-        let near = block.is_some_and(|b| b < p.near_blocks);
-        let next_in = whole_secs(if near { p.interval } else { p.next_full_in.max(p.interval) });
-        t.next_check_unix = Some(self.now_unix.saturating_add(next_in));
+        let near = block.is_some_and(|b| b < self.p.near_blocks);
+        t.next_check_unix = Some(self.now_unix.saturating_add(self.timeout_of(block)));
         let due = self.kind == PassKind::Full || near || t.retry || t.status == TxStatus::Unchecked;
         if due {
-            self.by_block.entry(block.unwrap_or(u32::MAX)).or_default().push((hash, next_in));
+            self.by_block.entry(block.unwrap_or(u32::MAX)).or_default().push(hash);
         }
     }
 
-    fn into_plan(mut self, tracker: &Tracker) -> Plan {
+    fn into_plan(mut self) -> Plan {
         let p = self.p;
-        // Taken by value: each block's list is freed once batched.
         let by_block = std::mem::take(&mut self.by_block);
-        let mut out = Plan {
-            presumed_blocks: self.blocks,
-            blocks_checked: by_block.len(),
-            batches: Vec::new(),
-        };
-        for (key, items) in by_block {
-            let block = (key != u32::MAX).then_some(key);
-            let timestamp = self.ts_of(block);
-            for chunk in items.chunks(p.max_checks_per_request.max(1)) {
-                let mut batch = Batch {
+        let groups: Vec<Group> = by_block
+            .into_iter()
+            .map(|(key, hashes)| {
+                let block = (key != u32::MAX).then_some(key);
+                Group {
                     block,
-                    hashes: Vec::with_capacity(chunk.len()),
-                    reqs: Vec::with_capacity(chunk.len()),
-                };
-                for (hash, timeout) in chunk {
-                    let Some(t) = tracker.txs.get(hash) else {
-                        continue;
-                    };
-                    batch.hashes.push(*hash);
-                    batch.reqs.push(CheckRequest {
-                        messages: t.messages.clone(),
-                        min_safety: p.min_safety,
-                        descriptor: ExecutingDescriptor {
-                            timestamp,
-                            timeout: Some(*timeout),
-                            chain_id: p.chain_id,
-                        },
-                    });
+                    timestamp: self.ts_of(block),
+                    timeout: self.timeout_of(block),
+                    hashes,
                 }
-                out.batches.push(batch);
-            }
+            })
+            .collect();
+        Plan {
+            presumed_blocks: self.blocks,
+            blocks_checked: groups.len(),
+            groups,
+            max_checks_per_request: p.max_checks_per_request,
+            min_safety: p.min_safety,
+            chain_id: p.chain_id,
         }
-        out
     }
 }
 
@@ -292,29 +374,36 @@ pub async fn execute(
     sem: &Semaphore,
     timeout: Duration,
 ) -> Vec<Vec<Verdict>> {
-    futures::future::join_all(batches.iter().map(|b| async move {
-        let n = b.reqs.len();
-        let Ok(_permit) = sem.acquire().await else {
-            return vec![Verdict::Unavailable("revalidator shutting down".into()); n];
-        };
-        match tokio::time::timeout(timeout, backend.check_batch(&b.reqs)).await {
-            Ok(mut verdicts) => {
-                verdicts.truncate(n);
-                verdicts.resize_with(n, || {
-                    Verdict::Unavailable("the backend gave no verdict for this check".into())
-                });
-                verdicts
-            }
-            Err(_) => vec![
-                Verdict::Unavailable(format!(
-                    "backend request timed out after {} ms",
-                    timeout.as_millis()
-                ));
-                n
-            ],
+    futures::future::join_all(batches.iter().map(|b| execute_one(backend, b, sem, timeout))).await
+}
+
+/// Sends one batch once `sem` gives a permit, bounded by `timeout`: one verdict per check.
+pub async fn execute_one(
+    backend: &dyn Backend,
+    batch: &Batch,
+    sem: &Semaphore,
+    timeout: Duration,
+) -> Vec<Verdict> {
+    let n = batch.reqs.len();
+    let Ok(_permit) = sem.acquire().await else {
+        return vec![Verdict::Unavailable("revalidator shutting down".into()); n];
+    };
+    match tokio::time::timeout(timeout, backend.check_batch(&batch.reqs)).await {
+        Ok(mut verdicts) => {
+            verdicts.truncate(n);
+            verdicts.resize_with(n, || {
+                Verdict::Unavailable("the backend gave no verdict for this check".into())
+            });
+            verdicts
         }
-    }))
-    .await
+        Err(_) => vec![
+            Verdict::Unavailable(format!(
+                "backend request timed out after {} ms",
+                timeout.as_millis()
+            ));
+            n
+        ],
+    }
 }
 
 #[cfg(test)]
@@ -375,11 +464,11 @@ mod tests {
 
     /// (block, hash) of every check, in order.
     fn checks(plan: &Plan) -> Vec<(Option<u32>, B256)> {
-        plan.batches.iter().flat_map(|b| b.hashes.iter().map(move |h| (b.block, *h))).collect()
+        plan.groups.iter().flat_map(|g| g.hashes.iter().map(move |h| (g.block, *h))).collect()
     }
 
     fn record_valid(t: &mut Tracker, plan: &Plan) {
-        for b in &plan.batches {
+        for b in &plan.batches(t) {
             for (h, r) in b.hashes.iter().zip(&b.reqs) {
                 let v = Verdict::Valid { until: u64::MAX };
                 t.record(*h, v, &r.descriptor, r.min_safety, Instant::now(), 1);
@@ -412,10 +501,10 @@ mod tests {
         assert_eq!(checks(&got), checks(&want));
         assert_eq!(got.presumed_blocks, want.presumed_blocks);
         assert!(
-            want.presumed_blocks > 4 && !got.batches.is_empty(),
+            want.presumed_blocks > 4 && !got.groups.is_empty(),
             "{} {}",
             want.presumed_blocks,
-            got.batches.len()
+            got.groups.len()
         );
         record_valid(&mut a, &want);
         record_valid(&mut b, &got);

@@ -13,7 +13,7 @@ use super::error::PoolError;
 use super::feed::{Feed, FeedPage};
 use super::follow::Follower;
 use super::mirror::PoolMirror;
-use super::pass::{execute, plan, plan_mirror, PassKind, Plan, PlanParams};
+use super::pass::{execute, execute_one, plan, plan_mirror, PassKind, Plan, PlanParams};
 use super::pool::{ElPool, Head, PoolSnapshot};
 use super::recheck::{self, plan_affected, RecheckParams, RecheckReport, RecheckTotals};
 use super::tracker::{SyncReport, Tracker, TrackerLimits};
@@ -245,6 +245,40 @@ impl Revalidator {
         }
     }
 
+    /// Sends a planned pass's requests and records their verdicts as they come, window by
+    /// window: at most `max_concurrent_requests` requests are built and in flight at once (the
+    /// shared semaphore still bounds them with event re-checks), so a full pass holds a window
+    /// of requests and verdicts, not all of them. Returns (a failsafe verdict seen, any check
+    /// answered).
+    async fn execute_plan(&self, planned: Plan, report: &mut PassReport) -> (bool, bool) {
+        use futures::StreamExt;
+        let timeout = self.cfg.request_timeout_ms;
+        let (backend, store, sem) = (self.backend.as_ref(), &self.store, &self.requests);
+        let mut sent = futures::stream::iter(planned.into_chunks())
+            .map(|chunk| {
+                let batch = chunk.build(&lock(store));
+                async move {
+                    let verdicts = execute_one(backend, &batch, sem, timeout).await;
+                    (batch, verdicts)
+                }
+            })
+            .buffered(self.cfg.max_concurrent_requests.max(1));
+        let (mut failsafe_seen, mut answered) = (false, false);
+        while let Some((batch, verdicts)) = sent.next().await {
+            let (now, now_unix) = (Instant::now(), unix_now());
+            let mut store = lock(store);
+            for ((hash, req), verdict) in batch.hashes.iter().zip(&batch.reqs).zip(verdicts) {
+                report.txs_checked += 1;
+                failsafe_seen |= verdict.is_failsafe();
+                answered |= !matches!(verdict, Verdict::Unavailable(_));
+                if store.record(*hash, verdict, &req.descriptor, req.min_safety, now, now_unix) {
+                    report.invalid_found += 1;
+                }
+            }
+        }
+        (failsafe_seen, answered)
+    }
+
     fn plan_params(&self, kind: PassKind, schedule: &Schedule, now: Instant) -> PlanParams {
         let full_every = self.cfg.full_interval_ms;
         let next_full_in = match (kind, schedule.last_full) {
@@ -279,38 +313,23 @@ impl Revalidator {
         let Prepared { sync, planned, head, pool_txs, undecodable, over_limit } = prepared;
         let (undecodable, over_limit) =
             if count_skips { (undecodable, over_limit) } else { (0, 0) };
-        let timeout = self.cfg.request_timeout_ms;
-        let verdicts =
-            execute(self.backend.as_ref(), &planned.batches, &self.requests, timeout).await;
-
-        let (now, now_unix) = (Instant::now(), unix_now());
         let mut report = PassReport {
             kind: Some(kind),
-            started_at: now_unix.saturating_sub(started.elapsed().as_secs()),
             head,
             pool_txs,
             presumed_blocks: planned.presumed_blocks,
             blocks_checked: planned.blocks_checked,
-            requests: planned.batches.len(),
+            requests: planned.requests(),
             invalid_found: sync.malformed,
             forgotten: sync.removed,
             skipped: undecodable + over_limit + sync.over_limit,
             ..Default::default()
         };
+        let (failsafe_seen, answered) = self.execute_plan(planned, &mut report).await;
+        let (now, now_unix) = (Instant::now(), unix_now());
+        report.started_at = now_unix.saturating_sub(started.elapsed().as_secs());
         {
             let mut store = lock(&self.store);
-            let (mut failsafe_seen, mut answered) = (false, false);
-            for (batch, verdicts) in planned.batches.iter().zip(verdicts) {
-                for ((hash, req), verdict) in batch.hashes.iter().zip(&batch.reqs).zip(verdicts) {
-                    report.txs_checked += 1;
-                    failsafe_seen |= verdict.is_failsafe();
-                    answered |= !matches!(verdict, Verdict::Unavailable(_));
-                    if store.record(*hash, verdict, &req.descriptor, req.min_safety, now, now_unix)
-                    {
-                        report.invalid_found += 1;
-                    }
-                }
-            }
             report.invalid_found += store.expire(now, now_unix);
             // Only a pass that got answers, none of them failsafe, clears the flag.
             if failsafe_seen {
