@@ -138,7 +138,7 @@ impl Chunk {
             batch.reqs.push(CheckRequest {
                 messages: t.messages.clone(),
                 min_safety: self.min_safety,
-                descriptor: self.descriptor.clone(),
+                descriptor: self.descriptor,
             });
         }
         batch
@@ -168,7 +168,7 @@ impl Plan {
                 }
                 let tail = rest.split_off(rest.len().min(max));
                 let hashes = std::mem::replace(&mut rest, tail);
-                Some(Chunk { block, descriptor: descriptor.clone(), min_safety, hashes })
+                Some(Chunk { block, descriptor, min_safety, hashes })
             })
         })
     }
