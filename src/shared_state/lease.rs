@@ -62,7 +62,14 @@ struct Lease {
 impl Lease {
     fn new() -> Self {
         let now = Instant::now();
-        Self { tokens: 0, until: now, granted_at: None, batch: 0, emptied_at: None, fetching: false }
+        Self {
+            tokens: 0,
+            until: now,
+            granted_at: None,
+            batch: 0,
+            emptied_at: None,
+            fetching: false,
+        }
     }
 
     /// Spends one leased token, or says how many to ask Redis for and whether this caller
@@ -71,7 +78,12 @@ impl Lease {
     /// The batch follows what the key spends: 1 the first time; double the last batch when it
     /// was spent within half a lifetime; the same when within a lifetime; what was spent of it
     /// when it expired with tokens left (they are dropped).
-    fn spend_or_ask(&mut self, now: Instant, size: u32, lifetime: Duration) -> Result<(), (u32, bool)> {
+    fn spend_or_ask(
+        &mut self,
+        now: Instant,
+        size: u32,
+        lifetime: Duration,
+    ) -> Result<(), (u32, bool)> {
         if self.tokens > 0 && now < self.until {
             self.tokens -= 1;
             if self.tokens == 0 {
@@ -206,9 +218,8 @@ impl Leases {
             sources.push(source);
             leases.push(Some(lease));
         }
-        let ask: Vec<usize> = (0..buckets.len())
-            .filter(|&i| matches!(sources[i], Source::Redis { .. }))
-            .collect();
+        let ask: Vec<usize> =
+            (0..buckets.len()).filter(|&i| matches!(sources[i], Source::Redis { .. })).collect();
         let m = metrics();
         if ask.is_empty() {
             m.rate_decisions.with_label_values(&["lease"]).inc();

@@ -29,8 +29,7 @@ async fn leased_tokens_are_not_double_spent_across_replica_processes() {
     // A burst of 600 (lease size 12 with the default 2% of the burst), 1 token/s refill, spread
     // round robin over 3 replica processes: leases cut the script calls to a fraction of the
     // decisions, and the cluster still admits the global budget (never more; within 10% less).
-    let c =
-        processes(3, |cfg| cfg.ingress.ip_rate = RateLimit { per_second: 1, burst: 600 }).await;
+    let c = processes(3, |cfg| cfg.ingress.ip_rate = RateLimit { per_second: 1, burst: 600 }).await;
     let (started, before) = (Instant::now(), scripts(&c).await);
     let ok = c.admitted(900, LIMITED, None).await;
     let refilled = started.elapsed().as_secs() as usize + 1;
