@@ -215,7 +215,10 @@ pub async fn run(peers: &Peers, scenarios: &[Scenario], o: &Opts) {
             );
             if shared {
                 let per = |k: usize| after[k].saturating_sub(before[k]) as f64 / reqs;
-                println!("  => Redis round trips per request: {:.3} rate decisions", per(0));
+                println!(
+                    "  => Redis script calls per request: {:.3} (decisions and lease fetches)",
+                    per(0)
+                );
                 if let Some((_, base)) = locals.iter().find(|(m, _)| *m == n) {
                     compare(label, &st, base, &format!("local limiter x{n}"));
                 }

@@ -11,13 +11,17 @@
 //! is below `1 / fraction` is never leased (exact), and N replicas can strand at most
 //! `N x fraction` of a burst.
 //!
-//! Only keys that spend what they lease get a batch: a key starts at 1 token per call, doubles
-//! each time its previous lease was spent within its lifetime, and falls back to what it spent
-//! when a lease expires with tokens left. Distinct keys seen once (a spray of IPs or senders)
-//! therefore strand nothing.
+//! Only keys that spend what they lease get a batch: a key starts at 1 token per call, and each
+//! next batch is what the key spent on this replica in half a lifetime at its last rate (at most
+//! twice the last batch, at most the lease size), so distinct keys seen once (a spray of IPs or
+//! senders) strand nothing and a key that slows down leases less. When a quarter of a batch is
+//! left, the next one is fetched ahead in the background, so a busy key rarely waits for Redis;
+//! what a replica holds is then at most 1.25 batches.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use super::rate::SharedBucket;
 use super::{SharedState, StoreError};
@@ -53,85 +57,75 @@ struct Lease {
     granted_at: Option<Instant>,
     /// Tokens the last batch brought, the one its call spent included.
     batch: u32,
-    /// When its last token was spent (`None`: not yet, or it had none to lease).
-    emptied_at: Option<Instant>,
+    /// Tokens this replica spent on the key since the last batch came (its rate).
+    spent: u32,
     /// A batch is being asked for (other misses take one token meanwhile).
     fetching: bool,
+}
+
+/// What a decision does for one leased bucket.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// A leased token was spent; `Some(n)`: the lease runs low, fetch a batch of `n` ahead.
+    Spent(Option<u32>),
+    /// Ask Redis for `want` tokens (`fetch`: this call owns the lease's batch).
+    Ask { want: u32, fetch: bool },
 }
 
 impl Lease {
     fn new() -> Self {
         let now = Instant::now();
-        Self {
-            tokens: 0,
-            until: now,
-            granted_at: None,
-            batch: 0,
-            emptied_at: None,
-            fetching: false,
-        }
+        Self { tokens: 0, until: now, granted_at: None, batch: 0, spent: 0, fetching: false }
     }
 
-    /// Spends one leased token, or says how many to ask Redis for and whether this caller
-    /// fetches the batch (one batch call at a time; other misses meanwhile ask for one token).
-    ///
-    /// The batch follows what the key spends: 1 the first time; double the last batch when it
-    /// was spent within half a lifetime; the same when within a lifetime; what was spent of it
-    /// when it expired with tokens left (they are dropped).
-    fn spend_or_ask(
-        &mut self,
-        now: Instant,
-        size: u32,
-        lifetime: Duration,
-    ) -> Result<(), (u32, bool)> {
+    /// Spends one leased token, or says how many to ask Redis for. One batch call at a time per
+    /// key: other misses meanwhile ask for exactly one token. A batch is fetched ahead, in the
+    /// background, when a quarter of a batch of 4 or more is left, so a busy key rarely waits.
+    fn step(&mut self, now: Instant, size: u32, lifetime: Duration) -> Step {
         if self.tokens > 0 && now < self.until {
             self.tokens -= 1;
-            if self.tokens == 0 {
-                self.emptied_at = Some(now);
+            self.spent = self.spent.saturating_add(1);
+            if !self.fetching && self.batch >= 4 && self.tokens <= self.batch / 4 {
+                self.fetching = true;
+                return Step::Spent(Some(self.next_batch(now, size, lifetime)));
             }
-            return Ok(());
+            return Step::Spent(None);
         }
         if self.fetching {
-            return Err((1, false));
+            return Step::Ask { want: 1, fetch: false };
         }
-        let next = match self.granted_at {
-            None => 1,
-            Some(_) if self.tokens > 0 => {
-                metrics()
-                    .rate_lease_tokens
-                    .with_label_values(&["dropped"])
-                    .inc_by(u64::from(self.tokens));
-                let spent = self.batch.saturating_sub(self.tokens);
-                self.tokens = 0;
-                spent
-            }
-            Some(at) => {
-                let took = self.emptied_at.unwrap_or(now).saturating_duration_since(at);
-                if took < lifetime / 2 {
-                    self.batch.saturating_mul(2)
-                } else {
-                    self.batch
-                }
-            }
-        };
+        if self.tokens > 0 {
+            metrics()
+                .rate_lease_tokens
+                .with_label_values(&["dropped"])
+                .inc_by(u64::from(self.tokens));
+            self.tokens = 0;
+        }
         self.fetching = true;
-        Err((next.clamp(1, size), true))
+        Step::Ask { want: self.next_batch(now, size, lifetime), fetch: true }
     }
 
-    /// The batch call got `granted` tokens: one is spent by that call, the rest are leased
-    /// for `lifetime`.
-    fn add(&mut self, now: Instant, granted: u32, lifetime: Duration) {
-        let extra = granted.saturating_sub(1);
+    /// What the key spends on this replica in half a lifetime at the rate it spent the last
+    /// batch: at least 1 (the first time, or a slow key), at most `size` and twice the last
+    /// batch (a ramp, not a jump).
+    fn next_batch(&self, now: Instant, size: u32, lifetime: Duration) -> u32 {
+        let Some(at) = self.granted_at else { return 1 };
+        let elapsed = now.saturating_duration_since(at).max(Duration::from_millis(1));
+        let rate = f64::from(self.spent) / elapsed.as_secs_f64();
+        let want = (rate * lifetime.as_secs_f64() / 2.0).floor() as u32;
+        want.clamp(1, size.min(self.batch.saturating_mul(2)).max(1))
+    }
+
+    /// A batch of `granted` tokens came; `spent_one`: the call that asked spends one of them.
+    /// Tokens left from the previous batch join the new lifetime (at most a quarter batch).
+    fn add(&mut self, now: Instant, granted: u32, spent_one: bool, lifetime: Duration) {
+        let extra = if spent_one { granted.saturating_sub(1) } else { granted };
+        let left = if now < self.until { self.tokens } else { 0 };
+        self.tokens = left + extra;
+        self.until = now + lifetime;
         self.granted_at = Some(now);
         self.batch = granted;
-        self.emptied_at = None;
-        if self.tokens > 0 && now < self.until {
-            // Only a give-back can leave tokens here; they keep their own lifetime.
-            self.tokens += extra;
-            return;
-        }
-        self.tokens = extra;
-        self.until = now + lifetime;
+        self.spent = u32::from(spent_one);
         if extra > 0 {
             metrics().rate_lease_tokens.with_label_values(&["leased"]).inc_by(u64::from(extra));
         }
@@ -193,7 +187,7 @@ impl Leases {
     /// keep their token, leased tokens taken for buckets after it go back to their lease.
     pub async fn take(
         &self,
-        state: &SharedState,
+        state: &Arc<SharedState>,
         buckets: &[SharedBucket],
     ) -> Result<Option<usize>, StoreError> {
         let now = Instant::now();
@@ -208,9 +202,14 @@ impl Leases {
                 continue;
             }
             let lease = self.held.get_with_by_ref(&b.key, || Arc::new(Mutex::new(Lease::new())));
-            let source = match lock(&lease).spend_or_ask(now, size, self.policy.lifetime) {
-                Ok(()) => Source::Lease,
-                Err((want, fetch)) => Source::Redis { want, fetch },
+            let step = lock(&lease).step(now, size, self.policy.lifetime);
+            let source = match step {
+                Step::Spent(None) => Source::Lease,
+                Step::Spent(Some(n)) => {
+                    self.prefetch(state, b.clone(), lease.clone(), n);
+                    Source::Lease
+                }
+                Step::Ask { want, fetch } => Source::Redis { want, fetch },
             };
             if let Source::Redis { fetch: true, .. } = source {
                 fetching.0.push(lease.clone());
@@ -234,7 +233,7 @@ impl Leases {
                 Source::Lease => 1,
             })
             .collect();
-        let granted = match state.take_many(&shared, &want).await {
+        let granted = match state.take_many("rate_limit", &shared, &want).await {
             Ok(g) => g,
             Err(e) => {
                 // Not decided: the leased tokens this call took go back.
@@ -245,7 +244,7 @@ impl Leases {
         let now = Instant::now();
         for (&i, &n) in ask.iter().zip(&granted.tokens) {
             if let (Source::Redis { fetch: true, .. }, Some(l)) = (&sources[i], &leases[i]) {
-                lock(l).add(now, n, self.policy.lifetime);
+                lock(l).add(now, n, true, self.policy.lifetime);
             }
         }
         drop(fetching);
@@ -254,6 +253,33 @@ impl Leases {
             self.give_back(&sources, &leases, e + 1);
         }
         Ok(exhausted)
+    }
+
+    /// Fetches a batch of `want` tokens of `bucket` for `lease` in the background (one task per
+    /// key at most: the lease's `fetching` mark). A refusal or an error adds nothing; the next
+    /// miss asks again.
+    fn prefetch(
+        &self,
+        state: &Arc<SharedState>,
+        bucket: SharedBucket,
+        lease: Arc<Mutex<Lease>>,
+        want: u32,
+    ) {
+        let (state, lifetime) = (state.clone(), self.policy.lifetime);
+        let span = tracing::debug_span!("rate_lease_prefetch", want);
+        tokio::spawn(
+            async move {
+                let _fetching = Fetching(vec![lease.clone()]);
+                let granted =
+                    state.take_many("rate_prefetch", std::slice::from_ref(&bucket), &[want]).await;
+                if let Ok(g) = granted {
+                    if let Some(&n) = g.tokens.first() {
+                        lock(&lease).add(Instant::now(), n, false, lifetime);
+                    }
+                }
+            }
+            .instrument(span),
+        );
     }
 
     /// Returns the leased token of every bucket from `from` on that spent one (the decision did
@@ -291,35 +317,36 @@ mod tests {
     }
 
     #[test]
-    fn a_key_leases_more_only_while_it_spends_what_it_leases() {
+    fn a_key_leases_what_it_spends_in_half_a_lifetime_and_fetches_ahead() {
         let life = Duration::from_millis(200);
         let t = Instant::now();
         let ms = |n: u64| t + Duration::from_millis(n);
         let mut l = Lease::new();
         // First miss: one token (a key seen once strands nothing).
-        assert_eq!(l.spend_or_ask(t, 16, life), Err((1, true)));
-        l.add(t, 1, life);
+        assert_eq!(l.step(t, 16, life), Step::Ask { want: 1, fetch: true });
+        l.add(t, 1, true, life);
         l.fetching = false;
-        // Back within half a lifetime: double.
-        assert_eq!(l.spend_or_ask(ms(10), 16, life), Err((2, true)));
+        // Back 10 ms later (100/s: 10 in half a lifetime), capped at twice the last batch.
+        assert_eq!(l.step(ms(10), 16, life), Step::Ask { want: 2, fetch: true });
         // While that batch is asked for, another miss takes exactly one token.
-        assert_eq!(l.spend_or_ask(ms(10), 16, life), Err((1, false)));
-        l.add(ms(10), 2, life);
+        assert_eq!(l.step(ms(10), 16, life), Step::Ask { want: 1, fetch: false });
+        l.add(ms(10), 2, true, life);
         l.fetching = false;
-        assert_eq!(l.spend_or_ask(ms(20), 16, life), Ok(()));
-        assert_eq!(l.spend_or_ask(ms(30), 16, life), Err((4, true)));
-        l.add(ms(30), 4, life);
+        assert_eq!(l.step(ms(12), 16, life), Step::Spent(None));
+        assert_eq!(l.step(ms(14), 16, life), Step::Ask { want: 4, fetch: true });
+        l.add(ms(14), 4, true, life);
         l.fetching = false;
-        // Spent in 150 ms (more than half a lifetime): the same batch again.
-        for n in [60, 100, 180] {
-            assert_eq!(l.spend_or_ask(ms(n), 16, life), Ok(()));
-        }
-        assert_eq!(l.spend_or_ask(ms(300), 16, life), Err((4, true)));
-        l.add(ms(300), 4, life);
+        // Batch of 4: spending down to a quarter of it fetches the next one ahead.
+        assert_eq!(l.step(ms(16), 16, life), Step::Spent(None));
+        assert_eq!(l.step(ms(18), 16, life), Step::Spent(Some(8)));
+        assert_eq!(l.step(ms(20), 16, life), Step::Spent(None), "already fetching");
+        assert_eq!(l.tokens, 0);
+        l.add(ms(21), 8, false, life);
         l.fetching = false;
-        // Expired with 2 of 3 left: dropped, and the next batch is what was spent (2).
-        assert_eq!(l.spend_or_ask(ms(310), 16, life), Ok(()));
-        assert_eq!(l.spend_or_ask(ms(500), 16, life), Err((2, true)));
+        assert_eq!(l.tokens, 8);
+        // Then the key goes quiet: the lease expires with its 8 tokens (dropped), and the next
+        // batch is what the key spent in half a lifetime: 1.
+        assert_eq!(l.step(ms(321), 16, life), Step::Ask { want: 1, fetch: true });
         assert_eq!(l.tokens, 0);
     }
 }

@@ -76,13 +76,15 @@ impl SharedState {
     /// call, `Ok(Some(i))` when bucket `i` (0-based) was exhausted (later ones are untouched).
     pub async fn take(&self, buckets: &[SharedBucket]) -> Result<Option<usize>, StoreError> {
         let want = vec![1; buckets.len()];
-        Ok(self.take_many(buckets, &want).await?.exhausted)
+        Ok(self.take_many("rate_limit", buckets, &want).await?.exhausted)
     }
 
     /// Takes up to `want[i]` tokens (at least 1) from each bucket `i` in order, in one script
     /// call: every bucket before the first exhausted one gets between 1 and `want[i]` tokens.
+    /// `op` names the call in metrics (`rate_limit`, `rate_prefetch`).
     pub async fn take_many(
         &self,
+        op: &'static str,
         buckets: &[SharedBucket],
         want: &[u32],
     ) -> Result<Granted, StoreError> {
@@ -95,7 +97,7 @@ impl SharedState {
             inv.key(&b.key).arg(1_000_000.0 / rate).arg(b.burst()).arg((*w).max(1));
         }
         let reply: Vec<i64> =
-            self.run("rate_limit", |mut c| async move { inv.invoke_async(&mut c).await }).await?;
+            self.run(op, |mut c| async move { inv.invoke_async(&mut c).await }).await?;
         parse_reply(&reply, buckets.len())
     }
 }
