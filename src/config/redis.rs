@@ -57,12 +57,12 @@ pub struct RedisConfig {
     /// Share definitive invalid verdicts between replicas (they keep `validation.invalid_cache_ttl_secs`).
     pub share_verdicts: bool,
     /// Largest batch of tokens a replica leases from one shared bucket per Redis call and then
-    /// spends locally (see `lease_burst_fraction`). 1 turns leases off: every decision is one
-    /// Redis call and the shared limits are exact.
+    /// spends locally (see `crate::shared_state::lease`). 1 turns leases off: every decision is
+    /// one Redis call and the shared limits are exact.
     pub lease_max_tokens: u32,
-    /// A bucket's batch is this fraction of its burst (at least 1, at most `lease_max_tokens`):
-    /// N replicas can leave at most N x this fraction of a burst unspent, and a bucket whose burst
-    /// is below 1 / fraction is never leased.
+    /// A bucket's batch is at most this fraction of its burst (at least 1, at most
+    /// `lease_max_tokens`): N replicas can leave at most N x 1.25 x this fraction of a burst
+    /// unspent, and a bucket whose burst is below 1 / fraction is never leased.
     pub lease_burst_fraction: f64,
     /// Leased tokens not spent within this long are dropped (never returned to the bucket), ms.
     #[serde(with = "super::serde_ms")]
@@ -80,9 +80,9 @@ impl Default for RedisConfig {
             pool_size: 2,
             on_error: OnRedisError::Local,
             share_verdicts: true,
-            lease_max_tokens: 16,
+            lease_max_tokens: 256,
             lease_burst_fraction: 0.02,
-            lease_ms: Duration::from_millis(500),
+            lease_ms: Duration::from_millis(1_000),
         }
     }
 }

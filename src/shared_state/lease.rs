@@ -5,11 +5,11 @@
 //! Exactness: a leased token was taken from the shared bucket by the script, so the cluster never
 //! admits more than the shared budget. Tokens a replica does not spend within `redis.lease_ms`
 //! are dropped (never returned, never minted), so a lease can only *under*-admit, by at most the
-//! tokens a replica holds: one lease per bucket at a time (a second concurrent miss takes exactly
-//! one token), at most `lease size - 1` left over. The lease size is `redis.lease_burst_fraction`
-//! of the bucket's burst, at least 1 and at most `redis.lease_max_tokens`: a bucket whose burst
-//! is below `1 / fraction` is never leased (exact), and N replicas can strand at most
-//! `N x fraction` of a burst.
+//! tokens a replica holds: one batch call per bucket at a time (a concurrent miss takes exactly
+//! one token), at most 1.25 lease sizes (a quarter of a batch left when the next one is fetched).
+//! The lease size is `redis.lease_burst_fraction` of the bucket's burst, at least 1 and at most
+//! `redis.lease_max_tokens`: a bucket whose burst is below `1 / fraction` is never leased
+//! (exact), and N replicas can strand at most `N x 1.25 x fraction` of a burst.
 //!
 //! Only keys that spend what they lease get a batch: a key starts at 1 token per call, and each
 //! next batch is what the key spent on this replica in half a lifetime at its last rate (at most
@@ -79,13 +79,14 @@ impl Lease {
     }
 
     /// Spends one leased token, or says how many to ask Redis for. One batch call at a time per
-    /// key: other misses meanwhile ask for exactly one token. A batch is fetched ahead, in the
-    /// background, when a quarter of a batch of 4 or more is left, so a busy key rarely waits.
+    /// key: other misses meanwhile ask for exactly one token. The next batch is fetched ahead,
+    /// in the background, when a quarter of a batch (of 2 or more) is left, so a key spending
+    /// steadily rarely waits for Redis.
     fn step(&mut self, now: Instant, size: u32, lifetime: Duration) -> Step {
         if self.tokens > 0 && now < self.until {
             self.tokens -= 1;
             self.spent = self.spent.saturating_add(1);
-            if !self.fetching && self.batch >= 4 && self.tokens <= self.batch / 4 {
+            if !self.fetching && self.batch >= 2 && self.tokens <= self.batch / 4 {
                 self.fetching = true;
                 return Step::Spent(Some(self.next_batch(now, size, lifetime)));
             }
@@ -332,16 +333,17 @@ mod tests {
         assert_eq!(l.step(ms(10), 16, life), Step::Ask { want: 1, fetch: false });
         l.add(ms(10), 2, true, life);
         l.fetching = false;
-        assert_eq!(l.step(ms(12), 16, life), Step::Spent(None));
-        assert_eq!(l.step(ms(14), 16, life), Step::Ask { want: 4, fetch: true });
-        l.add(ms(14), 4, true, life);
+        // Its last token spent: the next batch is fetched ahead (in the background).
+        assert_eq!(l.step(ms(12), 16, life), Step::Spent(Some(4)));
+        l.add(ms(13), 4, false, life);
         l.fetching = false;
-        // Batch of 4: spending down to a quarter of it fetches the next one ahead.
-        assert_eq!(l.step(ms(16), 16, life), Step::Spent(None));
-        assert_eq!(l.step(ms(18), 16, life), Step::Spent(Some(8)));
-        assert_eq!(l.step(ms(20), 16, life), Step::Spent(None), "already fetching");
+        // Batch of 4: spending down to a quarter of it fetches the next one ahead, once.
+        assert_eq!(l.step(ms(14), 16, life), Step::Spent(None));
+        assert_eq!(l.step(ms(15), 16, life), Step::Spent(None));
+        assert_eq!(l.step(ms(16), 16, life), Step::Spent(Some(8)));
+        assert_eq!(l.step(ms(17), 16, life), Step::Spent(None), "already fetching");
         assert_eq!(l.tokens, 0);
-        l.add(ms(21), 8, false, life);
+        l.add(ms(18), 8, false, life);
         l.fetching = false;
         assert_eq!(l.tokens, 8);
         // Then the key goes quiet: the lease expires with its 8 tokens (dropped), and the next
