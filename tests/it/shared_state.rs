@@ -333,6 +333,9 @@ async fn redis_killed_mid_run(mode: OnRedisError) -> Cluster {
     let mut c = cluster(2, |cfg| {
         cfg.ingress.ip_rate = RateLimit { per_second: 1, burst: 4 };
         cfg.redis.on_error = mode;
+        // While Redis is up, a slow answer on a loaded test host must not be taken for a failure
+        // (it would fall back and admit more); a stopped Redis refuses connections at once.
+        cfg.redis.timeout_ms = Duration::from_millis(500);
     })
     .await;
     let ok = c.admitted(8, LIMITED, None).await;
