@@ -56,6 +56,8 @@ static VALIDATION_EXTRA: std::sync::OnceLock<String> = std::sync::OnceLock::new(
 struct Counts {
     upstream: u64,
     supervisor: u64,
+    /// HTTP requests the supervisor received (a JSON-RPC batch of checks is one).
+    supervisor_requests: u64,
     chain: u64,
     headers: u64,
     logs: u64,
@@ -67,6 +69,7 @@ impl std::ops::Sub for Counts {
         Counts {
             upstream: self.upstream.saturating_sub(b.upstream),
             supervisor: self.supervisor.saturating_sub(b.supervisor),
+            supervisor_requests: self.supervisor_requests.saturating_sub(b.supervisor_requests),
             chain: self.chain.saturating_sub(b.chain),
             headers: self.headers.saturating_sub(b.headers),
             logs: self.logs.saturating_sub(b.logs),
@@ -99,6 +102,7 @@ impl Peers {
         Counts {
             upstream: n("upstream"),
             supervisor: n("supervisor"),
+            supervisor_requests: n("supervisor_requests"),
             chain: n("chain"),
             headers: n("headers"),
             logs: n("logs"),
@@ -437,7 +441,7 @@ async fn measure(peers: &Peers, pid: u32, url: &str, sc: &Scenario, o: &Opts) ->
 
 fn print_measured(target: &str, m: &Measured, rss: Option<f64>, base: Option<&Measured>) {
     println!(
-        "  {target:<20} {:>8.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  CPU {:>6.1} us/req  ok {:>6} refused {:>6} failed {:>3}  backend calls/tx {:>6.3}  headers {:>5} logs {:>4}  RSS {:>9}  vs forwarder {:>6}",
+        "  {target:<20} {:>8.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  CPU {:>6.1} us/req  ok {:>6} refused {:>6} failed {:>3}  backend calls/tx {:>6.3}  sup req/tx {:>5.3}  headers {:>5} logs {:>4}  RSS {:>9}  vs forwarder {:>6}",
         m.st.rps,
         m.st.p50.as_secs_f64() * 1e3,
         m.st.p99.as_secs_f64() * 1e3,
@@ -446,6 +450,7 @@ fn print_measured(target: &str, m: &Measured, rss: Option<f64>, base: Option<&Me
         m.st.refused,
         m.st.failed,
         (m.calls.supervisor + m.calls.chain) as f64 / m.sent(),
+        m.calls.supervisor_requests as f64 / m.sent(),
         m.calls.headers,
         m.calls.logs,
         rss.map_or("-".into(), |r| format!("{r:.1} MiB")),

@@ -232,18 +232,25 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> Result<Running, 
     let mut revalidator_addr = None;
     if cfg.revalidator.enabled {
         let backend = dyn_engine.clone().ok_or(StartError::RevalidatorWithoutBackend)?;
+        let light = engine.as_ref().and_then(|e| Some((e.clone(), e.light()?.clone())));
+        // "Not yet known" verdicts tell the light backend's watch which heads to follow.
+        let backend = match &light {
+            Some((_, l)) => crate::revalidator::waits::NoteWaits::wrap(backend, l.clone()),
+            None => backend,
+        };
         let r =
             crate::revalidator::start(&cfg.revalidator, backend, shutdown.clone(), true).await?;
         revalidator_addr = Some(r.addr);
         health.revalidator = Some(r.core.clone());
         log_listening("revalidator", revalidator_addr);
-        if let Some((e, l)) = engine.as_ref().and_then(|e| Some((e.clone(), e.light()?.clone()))) {
-            // A source-chain reorg re-checks the pooled txs it touches at once.
+        if let Some((e, l)) = light {
+            // A source-chain reorg, or a head reaching blocks pooled txs wait on, re-checks the
+            // pooled txs it touches at once.
             let flush = move || e.flush_valid();
-            let reorgs = l.subscribe_reorgs();
-            crate::revalidator::recheck::spawn_reorg_rechecks(
+            crate::revalidator::recheck::spawn_event_rechecks(
                 r.core.clone(),
-                reorgs,
+                l.subscribe_reorgs(),
+                Some(l.subscribe_head_advances()),
                 flush,
                 shutdown.clone(),
             );

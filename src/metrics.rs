@@ -57,6 +57,11 @@ pub struct Metrics {
     pub cache: IntCounterVec,
     /// Identical concurrent work merged into one call, by what was merged.
     pub coalesced: IntCounterVec,
+    /// Checks per wire request sent by a backend's batching layer (single checks gathered
+    /// while another batch was in flight), by backend.
+    pub check_batch_size: HistogramVec,
+    /// Single checks a batching layer gave no answer because its queue was full, by backend.
+    pub check_batch_queue_full: IntCounterVec,
     /// Re-tests after delay, by outcome.
     pub retries: IntCounterVec,
     /// Split verdicts between the two backends.
@@ -203,6 +208,24 @@ impl Metrics {
                 "coalesced_total",
                 "Identical concurrent work merged into one call",
                 &["what"],
+            ),
+            check_batch_size: {
+                // 1 .. 1024 checks.
+                let buckets = exponential_buckets(1.0, 2.0, 11).expect("valid buckets");
+                let opts = HistogramOpts::new(
+                    "check_batch_size",
+                    "Checks per wire request sent by a batching layer",
+                )
+                .buckets(buckets);
+                let h = HistogramVec::new(opts, &["backend"]).expect("valid metric");
+                r.register(Box::new(h.clone())).expect("metric registered once");
+                h
+            },
+            check_batch_queue_full: counter(
+                &r,
+                "check_batch_queue_full_total",
+                "Single checks given no answer because the batching queue was full",
+                &["backend"],
             ),
             retries: counter(&r, "retries_total", "Re-tests after delay", &["outcome"]),
             reorgs: counter(&r, "reorgs_total", "Canonical blocks seen replaced", &["chain"]),
@@ -477,6 +500,8 @@ pub fn init_series(cfg: &Config) {
         let mut components = vec!["engine"];
         if !cfg.supervisor.endpoints.is_empty() {
             components.push("indexed");
+            m.check_batch_size.with_label_values(&["indexed"]);
+            m.check_batch_queue_full.with_label_values(&["indexed"]).inc_by(0);
         }
         if !cfg.light.chains.is_empty() {
             components.push("light");

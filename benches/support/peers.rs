@@ -67,6 +67,7 @@ pub fn run(args: &[String]) {
                     let counts = serde_json::json!({
                         "upstream": upstream.calls(),
                         "supervisor": supervisor.checks(),
+                        "supervisor_requests": supervisor.http_requests(),
                         "chain": chain.all_calls(),
                         "headers": chain.calls("eth_getBlockByNumber"),
                         "logs": chain.calls("eth_getLogs"),

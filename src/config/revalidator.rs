@@ -11,6 +11,10 @@ use url::Url;
 use super::{check_nonzero, check_positive, check_url, ConfigError};
 use crate::interop::SafetyLevel;
 
+/// The least `txpool_content` JSON per pooled tx (measured ~490 bytes for a plain tx; interop
+/// txs carry access lists): `el_max_response_bytes` must be at least `max_pool_txs` times this.
+pub const TXPOOL_BYTES_PER_TX: u64 = 512;
+
 /// `[revalidator]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -42,8 +46,9 @@ pub struct RevalidatorConfig {
     /// makes `txpool_content` slow, hence more than a check's timeout.
     #[serde(with = "super::serde_ms")]
     pub el_timeout_ms: Duration,
-    /// Largest EL answer read, bytes; a larger `txpool_content` is no answer (the pass is
-    /// skipped, verdicts stand). Sized so a full pool of `max_pool_txs` fits.
+    /// Largest EL answer read, bytes; a larger `txpool_content` is no answer (the pass or the
+    /// mirror's reconciliation is skipped, verdicts stand). Must be at least `max_pool_txs` x
+    /// [`TXPOOL_BYTES_PER_TX`] (refused at start-up otherwise: a full pool could never be read).
     pub el_max_response_bytes: usize,
     /// Time between passes, ms: how stale a near block's verdict may get (one block time by
     /// default, so a tx is re-checked once per block it waits).
@@ -199,6 +204,21 @@ impl RevalidatorConfig {
         ] {
             check_nonzero(key, d)?;
         }
+        // Every full read (passes without a live mirror, and the mirror's reconciliations) is
+        // one `txpool_content` answer: one too small for a full pool fails every time.
+        let floor = (self.max_pool_txs as u64).saturating_mul(TXPOOL_BYTES_PER_TX);
+        if (self.el_max_response_bytes as u64) < floor {
+            return Err(ConfigError::invalid(
+                "revalidator.el_max_response_bytes",
+                format!(
+                    "{} bytes cannot hold a txpool_content of max_pool_txs = {} txs (~{} bytes \
+                     of JSON each, so at least {floor} bytes): every full read of a full pool \
+                     (reconciliations, passes without the mirror) would fail; raise it or lower \
+                     max_pool_txs",
+                    self.el_max_response_bytes, self.max_pool_txs, TXPOOL_BYTES_PER_TX
+                ),
+            ));
+        }
         if self.full_interval_ms < self.interval_ms {
             return Err(ConfigError::invalid(
                 "revalidator.full_interval_ms",
@@ -250,6 +270,13 @@ mod tests {
         assert_eq!(parsed.chain_id, Some(10));
         let no_id: RevalidatorConfig = toml::from_str("chain_id = 0").unwrap();
         assert_eq!(no_id.chain_id, None);
+        // A pool cap whose full txpool_content cannot fit the answer bound is refused.
+        let big = RevalidatorConfig { max_pool_txs: 1_000_000, ..ok.clone() };
+        let err = big.validate().unwrap_err().to_string();
+        assert!(err.contains("revalidator.el_max_response_bytes"), "{err}");
+        assert!(err.contains("max_pool_txs = 1000000") && err.contains("512000000"), "{err}");
+        let fits = RevalidatorConfig { el_max_response_bytes: 1 << 30, ..big };
+        assert!(fits.validate().is_ok());
         assert_eq!(
             toml::to_string(&no_id).unwrap().lines().find(|l| l.starts_with("chain_id")),
             Some("chain_id = 0")

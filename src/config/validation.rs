@@ -152,6 +152,12 @@ pub struct SupervisorConfig {
     pub unhealthy_ms: Duration,
     /// Largest answer body read from an endpoint, bytes; a larger one is no answer.
     pub max_response_bytes: usize,
+    /// Most single checks sent together in one JSON-RPC batch (1: every check alone).
+    pub batch_max_size: usize,
+    /// Most batches of single checks in flight at once.
+    pub batch_max_in_flight: usize,
+    /// Most single checks waiting for a batch; a check beyond it gets no answer.
+    pub batch_max_queued: usize,
 }
 
 impl Default for SupervisorConfig {
@@ -166,6 +172,13 @@ impl Default for SupervisorConfig {
             // An answer is `null` or one error per check: 1000 checks of a revalidator batch
             // with long error messages stay well under 1 MiB.
             max_response_bytes: 4 * 1024 * 1024,
+            // Concurrent single checks (the ingress's cold path) share one HTTP request: one
+            // goes out at once when nothing is in flight, the ones that arrive meanwhile form
+            // the next batch. 64 per batch keeps an answer small; the queue holds as many checks
+            // as the ingress lets run at once (`ingress.max_in_flight`).
+            batch_max_size: 64,
+            batch_max_in_flight: 4,
+            batch_max_queued: 1_024,
         }
     }
 }
@@ -191,6 +204,9 @@ impl SupervisorConfig {
         }
         check_nonzero("supervisor.timeout_ms", self.timeout_ms)?;
         check_positive("supervisor.max_response_bytes", self.max_response_bytes as u64)?;
+        check_positive("supervisor.batch_max_size", self.batch_max_size as u64)?;
+        check_positive("supervisor.batch_max_in_flight", self.batch_max_in_flight as u64)?;
+        check_positive("supervisor.batch_max_queued", self.batch_max_queued as u64)?;
         Ok(())
     }
 }

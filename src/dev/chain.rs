@@ -130,14 +130,14 @@ impl SimChain {
         self.delay_ms.store(d.as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// Calls received for `method`.
+    /// Calls received for `method` (`eth_getBlockByNumber:safe`: with that block tag).
     pub fn calls(&self, method: &str) -> u64 {
         lock(&self.calls).get(method).copied().unwrap_or(0)
     }
 
     /// Every call received, by method.
     pub fn all_calls(&self) -> u64 {
-        lock(&self.calls).values().sum()
+        lock(&self.calls).iter().filter(|(m, _)| !m.contains(':')).map(|(_, n)| n).sum()
     }
 
     fn block_hash(&self, number: u64, timestamp: u64, salt: u64) -> B256 {
@@ -463,7 +463,21 @@ impl Handler for SimChain {
         call: Call,
     ) -> BoxFuture<'a, Result<Box<RawValue>, RpcError>> {
         Box::pin(async move {
-            *lock(&self.calls).entry(call.method.clone()).or_default() += 1;
+            {
+                let mut calls = lock(&self.calls);
+                *calls.entry(call.method.clone()).or_default() += 1;
+                if call.method == "eth_getBlockByNumber" {
+                    // Per block tag too (`eth_getBlockByNumber:safe`), for tests of what the
+                    // gateway reads.
+                    let tag = call
+                        .parse_params::<Vec<Value>>()
+                        .ok()
+                        .and_then(|p| p.first().and_then(Value::as_str).map(str::to_owned));
+                    if let Some(t) = tag.filter(|t| !t.starts_with("0x")) {
+                        *calls.entry(format!("{}:{t}", call.method)).or_default() += 1;
+                    }
+                }
+            }
             let delay = self.delay_ms.load(Ordering::Relaxed);
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -123,14 +123,17 @@ pub async fn run(opts: DevOptions, stop: CancellationToken) -> Result<String, St
     let mut tick = tokio::time::interval(opts.summary_every);
     tick.tick().await;
     let reval = gate.revalidator_addr.map(|a| format!("http://{a}/"));
+    // The last status the revalidator gave: on Ctrl-C it shuts down with the rest of the
+    // gateway before the final line is written, and that line should still say what it did.
+    let mut seen = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tick.tick() => println!("{}", summary(&tally, reval.as_deref()).await),
+            _ = tick.tick() => println!("{}", summary(&tally, reval.as_deref(), &mut seen).await),
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
         }
     }
-    let last = summary(&tally, reval.as_deref()).await;
+    let last = summary(&tally, reval.as_deref(), &mut seen).await;
     stop.cancel();
     let _ = gen.await;
     gate.wait().await;
@@ -155,13 +158,17 @@ fn print_addresses(gate: &Running, sup_url: &str, a: &Peer, b: &Peer) {
     println!("  chain B ({CHAIN_B}) RPC (upstream) {}", b.url());
 }
 
-async fn summary(t: &Tally, reval: Option<&str>) -> String {
+async fn summary(t: &Tally, reval: Option<&str>, seen: &mut Option<String>) -> String {
     let retries: u64 = ["accepted", "invalid", "still_unknown", "unavailable", "queue_full"]
         .iter()
         .map(|o| metrics().retries.with_label_values(&[o]).get())
         .sum();
     let invalid_found = match reval {
-        Some(url) => revalidator_status(url).await,
+        Some(url) => match (revalidator_status(url).await, seen.as_ref()) {
+            (Some(now), _) => seen.insert(now).clone(),
+            (None, Some(last)) => format!("{last} (its last answer; it has stopped)"),
+            (None, None) => "unreachable".into(),
+        },
         None => "-".into(),
     };
     format!(
@@ -178,13 +185,12 @@ async fn summary(t: &Tally, reval: Option<&str>) -> String {
     )
 }
 
-async fn revalidator_status(url: &str) -> String {
+/// The revalidator's counts, `None` when it does not answer.
+async fn revalidator_status(url: &str) -> Option<String> {
     let body = json!({"jsonrpc":"2.0","id":1,"method":"interop_revalidationStatus","params":[]});
-    let Ok(resp) = reqwest::Client::new().post(url).json(&body).send().await else {
-        return "unreachable".into();
-    };
-    let v: Value = resp.json().await.unwrap_or_default();
-    let r = &v["result"];
+    let resp = reqwest::Client::new().post(url).json(&body).send().await.ok()?;
+    let v: Value = resp.json().await.ok()?;
+    let r = v.get("result")?;
     let cursor = |c: &Value| {
         c.as_str()
             .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
@@ -195,10 +201,10 @@ async fn revalidator_status(url: &str) -> String {
         .iter()
         .map(|l| metrics().revalidator_invalid.with_label_values(&[l]).get())
         .sum();
-    format!(
+    Some(format!(
         "{} passes, {} tracked, {published} invalid published, {feed} feed entries",
         r["passes"], r["tracked"]
-    )
+    ))
 }
 
 /// Sends the traffic mix through the ingress and tallies the answers.

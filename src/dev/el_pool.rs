@@ -8,7 +8,10 @@
 //! `newHeads`. [`MockElPool::insert`] announces, [`MockElPool::insert_quietly`] does not (drift);
 //! [`MockElPool::mine`] and [`MockElPool::reorg`] build a chain served by `eth_getBlockByHash`;
 //! [`MockElPool::drop_ws`] closes every socket; [`MockElPool::set_subscriptions`] makes it an EL
-//! without subscriptions.
+//! without subscriptions, [`MockElPool::set_hashes_only`] one that announces hashes only;
+//! [`MockElPool::send_ws`] sends any frame (garbage, truncated JSON) to every socket;
+//! [`MockElPool::hold_blocks`] stalls `eth_getBlockByHash` (a slow EL). [`spawn_broken_ws`] is a
+//! WebSocket EL that breaks the protocol itself after subscribing.
 //!
 //! Tx hashes are `keccak(sender ++ nonce ++ salt)`, not real signing hashes: nothing downstream
 //! of `txpool_content` recomputes them, and signing 100k txs would dominate every test.
@@ -171,7 +174,7 @@ enum SubKind {
 }
 
 struct WsClient {
-    tx: mpsc::Sender<String>,
+    tx: mpsc::Sender<WsMessage>,
     subs: Vec<(String, SubKind)>,
     kick: CancellationToken,
 }
@@ -184,6 +187,8 @@ pub struct MockElPool {
     clients: Mutex<HashMap<u64, WsClient>>,
     next_id: AtomicU64,
     no_subscriptions: AtomicBool,
+    hashes_only: AtomicBool,
+    hold_blocks: AtomicBool,
 }
 
 fn block_hash(number: u64, fork: u64) -> B256 {
@@ -302,6 +307,27 @@ impl MockElPool {
         self.no_subscriptions.store(!on, Ordering::SeqCst);
     }
 
+    /// Announces pending txs by hash only (an EL that ignores the full-objects flag), or with
+    /// full objects again.
+    pub fn set_hashes_only(&self, on: bool) {
+        self.hashes_only.store(on, Ordering::SeqCst);
+    }
+
+    /// Makes `eth_getBlockByHash` wait (up to 10 s) until released: a slow EL, so that heads
+    /// pile up in front of a follower that reads each head's block.
+    pub fn hold_blocks(&self, on: bool) {
+        self.hold_blocks.store(on, Ordering::SeqCst);
+    }
+
+    /// Sends `frame` as is to every WebSocket connection.
+    pub fn send_ws(&self, frame: WsMessage) {
+        if let Ok(c) = self.clients.lock() {
+            for c in c.values() {
+                let _ = c.tx.try_send(frame.clone());
+            }
+        }
+    }
+
     /// Closes every WebSocket connection (the EL restarting).
     pub fn drop_ws(&self) {
         if let Ok(c) = self.clients.lock() {
@@ -317,12 +343,20 @@ impl MockElPool {
     }
 
     fn notify(&self, kind: SubKind, result: &Value) {
+        let hash_only;
+        let result = match (kind, self.hashes_only.load(Ordering::SeqCst)) {
+            (SubKind::Pending, true) => {
+                hash_only = result.get("hash").cloned().unwrap_or(Value::Null);
+                &hash_only
+            }
+            _ => result,
+        };
         let Ok(clients) = self.clients.lock() else { return };
         for c in clients.values() {
             for (id, k) in &c.subs {
                 if *k == kind {
                     let note = json!({"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": id, "result": result}});
-                    let _ = c.tx.try_send(note.to_string());
+                    let _ = c.tx.try_send(WsMessage::Text(note.to_string().into()));
                 }
             }
         }
@@ -480,7 +514,7 @@ async fn upgrade(Shared(el): Shared<Arc<MockElPool>>, up: WebSocketUpgrade) -> R
 
 async fn serve_ws(el: Arc<MockElPool>, socket: WebSocket) {
     let id = el.next_id.fetch_add(1, Ordering::SeqCst);
-    let (tx, mut rx) = mpsc::channel::<String>(65_536);
+    let (tx, mut rx) = mpsc::channel::<WsMessage>(65_536);
     let kick = CancellationToken::new();
     if let Ok(mut c) = el.clients.lock() {
         c.insert(id, WsClient { tx, subs: Vec::new(), kick: kick.clone() });
@@ -496,7 +530,7 @@ async fn serve_ws(el: Arc<MockElPool>, socket: WebSocket) {
         tokio::select! {
             _ = kick.cancelled() => break,
             m = rx.recv() => match m {
-                Some(t) => if sink.send(WsMessage::Text(t.into())).await.is_err() { break },
+                Some(frame) => if sink.send(frame).await.is_err() { break },
                 None => break,
             },
             m = stream.next() => match m {
@@ -522,6 +556,68 @@ async fn serve_ws(el: Arc<MockElPool>, socket: WebSocket) {
     }
 }
 
+/// How [`spawn_broken_ws`] breaks the WebSocket protocol once the client has subscribed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokenFrame {
+    /// A frame with a reserved opcode (0x3).
+    ReservedOpcode,
+    /// A text frame header announcing 100 bytes, 10 of them, then the connection closes.
+    Truncated,
+}
+
+/// A WebSocket EL that accepts the connection and both `eth_subscribe` calls (answered like an
+/// EL would), then writes `frame` as raw bytes on the socket: what a broken proxy or a crashing
+/// node sends. Every connection gets the same. The WebSocket URL is `ws://{peer.addr}/`.
+pub async fn spawn_broken_ws(frame: BrokenFrame) -> std::io::Result<Peer> {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            let tcp = tokio::select! {
+                _ = token.cancelled() => return,
+                a = listener.accept() => match a { Ok((tcp, _)) => tcp, Err(_) => continue },
+            };
+            let token = token.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+                for i in 0..2 {
+                    let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) =
+                        ws.next().await
+                    else {
+                        return;
+                    };
+                    let id = serde_json::from_str::<Value>(&t).ok().map(|v| v["id"].clone());
+                    let reply = json!({"jsonrpc": "2.0", "id": id, "result": format!("0xb{i}")});
+                    let text =
+                        tokio_tungstenite::tungstenite::Message::Text(reply.to_string().into());
+                    if ws.send(text).await.is_err() {
+                        return;
+                    }
+                }
+                let raw: &[u8] = match frame {
+                    BrokenFrame::ReservedOpcode => &[0x83, 0x00],
+                    BrokenFrame::Truncated => {
+                        &[0x81, 100, b'{', b'"', b'j', b's', b'o', b'n', b'r', b'p', b'c', b'"']
+                    }
+                };
+                let tcp = ws.get_mut();
+                let _ = tcp.write_all(raw).await;
+                let _ = tcp.flush().await;
+                if frame == BrokenFrame::Truncated {
+                    let _ = tcp.shutdown().await;
+                } else {
+                    // Keep the socket open: the client must give up on its own.
+                    token.cancelled().await;
+                }
+            });
+        }
+    });
+    Ok(Peer { addr, stop })
+}
+
 impl Handler for MockElPool {
     fn call<'a>(
         &'a self,
@@ -535,7 +631,15 @@ impl Handler for MockElPool {
             match call.method.as_str() {
                 "txpool_content" => Ok(to_raw(&self.content())),
                 "eth_getBlockByNumber" => Ok(to_raw(&self.block())),
-                "eth_getBlockByHash" => Ok(to_raw(&self.block_by_hash(&call))),
+                "eth_getBlockByHash" => {
+                    for _ in 0..2_000 {
+                        if !self.hold_blocks.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    Ok(to_raw(&self.block_by_hash(&call)))
+                }
                 "eth_blockNumber" => Ok(to_raw(&format!("{:#x}", self.head().number))),
                 "eth_chainId" => Ok(to_raw(&format!("{:#x}", self.with(|s| s.chain_id)))),
                 m => Err(RpcError::method_not_found(m)),

@@ -38,11 +38,16 @@ pub enum Behaviour {
     Huge(usize),
     /// Never answers.
     Hang,
+    /// 200 with `"result": null` for the first element of a batch only (a plain call is
+    /// answered): a batch answer shorter than the batch.
+    ShortBatch,
 }
 
 struct Inner {
     behaviour: Mutex<Behaviour>,
     requests: AtomicUsize,
+    held: std::sync::atomic::AtomicBool,
+    released: tokio::sync::Notify,
 }
 
 /// The peer's handle: change its behaviour, count what it received.
@@ -53,6 +58,17 @@ impl Misbehaving {
     /// Sets what every following request gets.
     pub fn set(&self, b: Behaviour) {
         *self.0.behaviour.lock().unwrap_or_else(|p| p.into_inner()) = b;
+    }
+
+    /// Holds every answer (after counting its request) until [`Self::release`].
+    pub fn hold(&self) {
+        self.0.held.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets the held answers (and every following one) go.
+    pub fn release(&self) {
+        self.0.held.store(false, Ordering::SeqCst);
+        self.0.released.notify_waiters();
     }
 
     /// Requests received so far.
@@ -83,6 +99,13 @@ fn per_id(ids: &[String], batch: bool, one: impl Fn(&str) -> String) -> String {
 
 async fn handle(State(p): State<Misbehaving>, body: Bytes) -> Response {
     p.0.requests.fetch_add(1, Ordering::SeqCst);
+    loop {
+        let released = p.0.released.notified();
+        if !p.0.held.load(Ordering::SeqCst) {
+            break;
+        }
+        released.await;
+    }
     let behaviour = p.0.behaviour.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let (ids, batch) = ids(&body);
     let id = ids.first().cloned().unwrap_or_else(|| "null".into());
@@ -125,6 +148,10 @@ async fn handle(State(p): State<Misbehaving>, body: Bytes) -> Response {
             );
             Response::new(Body::from_stream(stream))
         }
+        Behaviour::ShortBatch => {
+            let one = |id: &str| format!(r#"{{"jsonrpc":"2.0","id":{id},"result":null}}"#);
+            json(if batch { format!("[{}]", one(&id)) } else { one(&id) })
+        }
         Behaviour::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
@@ -136,8 +163,12 @@ async fn handle(State(p): State<Misbehaving>, body: Bytes) -> Response {
 pub async fn spawn(b: Behaviour) -> std::io::Result<(Peer, Misbehaving)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;
-    let state =
-        Misbehaving(Arc::new(Inner { behaviour: Mutex::new(b), requests: AtomicUsize::new(0) }));
+    let state = Misbehaving(Arc::new(Inner {
+        behaviour: Mutex::new(b),
+        requests: AtomicUsize::new(0),
+        held: Default::default(),
+        released: Default::default(),
+    }));
     let router = Router::new().fallback(handle).with_state(state.clone());
     let stop = CancellationToken::new();
     let token = stop.clone();

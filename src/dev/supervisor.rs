@@ -35,6 +35,8 @@ pub struct MockSupervisor {
     request_ids: Mutex<HashSet<Arc<str>>>,
     checks: AtomicUsize,
     failsafe: AtomicBool,
+    held: AtomicBool,
+    released: tokio::sync::Notify,
 }
 
 impl MockSupervisor {
@@ -77,6 +79,18 @@ impl MockSupervisor {
     /// Delays every answer.
     pub fn set_delay(&self, d: Duration) {
         self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Holds every check answer (after counting it) until [`Self::release`]: a test can have
+    /// checks in flight for as long as it needs, without a timer.
+    pub fn hold(&self) {
+        self.held.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets the held answers (and every following one) go.
+    pub fn release(&self) {
+        self.held.store(false, Ordering::SeqCst);
+        self.released.notify_waiters();
     }
 
     /// Turns failsafe on or off.
@@ -148,6 +162,13 @@ impl Handler for MockSupervisor {
                 ids.insert(ctx.request_id.clone());
             }
             self.checks.fetch_add(1, Ordering::SeqCst);
+            loop {
+                let released = self.released.notified();
+                if !self.held.load(Ordering::SeqCst) {
+                    break;
+                }
+                released.await;
+            }
             let delay = self.delay_ms.load(Ordering::SeqCst);
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay)).await;

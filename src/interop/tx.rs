@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use alloy_consensus::{Transaction, TxEnvelope};
 use alloy_eips::eip2718::{Decodable2718, Eip2718Error};
-use alloy_primitives::{Address, Signature, B256};
+use alloy_primitives::{Address, B256};
 
 use super::access_list::inbox_entries;
 
@@ -39,19 +39,20 @@ pub struct DecodedTx {
     signer: Signer,
 }
 
-/// The signature and the hash it signs; the recovered sender (or `None`: unrecoverable) is
-/// remembered on first use.
+/// The signed transaction the sender is recovered from; the recovered sender (or `None`:
+/// unrecoverable) is remembered on first use. The signing hash (an RLP re-encoding and a keccak)
+/// is computed only then too: a tx that is only forwarded never needs it.
 #[derive(Debug, Clone)]
 struct Signer {
-    signature: Signature,
-    signature_hash: B256,
+    tx: TxEnvelope,
     recovered: OnceLock<Option<Address>>,
 }
 
-/// Two decodings are equal when they are of the same signed transaction, recovered or not.
+/// Two decodings are equal when they are of the same signed transaction, recovered or not (the
+/// tx hash covers the signature and every signed field).
 impl PartialEq for Signer {
     fn eq(&self, other: &Self) -> bool {
-        (self.signature, self.signature_hash) == (other.signature, other.signature_hash)
+        self.tx.tx_hash() == other.tx.tx_hash()
     }
 }
 
@@ -64,8 +65,11 @@ impl DecodedTx {
         let s = &self.signer;
         s.recovered
             .get_or_init(|| {
-                alloy_consensus::crypto::secp256k1::recover_signer(&s.signature, s.signature_hash)
-                    .ok()
+                alloy_consensus::crypto::secp256k1::recover_signer(
+                    s.tx.signature(),
+                    s.tx.signature_hash(),
+                )
+                .ok()
             })
             .ok_or(DecodeError::Unrecoverable)
     }
@@ -167,19 +171,14 @@ pub fn decode_unrecovered(raw: &[u8]) -> Result<DecodedTx, DecodeError> {
     if tx.signature().s() > alloy_consensus::crypto::SECP256K1N_HALF {
         return Err(DecodeError::HighS);
     }
-    let signer = Signer {
-        signature: *tx.signature(),
-        signature_hash: tx.signature_hash(),
-        recovered: OnceLock::new(),
-    };
     let inbox_entries = tx.access_list().map(inbox_entries).unwrap_or_default();
     Ok(DecodedTx {
         hash: *tx.tx_hash(),
-        signer,
         chain_id: tx.chain_id(),
         tx_type: u8::from(tx.tx_type()),
         nonce: tx.nonce(),
         gas_limit: tx.gas_limit(),
         inbox_entries,
+        signer: Signer { tx, recovered: OnceLock::new() },
     })
 }

@@ -9,8 +9,16 @@
 //!
 //! The mirror is *live* (passes read it) only while subscribed and reconciled since subscribing.
 //! Otherwise (no `el_ws_url`, an EL that refuses the subscription or sends only hashes, a lost
-//! socket) passes read `txpool_content` whole, as without a mirror, and the reason is logged once
-//! per change of mode.
+//! socket, a message over `el_ws_max_message_bytes`) passes read `txpool_content` whole, as
+//! without a mirror, and the reason is logged once per change of mode (and shown by
+//! `interop_revalidationStatus().mirror.reason`). Frames that are not a notification the mirror
+//! can use (garbage, truncated JSON, binary, unknown subscriptions) are counted as undecodable and
+//! skipped: reconciliation repairs whatever they should have said.
+//!
+//! An EL that sends only hashes (it ignores the full-objects flag) is not asked again every
+//! `el_ws_reconnect_ms` but every `reconcile_interval_ms`: it will not change its mind soon, and
+//! each subscription costs a full read. Fetching each announced tx by hash would cost one call
+//! per tx, more than the full reads it saves at sequencer rates.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,6 +28,7 @@ use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +51,8 @@ type Ws =
 enum Stop {
     /// The EL does not offer what the mirror needs: poll instead.
     Unsupported(String),
+    /// The EL announces pending txs by hash only: poll, and ask again only now and then.
+    HashesOnly,
     /// The socket failed (connect, read, or a message over the size bound).
     Failed(String),
     /// Shutting down.
@@ -63,6 +74,8 @@ pub struct Follower {
     live: AtomicBool,
     reconcile_now: Notify,
     reconciliations: AtomicU64,
+    /// Why the mirror is not live (`None` while it is, or before the first attempt).
+    reason: Mutex<Option<String>>,
 }
 
 fn lock(m: &Mutex<PoolMirror>) -> MutexGuard<'_, PoolMirror> {
@@ -87,6 +100,7 @@ impl Follower {
             live: AtomicBool::new(false),
             reconcile_now: Notify::new(),
             reconciliations: AtomicU64::new(0),
+            reason: Mutex::new(None),
         }))
     }
 
@@ -107,6 +121,7 @@ impl Follower {
             "txs": lock(&self.mirror).len(),
             "subscriptions": self.epoch.load(Ordering::SeqCst),
             "reconciliations": self.reconciliations.load(Ordering::SeqCst),
+            "reason": if self.is_live() { None } else { self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone() },
         })
     }
 
@@ -125,11 +140,19 @@ impl Follower {
             self.subscribed.store(false, Ordering::SeqCst);
             self.set_live(false);
             let events = &metrics().revalidator_mirror_events;
+            let mut retry = self.reconnect;
             let why = match stop {
                 Stop::Shutdown => break,
                 Stop::Unsupported(why) => {
                     events.with_label_values(&["unsupported"]).inc();
                     format!("the EL offers no usable newPendingTransactions subscription ({why})")
+                }
+                Stop::HashesOnly => {
+                    events.with_label_values(&["unsupported"]).inc();
+                    retry = self.reconnect.max(self.reconcile_every);
+                    "the EL sends newPendingTransactions as hashes only (it ignores the \
+                     full-objects flag)"
+                        .to_owned()
                 }
                 Stop::Failed(why) => {
                     events.with_label_values(&["lost"]).inc();
@@ -137,12 +160,13 @@ impl Follower {
                 }
             };
             if last_why.as_deref() != Some(why.as_str()) {
-                tracing::warn!(target: "interop_gate::revalidator", reason = %why, retry_ms = self.reconnect.as_millis() as u64, "pool mirror: falling back to full txpool_content polling on every pass");
-                last_why = Some(why);
+                tracing::warn!(target: "interop_gate::revalidator", reason = %why, retry_ms = retry.as_millis() as u64, "pool mirror: falling back to full txpool_content polling on every pass");
+                last_why = Some(why.clone());
             }
+            *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(self.reconnect) => {}
+                _ = tokio::time::sleep(retry) => {}
             }
         }
         let _ = keeper.await;
@@ -254,17 +278,24 @@ impl Follower {
                 Some(Ok(Message::Close(_))) | None => {
                     return Stop::Failed("closed by the EL".into())
                 }
+                Some(Ok(Message::Binary(_))) => {
+                    events.with_label_values(&["undecodable"]).inc();
+                    continue;
+                }
                 Some(Ok(_)) => continue,
-                Some(Err(e)) => return Stop::Failed(format!("read: {e}")),
+                Some(Err(e)) => return Stop::Failed(read_error(&e, self.max_message_bytes)),
             };
             let Ok(note) = serde_json::from_str::<Notification<'_>>(&text) else {
+                // Not JSON, cut short, or not a notification: nothing the mirror can use.
+                events.with_label_values(&["undecodable"]).inc();
                 continue;
             };
             let result = note.params.result.get();
             if note.params.subscription == pending_id {
                 if result.starts_with('"') {
                     // Hashes only: the EL ignored the full-objects flag.
-                    return Stop::Unsupported("newPendingTransactions sends hashes only".into());
+                    let _ = ws.close(None).await;
+                    return Stop::HashesOnly;
                 }
                 match decode_pool_tx(result) {
                     Some(tx) => {
@@ -279,9 +310,13 @@ impl Follower {
                     continue;
                 };
                 if heads.try_send(head).is_err() {
+                    // The keeper is that far behind: this head's inclusions are repaired by the
+                    // reconciliation asked for here instead.
                     events.with_label_values(&["heads_dropped"]).inc();
                     self.reconcile_now.notify_one();
                 }
+            } else {
+                events.with_label_values(&["undecodable"]).inc();
             }
         }
     }
@@ -318,6 +353,13 @@ impl Follower {
             events.with_label_values(&["undecodable"]).inc();
             return true;
         };
+        let followed = lock(&self.mirror).snapshot().head.number;
+        if h.head.number < followed {
+            // Queued before a reconciliation that already read past it (the keeper fell
+            // behind): its inclusions are in that read, and following it would step back.
+            tracing::debug!(target: "interop_gate::revalidator", block = h.head.number, followed, "pool mirror: skipping a head older than the one followed");
+            return false;
+        }
         let (included, failed) = match self.pool.included(hash).await {
             Ok(inc) => (inc, false),
             Err(e) => {
@@ -374,6 +416,16 @@ impl Follower {
                 tracing::warn!(target: "interop_gate::revalidator", error = %e, "pool mirror: reconciliation read failed; retrying on the next head or interval");
             }
         }
+    }
+}
+
+/// Why reading the socket failed, in words (a message over the bound says which bound).
+fn read_error(e: &tungstenite::Error, max: usize) -> String {
+    match e {
+        tungstenite::Error::Capacity(c) => {
+            format!("a message over el_ws_max_message_bytes ({max} bytes): {c}")
+        }
+        e => format!("read: {e}"),
     }
 }
 

@@ -8,7 +8,8 @@
 //!
 //! Files, one job each: [`pool`] (read the EL's pool and head), [`placement`] (presumed blocks,
 //! pure), [`pass`] (plan and send one pass), [`tracker`] (verdicts per tx, drop-in lookups),
-//! [`recheck`] (re-checks driven by source-chain reorgs), [`mirror`] (the pool kept by
+//! [`recheck`] (re-checks driven by source-chain reorgs and heads), [`waits`] (which heads
+//! "not yet known" txs wait on), [`mirror`] (the pool kept by
 //! deltas), [`follow`] (the EL WebSocket that feeds it),
 //! [`feed`] (the invalid feed and its cursor), [`api`] (the EL-facing JSON-RPC methods),
 //! [`push`] (the feed pushed over WebSocket), [`acted`] (whether the EL dropped what was
@@ -28,6 +29,7 @@ pub mod push;
 pub mod recheck;
 pub mod service;
 pub mod tracker;
+pub mod waits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

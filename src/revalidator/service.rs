@@ -14,12 +14,13 @@ use super::feed::{Feed, FeedPage};
 use super::follow::Follower;
 use super::pass::{execute, plan, PassKind, Plan, PlanParams};
 use super::pool::{ElPool, Head, PoolSnapshot};
-use super::recheck::{self, plan_affected, RecheckParams, RecheckReport};
+use super::recheck::{self, plan_affected, RecheckParams, RecheckReport, RecheckTotals};
 use super::tracker::{SyncReport, Tracker, TrackerLimits};
 use crate::clock::unix_now;
 use crate::config::RevalidatorConfig;
 use crate::metrics::metrics;
 use crate::rpc::codes;
+use crate::validation::light::{HeadAdvance, HeadTag};
 use crate::validation::{CheckRequest, DynBackend, Rejection, Verdict};
 
 /// What one pass did.
@@ -92,6 +93,8 @@ pub struct Revalidator {
     last: Mutex<LastPass>,
     /// Which published-invalid txs are still pooled (and the failsafe escalation).
     acted: Mutex<Acted>,
+    /// What event-driven re-checks did.
+    rechecks: RecheckTotals,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -122,6 +125,7 @@ impl Revalidator {
             last: Mutex::new(LastPass::default()),
             follower: Follower::new(&cfg),
             acted: Mutex::new(Acted::new(cfg.escalate_failsafe_after_secs)),
+            rechecks: RecheckTotals::default(),
             pool,
             backend,
             cfg,
@@ -309,6 +313,24 @@ impl Revalidator {
     /// (a reorg replaced that block, and with it its descendants), one request per presumed
     /// block, and publishes what is now invalid.
     pub async fn recheck_reorged(&self, chain_id: U256, from: u64) -> RecheckReport {
+        self.recheck_where("reorg", |t| recheck::rests_on_reorged(t, chain_id, from)).await
+    }
+
+    /// Re-checks at once the txs judged "not yet known" for a message in a block `advance` says
+    /// just reached the head `min_safety` is judged by (nothing for another head).
+    pub async fn recheck_advanced(&self, advance: &HeadAdvance) -> RecheckReport {
+        if advance.tag != HeadTag::for_safety(self.cfg.min_safety) {
+            return RecheckReport::default();
+        }
+        self.recheck_where("head", |t| recheck::waits_on(t, advance)).await
+    }
+
+    /// One event re-check (`cause`: `reorg` or `head`) of the tracked txs `affected` selects.
+    async fn recheck_where(
+        &self,
+        cause: &'static str,
+        affected: impl Fn(&super::tracker::TrackedTx) -> bool,
+    ) -> RecheckReport {
         let started = Instant::now();
         let params = RecheckParams {
             min_safety: self.cfg.min_safety,
@@ -316,8 +338,6 @@ impl Revalidator {
             timeout_secs: recheck::timeout_secs(self.cfg.interval_ms),
             max_checks_per_request: self.cfg.max_checks_per_request,
         };
-        let affected =
-            |m: &crate::interop::Message| m.chain_id == chain_id && m.block_number >= from;
         let batches = plan_affected(&lock(&self.store), affected, &params);
         let timeout = self.cfg.request_timeout_ms;
         let verdicts = execute(self.backend.as_ref(), &batches, &self.requests, timeout).await;
@@ -336,6 +356,7 @@ impl Revalidator {
             }
         }
         drop(store);
+        self.rechecks.add(cause, &report);
         let m = metrics();
         m.revalidator_requests_per_pass
             .with_label_values(&["event"])
@@ -433,6 +454,7 @@ impl Revalidator {
             "tracked": store.len(),
             "failsafe": store.failsafe(),
             "mirror": self.follower.as_ref().map(|f| f.status()),
+            "rechecks": self.rechecks.view(),
             "invalidStillPooled": lock(&self.acted).view(),
             "feed": {
                 "oldestCursor": format!("{:#x}", store.feed().oldest()),

@@ -6,12 +6,16 @@
 //! descriptor ("now"), so only the ingress wraps the engine in [`super::retry::Retry`].
 //!
 //! Single checks and batches go through the same layers, cache, policy and metrics included.
+//! Built from the config, the indexed backend is wrapped in [`super::batch::Batcher`]: the
+//! single checks that reach it at the same time (the ingress's cold path) share one JSON-RPC
+//! batch request.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use super::batch::{BatchLimits, Batcher};
 use super::cache::{Cached, Ttls, Watched};
 use super::indexed::IndexedBackend;
 use super::light::LightBackend;
@@ -36,6 +40,7 @@ pub struct Engine {
     cached: Arc<Cached>,
     light: Option<Arc<LightBackend>>,
     indexed: Option<Arc<IndexedBackend>>,
+    batcher: Option<Arc<Batcher>>,
 }
 
 fn record(verdicts: &[Verdict]) {
@@ -97,7 +102,7 @@ impl Engine {
         if let Some(w) = watched {
             cached = cached.with_watched(w);
         }
-        Ok(Self { cached: Arc::new(cached), light: None, indexed: None })
+        Ok(Self { cached: Arc::new(cached), light: None, indexed: None, batcher: None })
     }
 
     /// Builds both backends from `[supervisor]` and `[light]`, then the layers (no Redis: see
@@ -119,8 +124,12 @@ impl Engine {
         let watched = light
             .clone()
             .map(|l| Arc::new(move |chain: &crate::interop::ChainId| l.watches(chain)) as Watched);
+        // Concurrent single checks reach the supervisor as one batch request (`batch.rs`).
+        let batcher = indexed
+            .clone()
+            .map(|b| Arc::new(Batcher::new(b, BatchLimits::of_supervisor(&cfg.supervisor))));
         let mut engine = Self::build(
-            indexed.clone().map(|b| b as DynBackend),
+            batcher.clone().map(|b| b as DynBackend),
             light.clone().map(|b| b as DynBackend),
             &cfg.validation,
             shared.filter(|_| cfg.redis.share_verdicts),
@@ -145,12 +154,19 @@ impl Engine {
         }
         engine.light = light;
         engine.indexed = indexed;
+        engine.batcher = batcher;
         Ok(engine)
     }
 
     /// The indexed backend, when configured (the conductor health probes it on its own).
     pub fn indexed(&self) -> Option<&Arc<IndexedBackend>> {
         self.indexed.as_ref()
+    }
+
+    /// The batching layer in front of the indexed backend, when configured (its queue and
+    /// in-flight batches, for tests and diagnostics).
+    pub fn batcher(&self) -> Option<&Arc<Batcher>> {
+        self.batcher.as_ref()
     }
 
     /// The light backend, when configured (the light server serves it).

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 pub mod activation;
+pub mod batch;
 pub mod cache;
 pub mod codec;
 pub mod engine;

@@ -102,6 +102,11 @@ fn bad_configs_are_refused_naming_the_key() {
         ("[upstream]\ntimeout_ms = \"soon\"\n", "timeout_ms"),
         ("[upstream]\nurl = \"not a url\"\n", "upstream.url"),
         ("[ingress]\nmode = \"yolo\"\n", "yolo"),
+        // A full txpool_content of a 1M pool (~490 MB) cannot fit the default 256 MiB bound.
+        (
+            "[revalidator]\nenabled = true\nmax_pool_txs = 1000000\n",
+            "revalidator.el_max_response_bytes",
+        ),
     ] {
         let f = write_config(text);
         let out = Command::new(BIN).arg("--config").arg(f.path()).output().expect("runs");

@@ -3,6 +3,7 @@
 
 mod activation;
 mod admin;
+mod batching;
 mod binary;
 mod bundle;
 mod client_follower;

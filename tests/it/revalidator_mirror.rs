@@ -240,3 +240,154 @@ async fn an_el_without_subscriptions_is_read_whole_on_every_pass() {
     assert_eq!(el.calls("txpool_content"), reads + 1);
     assert_eq!(el.subscriptions(), 0);
 }
+
+fn mirror_event(event: &str) -> u64 {
+    metrics().revalidator_mirror_events.with_label_values(&[event]).get()
+}
+
+#[tokio::test]
+async fn an_el_announcing_hashes_only_is_polled_and_asked_again_only_at_the_reconcile_interval() {
+    let el = Arc::new(MockElPool::new(HEAD, 10));
+    el.set_hashes_only(true);
+    let h = mirrored(el.clone(), |c| c.reconcile_interval_ms = Duration::from_millis(300)).await;
+    h.until("live", Mirrored::live).await;
+    let unsupported = mirror_event("unsupported");
+    let h0 = MockTx::new(Address::repeat_byte(0x91), 0, 50_000, dynamic(10), &[msg(11)]);
+    el.insert([h0.clone()]);
+    // The first hash ends the subscription: polling, with the reason in the status.
+    h.until("polling", |h| !h.live()).await;
+    assert!(mirror_event("unsupported") > unsupported);
+    let reason = h.status()["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("hashes only"), "{reason}");
+    let reads = el.calls("txpool_content");
+    let r = h.reval.core.run_pass(PassKind::Full).await.unwrap();
+    assert_eq!((r.pool_txs, r.tracked), (1, 1), "passes read the pool whole");
+    assert!(el.calls("txpool_content") > reads);
+
+    // Not re-asked every el_ws_reconnect_ms (50 ms here) but every reconcile_interval_ms; once
+    // the EL sends full objects the mirror is live again.
+    el.set_hashes_only(false);
+    h.until("live again", Mirrored::live).await;
+    assert!(h.mirrored(&h0), "the tx announced by hash came in by reconciliation");
+    let h1 = MockTx::new(Address::repeat_byte(0x92), 0, 50_000, dynamic(10), &[msg(12)]);
+    el.insert([h1.clone()]);
+    h.until("full object mirrored", |h| h.mirrored(&h1)).await;
+    assert_eq!(h.status()["reason"], Value::Null);
+}
+
+#[tokio::test]
+async fn an_over_size_message_drops_the_socket_and_the_mirror_resumes_while_the_api_serves() {
+    let el = Arc::new(MockElPool::new(HEAD, 10));
+    let h = mirrored(el.clone(), |c| c.el_ws_max_message_bytes = 4_096).await;
+    h.until("live", Mirrored::live).await;
+    let (lost, subscriptions) = (mirror_event("lost"), h.status()["subscriptions"].clone());
+    // 40 messages: an access list of ~5.5 KB, over the 4 KiB bound.
+    let msgs: Vec<_> = (20..60).map(msg).collect();
+    let big = MockTx::new(Address::repeat_byte(0x93), 0, 500_000, dynamic(10), &msgs);
+    el.insert([big.clone()]);
+    h.until("socket dropped", |_| mirror_event("lost") > lost).await;
+    let reason = h.status()["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("el_ws_max_message_bytes"), "{reason}");
+    // The API serves throughout, and a pass reads the pool whole meanwhile.
+    let r = h.reval.core.run_pass(PassKind::Full).await.unwrap();
+    assert_eq!(r.tracked, 1);
+    // Resubscribed; the over-size tx came in by the reconciliation (HTTP, its own bound).
+    h.until("live again", |h| h.live() && h.status()["subscriptions"] != subscriptions).await;
+    assert!(h.mirrored(&big));
+    let small = MockTx::new(Address::repeat_byte(0x94), 0, 50_000, dynamic(10), &[msg(13)]);
+    el.insert([small.clone()]);
+    h.until("small tx mirrored", |h| h.mirrored(&small)).await;
+}
+
+#[tokio::test]
+async fn heads_beyond_the_queue_are_dropped_counted_and_repaired_by_reconciliation() {
+    let el = Arc::new(MockElPool::new(HEAD, 10));
+    let h = mirrored(el.clone(), |_| {}).await;
+    h.until("live", Mirrored::live).await;
+    let txs: Vec<MockTx> = (0..80u8)
+        .map(|i| {
+            let from = Address::with_last_byte(i).into_array();
+            let mut a = from;
+            a[0] = 0x5a;
+            MockTx::new(Address::from(a), 0, 21_000, dynamic(10), &[])
+        })
+        .collect();
+    el.insert(txs.clone());
+    h.until("80 txs mirrored", |h| txs.iter().all(|t| h.mirrored(t))).await;
+    let (dropped, removed) = (
+        mirror_event("heads_dropped"),
+        metrics().revalidator_mirror_repairs.with_label_values(&["removed"]).get(),
+    );
+    // A slow EL: the follower's first block read stalls while 80 heads arrive (64 queue).
+    el.hold_blocks(true);
+    for t in &txs {
+        el.mine(&[t.hash], 2);
+    }
+    h.until("heads dropped", |_| mirror_event("heads_dropped") > dropped).await;
+    el.hold_blocks(false);
+    // Every included tx leaves: by its head, or (dropped heads) by the reconciliation.
+    h.until("every included tx gone", |h| txs.iter().all(|t| !h.mirrored(t))).await;
+    assert!(
+        metrics().revalidator_mirror_repairs.with_label_values(&["removed"]).get() > removed,
+        "the reconciliation removed what dropped heads included"
+    );
+    assert!(h.live());
+    let r = h.reval.core.run_pass(PassKind::Full).await.unwrap();
+    assert_eq!((r.pool_txs, r.head.number), (0, HEAD.number + 80));
+}
+
+#[tokio::test]
+async fn garbage_truncated_and_unknown_frames_are_skipped_without_dropping_the_socket() {
+    use axum::extract::ws::Message as Frame;
+    let el = Arc::new(MockElPool::new(HEAD, 10));
+    let h = mirrored(el.clone(), |_| {}).await;
+    h.until("live", Mirrored::live).await;
+    let (undecodable, lost) = (mirror_event("undecodable"), mirror_event("lost"));
+    let note = |sub: &str, result: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","method":"eth_subscription","params":{{"subscription":"{sub}","result":{result}}}}}"#
+        )
+    };
+    for frame in [
+        Frame::Text("not json at all".into()),
+        Frame::Text(note("0x5b000", "{}")[..40].to_owned().into()), // cut short
+        Frame::Text(note("0xdead", r#"{"hash":"0x01"}"#).into()),   // unknown subscription
+        Frame::Binary(vec![0xff, 0x00, 0x13].into()),
+        Frame::Text(r#"{"jsonrpc":"2.0","id":7,"result":true}"#.into()), // not a notification
+    ] {
+        el.send_ws(frame);
+    }
+    // A tx announced after them still arrives on the same socket.
+    let g0 = MockTx::new(Address::repeat_byte(0x95), 0, 50_000, dynamic(10), &[msg(14)]);
+    el.insert([g0.clone()]);
+    h.until("announced tx mirrored", |h| h.mirrored(&g0)).await;
+    assert!(mirror_event("undecodable") >= undecodable + 5);
+    assert_eq!(mirror_event("lost"), lost);
+    assert_eq!(h.status()["subscriptions"], 1, "the socket was kept");
+    assert!(h.live());
+}
+
+#[tokio::test]
+async fn a_socket_breaking_the_websocket_protocol_falls_back_to_polling_and_keeps_retrying() {
+    use interop_gate::dev::el_pool::{spawn_broken_ws, BrokenFrame};
+    for frame in [BrokenFrame::ReservedOpcode, BrokenFrame::Truncated] {
+        let el = Arc::new(MockElPool::new(HEAD, 10));
+        let broken = spawn_broken_ws(frame).await.unwrap();
+        let url = format!("ws://{}/", broken.addr);
+        let h = mirrored(el.clone(), |c| {
+            c.el_ws_url = Some(interop_gate::dev::parse_url(&url));
+        })
+        .await;
+        let lost = mirror_event("lost");
+        // It subscribes, the frame breaks the socket, it retries: every attempt ends the same.
+        h.until("two lost sockets", |_| mirror_event("lost") >= lost + 2).await;
+        assert!(!h.live(), "{frame:?}");
+        assert!(h.status()["subscriptions"].as_u64().unwrap() >= 2, "{frame:?}");
+        let reason = h.status()["reason"].as_str().unwrap_or_default().to_owned();
+        assert!(reason.contains("unavailable"), "{frame:?}: {reason}");
+        let u0 = MockTx::new(Address::repeat_byte(0x96), 0, 50_000, dynamic(10), &[msg(15)]);
+        el.insert([u0]);
+        let r = h.reval.core.run_pass(PassKind::Full).await.unwrap();
+        assert_eq!((r.pool_txs, r.tracked), (1, 1), "{frame:?}: passes read the pool whole");
+    }
+}

@@ -371,6 +371,8 @@ async fn an_oversize_answer_is_no_answer_and_memory_stays_flat() {
         c.validation.policy = PolicyMode::Indexed;
         c.supervisor.max_response_bytes = 1024 * 1024;
         c.supervisor.timeout_ms = std::time::Duration::from_millis(20_000);
+        // Every check its own request, so four huge answers are in flight at once.
+        c.supervisor.batch_max_size = 1;
     })
     .await;
     let real = emit(&r.chain, 4, 3);

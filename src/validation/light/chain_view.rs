@@ -15,7 +15,7 @@
 //! an RPC that ignores the `blockHash` filter can no longer make a forged message valid.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, Bytes, B256};
@@ -24,6 +24,7 @@ use moka::future::Cache;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
+use super::head_waits::{HeadAdvance, HeadTag, HeadWaits};
 use crate::config::{ChainRpcConfig, LightConfig};
 use crate::interop::ChainId;
 use crate::metrics::metrics;
@@ -138,6 +139,9 @@ pub struct Chain {
     /// Block hash → its logs (immutable for a given hash).
     logs: Cache<B256, Arc<[RpcLog]>>,
     reorgs: broadcast::Sender<ReorgEvent>,
+    /// Blocks checks wait on to reach a head, and the heads last read (see `head_waits.rs`).
+    waits: Mutex<HeadWaits>,
+    advances: broadcast::Sender<HeadAdvance>,
     /// The interop activation rule (`interop_time`), see `activation.rs`.
     pub(in crate::validation) activation: Activation,
 }
@@ -190,6 +194,7 @@ impl Chain {
         entry: &ChainRpcConfig,
         light: &LightConfig,
         reorgs: broadcast::Sender<ReorgEvent>,
+        advances: broadcast::Sender<HeadAdvance>,
         watching: Arc<AtomicBool>,
     ) -> Self {
         let ttl = light.head_ttl_ms.max(Duration::from_millis(1));
@@ -209,6 +214,8 @@ impl Chain {
             seen: moka::sync::Cache::builder().max_capacity(capacity.saturating_mul(4)).build(),
             logs: Cache::builder().max_capacity(capacity).build(),
             reorgs,
+            waits: Mutex::new(HeadWaits::default()),
+            advances,
             activation: Activation::new(entry.interop_time),
         }
     }
@@ -301,7 +308,12 @@ impl Chain {
         self.heads
             .try_get_with(tag, async {
                 match self.fetch_header(BlockAt::Tag(tag)).await {
-                    Ok(Some(h)) => Ok(h),
+                    Ok(Some(h)) => {
+                        if let Some(t) = HeadTag::ALL.into_iter().find(|t| t.as_str() == tag) {
+                            self.observe_head(t, &h);
+                        }
+                        Ok(h)
+                    }
                     Ok(None) => Err(format!("chain {} has no {tag} block", self.label)),
                     Err(e) => Err(e),
                 }
@@ -339,25 +351,27 @@ impl Chain {
     }
 
     fn note_canonical(&self, h: Header) {
-        if let Some(old) = self.seen.get(&h.number) {
-            if old != h.hash {
-                metrics().reorgs.with_label_values(&[&self.label]).inc();
-                tracing::warn!(chain = %self.label, number = h.number, old = %old, new = %h.hash, "reorg: canonical block replaced");
-                // Every header read by number may be of the replaced branch (heights above the
-                // fork point too): read them anew.
-                self.by_number.invalidate_all();
-                self.heads.invalidate_all();
-                let logs = self.logs.clone();
-                tokio::spawn(async move { logs.invalidate(&old).await });
-                let _ = self.reorgs.send(ReorgEvent {
-                    chain_id: self.id,
-                    number: h.number,
-                    old,
-                    new: h.hash,
-                });
-            }
+        if let Some(ev) = self.record_canonical(h) {
+            let _ = self.reorgs.send(ev);
         }
+    }
+
+    /// Records `h` as the canonical block at its height. When it replaced another hash there,
+    /// counts and logs the reorg, drops the caches that may hold the replaced branch, and
+    /// returns the event for the caller to announce.
+    fn record_canonical(&self, h: Header) -> Option<ReorgEvent> {
+        let old = self.seen.get(&h.number).filter(|old| *old != h.hash);
         self.seen.insert(h.number, h.hash);
+        let old = old?;
+        metrics().reorgs.with_label_values(&[&self.label]).inc();
+        tracing::warn!(chain = %self.label, number = h.number, old = %old, new = %h.hash, "reorg: canonical block replaced");
+        // Every header read by number may be of the replaced branch (heights above the fork
+        // point too): read them anew.
+        self.by_number.invalidate_all();
+        self.heads.invalidate_all();
+        let logs = self.logs.clone();
+        tokio::spawn(async move { logs.invalidate(&old).await });
+        Some(ReorgEvent { chain_id: self.id, number: h.number, old, new: h.hash })
     }
 
     /// The logs of the block `header`: one `eth_getLogs` per block, shared by every
@@ -444,40 +458,92 @@ impl Chain {
     /// A walk of `depth` blocks that reaches no block seen before (the chain could not be read
     /// for a while, or a reorg deeper than `depth`) cannot rule a reorg out: after the first
     /// walk it is announced as one (`old` zero), so valid verdicts and headers are re-read.
+    ///
+    /// Then the heads checks wait on (see [`Chain::wait_for_head`]): `latest` as just read, and
+    /// `safe` / `finalized` read only while some block waits on them; a head that reached a
+    /// waiting block is announced ([`HeadAdvance`]).
     pub async fn watch_once(&self, depth: u64) {
-        let Ok(Some(mut h)) = self.fetch_header(BlockAt::Tag("latest")).await else { return };
-        self.heads.insert("latest", h).await;
+        let Ok(Some(latest)) = self.fetch_header(BlockAt::Tag("latest")).await else { return };
+        self.heads.insert("latest", latest).await;
+        if let Some(ev) = self.walk_back(latest, depth).await {
+            let _ = self.reorgs.send(ev);
+        }
+        self.observe_head(HeadTag::Latest, &latest);
+        for tag in [HeadTag::Safe, HeadTag::Finalized] {
+            if !self.waits().is_waiting(tag) {
+                continue;
+            }
+            if let Ok(Some(h)) = self.fetch_header(BlockAt::Tag(tag.as_str())).await {
+                // Checks from now on judge by this head too.
+                self.heads.insert(tag.as_str(), h).await;
+                self.observe_head(tag, &h);
+            }
+        }
+    }
+
+    /// The reorg half of [`Chain::watch_once`], from the `latest` header `h` just read: the
+    /// reorg to announce, if any. A walk over several replaced blocks announces one reorg, from
+    /// the lowest of them (so one reorg re-checks each affected tx once).
+    async fn walk_back(&self, mut h: Header, depth: u64) -> Option<ReorgEvent> {
+        let mut lowest = None;
         for _ in 0..depth {
             if self.seen.get(&h.number) == Some(h.hash) {
                 self.walked.store(true, Ordering::SeqCst);
-                return;
+                return lowest;
             }
-            self.note_canonical(h);
+            if let Some(ev) = self.record_canonical(h) {
+                // Walking down: each replaced block found is lower than the last.
+                lowest = Some(ev);
+            }
             self.by_number.insert(h.number, h).await;
             if h.number == 0 {
                 self.walked.store(true, Ordering::SeqCst);
-                return;
+                return lowest;
             }
             if self.seen.get(&(h.number - 1)) == Some(h.parent_hash) {
                 self.walked.store(true, Ordering::SeqCst);
-                return;
+                return lowest;
             }
             match self.fetch_header(BlockAt::Number(h.number - 1)).await {
                 Ok(Some(p)) => h = p,
-                _ => return,
+                _ => return lowest,
             }
         }
         if self.walked.swap(true, Ordering::SeqCst) {
             tracing::warn!(chain = %self.label, head = h.number, depth, "reorg watch: walked {depth} blocks without reaching a block seen before; treating it as a reorg");
             self.by_number.invalidate_all();
             self.heads.invalidate_all();
-            let _ = self.reorgs.send(ReorgEvent {
+            return Some(ReorgEvent {
                 chain_id: self.id,
                 number: h.number,
                 old: B256::ZERO,
                 new: h.hash,
             });
         }
+        lowest
+    }
+
+    fn waits(&self) -> std::sync::MutexGuard<'_, HeadWaits> {
+        self.waits.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers that a check waits for this chain's `tag` head to reach `block` (it answered
+    /// "not yet known" for a message there). False when refused: that head was already seen at
+    /// or past it, or too many blocks wait (see `head_waits.rs`).
+    pub fn wait_for_head(&self, tag: HeadTag, block: u64) -> bool {
+        self.waits().wait(tag, block)
+    }
+
+    /// Blocks waiting on `tag`.
+    pub fn waiting_blocks(&self, tag: HeadTag) -> usize {
+        self.waits().waiting(tag)
+    }
+
+    /// Notes the `tag` head read, and announces it when it reached waiting blocks.
+    fn observe_head(&self, tag: HeadTag, h: &Header) {
+        let Some(from) = self.waits().observe(tag, h.number) else { return };
+        tracing::debug!(chain = %self.label, tag = tag.as_str(), from, to = h.number, "a head reached blocks checks wait on");
+        let _ = self.advances.send(HeadAdvance { chain_id: self.id, tag, from, to: h.number });
     }
 
     /// The canonical hash for `latest` or a number (for `interop_getBlockHashByNumber`).

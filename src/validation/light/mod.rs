@@ -8,6 +8,7 @@
 //! and to the [`Backend`] interface.
 
 mod chain_view;
+pub mod head_waits;
 mod rules;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use futures::future::{join_all, BoxFuture};
 use tokio::sync::broadcast;
 
 pub use chain_view::{Chain, Header, ReorgEvent, REJECTED_ANSWER_REASONS};
+pub use head_waits::{HeadAdvance, HeadTag};
 use rules::Rules;
 
 use super::{Backend, CheckRequest, Verdict};
@@ -31,6 +33,8 @@ pub struct LightBackend {
     chains: HashMap<ChainId, Arc<Chain>>,
     rules: Rules,
     reorgs: broadcast::Sender<ReorgEvent>,
+    /// Heads that reached blocks checks wait on (see `head_waits.rs`).
+    advances: broadcast::Sender<HeadAdvance>,
     /// Set once the reorg watch runs (see [`Self::watches`]); shared with every chain, whose
     /// headers by number are kept longer while it runs.
     watching: Arc<AtomicBool>,
@@ -45,6 +49,7 @@ impl LightBackend {
         }
         let http = http_client(16);
         let (reorgs, _) = broadcast::channel(256);
+        let (advances, _) = broadcast::channel(256);
         let watching = Arc::new(AtomicBool::new(false));
         let mut chains = HashMap::new();
         for c in &light.chains {
@@ -60,7 +65,15 @@ impl LightBackend {
                         .with_max_response_bytes(light.max_response_bytes),
                 );
             }
-            let chain = Chain::new(id, endpoints, c, light, reorgs.clone(), watching.clone());
+            let chain = Chain::new(
+                id,
+                endpoints,
+                c,
+                light,
+                reorgs.clone(),
+                advances.clone(),
+                watching.clone(),
+            );
             chains.insert(id, Arc::new(chain));
         }
         Some(Self {
@@ -70,6 +83,7 @@ impl LightBackend {
                 allow_same_timestamp: validation.allow_same_timestamp,
             },
             reorgs,
+            advances,
             watching,
         })
     }
@@ -124,6 +138,18 @@ impl LightBackend {
     /// Reorgs noticed from now on.
     pub fn subscribe_reorgs(&self) -> broadcast::Receiver<ReorgEvent> {
         self.reorgs.subscribe()
+    }
+
+    /// Heads reaching blocks checks wait on, from now on. Sent by the reorg watch (which reads
+    /// `safe` / `finalized` only while some block waits on them) and by checks reading a head.
+    pub fn subscribe_head_advances(&self) -> broadcast::Receiver<HeadAdvance> {
+        self.advances.subscribe()
+    }
+
+    /// Registers that a check waits for `chain`'s `tag` head to reach `block`; false when
+    /// refused (unknown chain, head already seen past it, or the bound reached).
+    pub fn wait_for_head(&self, chain: &ChainId, tag: HeadTag, block: u64) -> bool {
+        self.chains.get(chain).is_some_and(|c| c.wait_for_head(tag, block))
     }
 
     /// Empties the block-log caches (admin flush).

@@ -9,8 +9,9 @@
 //! answered from the canonical `latest` chain (what op-interop-filter does too).
 
 use super::chain_view::Chain;
+use super::head_waits::HeadTag;
 use crate::interop::checksum::checksum;
-use crate::interop::{Message, SafetyLevel};
+use crate::interop::Message;
 use crate::rpc::codes;
 use crate::validation::{CheckRequest, Rejection, Verdict};
 
@@ -84,11 +85,7 @@ impl Rules {
             return v;
         }
         let no_answer = |e: String| Verdict::Unavailable(format!("chain {}: {e}", m.chain_id));
-        let tag = match req.min_safety {
-            SafetyLevel::Invalid | SafetyLevel::Unsafe | SafetyLevel::CrossUnsafe => "latest",
-            SafetyLevel::LocalSafe | SafetyLevel::Safe => "safe",
-            SafetyLevel::Finalized => "finalized",
-        };
+        let tag = HeadTag::for_safety(req.min_safety).as_str();
         let head = match chain.head(tag).await {
             Ok(h) => h,
             Err(e) => return no_answer(e),
