@@ -6,7 +6,8 @@
 //! timings, the bench re-runs itself once per size in a child process (`REVAL_MEM_TXS=n`,
 //! `REVAL_MEM_PCT=p`) that fills a pool mirror, runs a first full pass, then five steady-state
 //! rounds (2,000 announced txs decoded from JSON and mirrored, 2,000 inclusions, a near pass)
-//! and one more full pass, and prints the CPU time of each (`/proc/self/stat`) and its peak RSS
+//! and one more full pass, all on the mirror as the follower's passes run (the store syncs by
+//! the mirror's change log, a near pass walks only the near blocks), and prints the CPU time of each (`/proc/self/stat`) and its peak RSS
 //! (`VmHWM`). A child per size keeps one size's peak out of the other's.
 //!
 //! Run: `cargo bench --bench revalidator`; the scale children alone:
@@ -192,7 +193,7 @@ fn memory_child(n: usize, interop_pct: usize) {
     let reval = Revalidator::new(cfg, Arc::new(InProcess));
     let rt = rt();
     let cpu = cpu_ms();
-    let first = rt.block_on(reval.run_pass_on(mirror.snapshot(), PassKind::Full, Instant::now()));
+    let first = rt.block_on(reval.run_pass_on_mirror(&mut mirror, PassKind::Full, Instant::now()));
     let first_cpu = cpu_ms() - cpu;
     let cpu = cpu_ms();
     for (r, round) in announced.iter().enumerate() {
@@ -208,11 +209,11 @@ fn memory_child(n: usize, interop_pct: usize) {
             addr[12..20].copy_from_slice(&(s as u64 + 1).to_be_bytes());
             mirror.include(alloy_primitives::Address::from(addr), r as u64);
         }
-        rt.block_on(reval.run_pass_on(mirror.snapshot(), PassKind::Near, Instant::now()));
+        rt.block_on(reval.run_pass_on_mirror(&mut mirror, PassKind::Near, Instant::now()));
     }
     let round_cpu = (cpu_ms() - cpu) / ROUNDS as f64;
     let cpu = cpu_ms();
-    let full = rt.block_on(reval.run_pass_on(mirror.snapshot(), PassKind::Full, Instant::now()));
+    let full = rt.block_on(reval.run_pass_on_mirror(&mut mirror, PassKind::Full, Instant::now()));
     let full_cpu = cpu_ms() - cpu;
     let hwm = proc_status_kib("VmHWM:");
     println!(

@@ -10,13 +10,46 @@
 //! (a [`PoolSnapshot`]) so a pass reads them in place, without a copy; removal swaps the last tx
 //! into the hole. The only index is (sender, nonce) -> position, the key an EL replaces and
 //! includes by: no hash index (at 1M txs a `HashMap<B256, _>` alone costs ~80 MB), since every
-//! delta names a sender and nonce.
+//! delta names a sender and nonce. Each sender's positions are one nonce-sorted `Vec` (a
+//! sender's run, as placement walks it) rather than a `BTreeMap` (~3x the memory at 20 txs).
+//!
+//! So that a pass costs what changed rather than the pool's size, the mirror also logs which
+//! interop txs came and went since the last pass ([`PoolMirror::take_changes`]: the store
+//! syncs by them), and keeps the last full placement's block boundaries
+//! ([`PoolMirror::placed`]) for a near pass to place new txs beyond the near blocks. A
+//! reconciliation (or a change log that outgrew its bound) starts a new *epoch*: the store then
+//! syncs over the whole mirror once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use alloy_primitives::{Address, B256};
 
+use super::placement::FullPlacement;
 use super::pool::{Head, PoolSnapshot, PoolTx};
+
+/// Epochs are unique across mirrors, so a store never mistakes one mirror's for another's.
+static EPOCHS: AtomicU64 = AtomicU64::new(1);
+
+fn next_epoch() -> u64 {
+    EPOCHS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// An interop tx that came or went since the last [`PoolMirror::take_changes`]. The store
+/// checks each against the mirror as it is at the pass (present or not), so the order of
+/// changes does not matter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// The tx.
+    pub hash: B256,
+    /// Its sender.
+    pub sender: Address,
+    /// Its nonce.
+    pub nonce: u64,
+}
+
+/// A sender's mirrored txs: (nonce, position in the dense vector), sorted by nonce.
+pub type SenderTxs = Vec<(u64, u32)>;
 
 /// What [`PoolMirror::insert`] did with an announced tx.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,26 +107,101 @@ enum Op {
 #[derive(Debug)]
 pub struct PoolMirror {
     snap: PoolSnapshot,
-    /// Position in `snap.txs` of each sender's txs, by nonce.
-    by_sender: HashMap<Address, BTreeMap<u64, u32>>,
+    /// Position in `snap.txs` of each sender's txs, sorted by nonce.
+    by_sender: HashMap<Address, SenderTxs>,
     head_hash: Option<B256>,
     max_txs: usize,
     /// Deltas seen since a reconciliation read began (`None`: no read in flight).
     journal: Option<Vec<Op>>,
     journal_overflow: bool,
+    /// Interop txs added or removed since the last [`Self::take_changes`].
+    changes: Vec<Change>,
+    /// Whether a store follows this epoch by the log (until then nothing is logged: the
+    /// store's first sync of an epoch is over the whole mirror).
+    logging: bool,
+    epoch: u64,
+    placed: Option<FullPlacement>,
 }
 
 impl PoolMirror {
     /// An empty mirror holding at most `max_txs` txs.
     pub fn new(max_txs: usize) -> Self {
+        // Reserved up front (address space: pages count only once written) so that growing
+        // never holds the old and the new vector at once (+50% at the moment of a doubling).
+        let txs = Vec::with_capacity(max_txs.min(1 << 22));
         Self {
-            snap: PoolSnapshot::default(),
+            snap: PoolSnapshot { txs, ..Default::default() },
             by_sender: HashMap::new(),
             head_hash: None,
             max_txs,
             journal: None,
             journal_overflow: false,
+            changes: Vec::new(),
+            logging: false,
+            epoch: next_epoch(),
+            placed: None,
         }
+    }
+
+    /// Which generation of the mirror the change log belongs to: a store synced at another
+    /// epoch must sync over the whole mirror.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The interop txs that came or went since the last call (empty on the first call of an
+    /// epoch: the caller syncs over the whole mirror then). Changes are logged from then on.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        self.logging = true;
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Starts a new epoch: the log is dropped and off until the next [`Self::take_changes`].
+    fn new_epoch(&mut self) {
+        self.epoch = next_epoch();
+        self.changes = Vec::new();
+        self.logging = false;
+    }
+
+    fn changed(&mut self, tx: &PoolTx) {
+        if tx.inbox.is_none() || !self.logging {
+            return;
+        }
+        if self.changes.len() >= self.max_txs {
+            // Nobody drained the log for a long while: start over with a whole-mirror sync.
+            self.new_epoch();
+            return;
+        }
+        self.changes.push(Change { hash: tx.hash, sender: tx.sender, nonce: tx.nonce });
+    }
+
+    /// Each sender's txs, for placement.
+    pub fn senders(&self) -> &HashMap<Address, SenderTxs> {
+        &self.by_sender
+    }
+
+    /// The tx `sender` has at `nonce`, and its position.
+    pub fn get(&self, sender: &Address, nonce: u64) -> Option<(usize, &PoolTx)> {
+        let pos = self.position(sender, nonce)?;
+        Some((pos, &self.snap.txs[pos]))
+    }
+
+    /// Drops the inbox entries of the tx at `pos` (the store parsed them into its own form):
+    /// the tx stays marked interop (`Some` of an empty list) and costs no heap memory.
+    pub fn strip_inbox(&mut self, pos: usize) {
+        if let Some(inbox) = self.snap.txs.get_mut(pos).and_then(|t| t.inbox.as_mut()) {
+            *inbox = Vec::new();
+        }
+    }
+
+    /// The last full placement (block boundaries), if one was made.
+    pub fn placed(&self) -> Option<&FullPlacement> {
+        self.placed.as_ref()
+    }
+
+    /// Keeps a full placement's block boundaries for later near passes.
+    pub fn set_placed(&mut self, placed: FullPlacement) {
+        self.placed = Some(placed);
     }
 
     /// The mirrored pool and head, for a pass to read in place.
@@ -117,7 +225,8 @@ impl PoolMirror {
     }
 
     fn position(&self, sender: &Address, nonce: u64) -> Option<usize> {
-        self.by_sender.get(sender).and_then(|n| n.get(&nonce)).map(|&p| p as usize)
+        let txs = self.by_sender.get(sender)?;
+        txs.binary_search_by_key(&nonce, |e| e.0).ok().map(|i| txs[i].1 as usize)
     }
 
     fn log(&mut self, op: Op) {
@@ -148,12 +257,17 @@ impl PoolMirror {
         match at {
             // Same sender and nonce, another hash: the EL replaced it (a fee bump).
             Some(pos) => {
-                self.snap.txs[pos] = tx;
+                self.changed(&tx);
+                let old = std::mem::replace(&mut self.snap.txs[pos], tx);
+                self.changed(&old);
                 Insert::Replaced
             }
             None => {
+                self.changed(&tx);
                 let pos = self.snap.txs.len() as u32;
-                self.by_sender.entry(tx.sender).or_default().insert(tx.nonce, pos);
+                let txs = self.by_sender.entry(tx.sender).or_default();
+                let at = txs.partition_point(|e| e.0 < tx.nonce);
+                txs.insert(at, (tx.nonce, pos));
                 self.snap.txs.push(tx);
                 Insert::Added
             }
@@ -163,17 +277,22 @@ impl PoolMirror {
     /// Forgets the tx at `pos` (swapping the last one into its place).
     fn remove_at(&mut self, pos: usize) {
         let tx = self.snap.txs.swap_remove(pos);
+        self.changed(&tx);
         if let Some(nonces) = self.by_sender.get_mut(&tx.sender) {
-            nonces.remove(&tx.nonce);
+            if let Ok(i) = nonces.binary_search_by_key(&tx.nonce, |e| e.0) {
+                nonces.remove(i);
+            }
             if nonces.is_empty() {
                 self.by_sender.remove(&tx.sender);
+            } else if nonces.capacity() > 4 * nonces.len() {
+                nonces.shrink_to_fit();
             }
         }
         if let Some(moved) = self.snap.txs.get(pos) {
-            if let Some(p) =
-                self.by_sender.get_mut(&moved.sender).and_then(|n| n.get_mut(&moved.nonce))
-            {
-                *p = pos as u32;
+            if let Some(nonces) = self.by_sender.get_mut(&moved.sender) {
+                if let Ok(i) = nonces.binary_search_by_key(&moved.nonce, |e| e.0) {
+                    nonces[i].1 = pos as u32;
+                }
             }
         }
     }
@@ -187,8 +306,8 @@ impl PoolMirror {
         while let Some(pos) = self
             .by_sender
             .get(&sender)
-            .and_then(|n| n.first_key_value())
-            .filter(|(n, _)| **n <= nonce)
+            .and_then(|n| n.first())
+            .filter(|(n, _)| *n <= nonce)
             .map(|(_, p)| *p as usize)
         {
             self.remove_at(pos);
@@ -235,8 +354,12 @@ impl PoolMirror {
         let journal = self.journal.take().unwrap_or_default();
         let mut before: Vec<B256> = self.snap.txs.iter().map(|t| t.hash).collect();
         let old_head = (self.snap.head, self.head_hash);
-        self.snap = PoolSnapshot { head: fresh.head, txs: Vec::new(), ..Default::default() };
+        let mut txs = std::mem::take(&mut self.snap.txs);
+        txs.clear();
+        self.snap = PoolSnapshot { head: fresh.head, txs, ..Default::default() };
         self.by_sender.clear();
+        // A new epoch: the store syncs over the whole mirror once, not by the log.
+        self.new_epoch();
         for tx in fresh.txs {
             self.insert(tx);
         }
@@ -334,7 +457,7 @@ mod tests {
             } else {
                 m.insert(tx(sender, nonce, (step % 3) as u8));
             }
-            let indexed: usize = m.by_sender.values().map(BTreeMap::len).sum();
+            let indexed: usize = m.by_sender.values().map(Vec::len).sum();
             assert_eq!(indexed, m.len());
             for (i, t) in m.snapshot().txs.iter().enumerate() {
                 assert_eq!(m.position(&t.sender, t.nonce), Some(i));

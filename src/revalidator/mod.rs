@@ -6,7 +6,8 @@
 //! `interval`, placed into presumed blocks as a builder would fill them, and each presumed
 //! block's interop txs are checked in ONE backend request with that block's timestamp.
 //!
-//! Files, one job each: [`pool`] (read the EL's pool and head), [`placement`] (presumed blocks,
+//! Files, one job each: [`pool`] (read the EL's pool and head), [`pool_stream`] (decode a
+//! `txpool_content` answer as it arrives), [`placement`] (presumed blocks,
 //! pure), [`pass`] (plan and send one pass), [`tracker`] (verdicts per tx, drop-in lookups),
 //! [`recheck`] (re-checks driven by source-chain reorgs and heads), [`waits`] (which heads
 //! "not yet known" txs wait on), [`mirror`] (the pool kept by
@@ -25,6 +26,7 @@ pub mod mirror;
 pub mod pass;
 pub mod placement;
 pub mod pool;
+pub mod pool_stream;
 pub mod push;
 pub mod recheck;
 pub mod service;

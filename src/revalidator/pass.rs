@@ -6,15 +6,24 @@
 //! checked or waiting for a retry; on a full pass, every tracked tx not already published.
 //! Unplaced txs (behind a nonce gap, or over the gas limit) form one extra group executing
 //! right after the last presumed block.
+//!
+//! On a pool mirror ([`plan_mirror`]) a near pass does not place the whole pool: it walks the
+//! near blocks only, and gives a new or retried tx beyond them the block its fill key had in
+//! the last full walk (exact when nothing changed ahead of it since, else off by the blocks
+//! that changes ahead of it added or removed; the next full pass places it exactly). Other
+//! txs keep the presumed block of the last full walk, which re-places every tx.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use alloy_primitives::{B256, U256};
 use tokio::sync::Semaphore;
 
-use super::placement::{effective_gas_limit, expected_timestamp, place};
-use super::pool::PoolSnapshot;
+use super::mirror::PoolMirror;
+use super::placement::{
+    effective_gas_limit, expected_timestamp, fill_key, place, walk, walk_all, Run,
+};
+use super::pool::{PoolSnapshot, PoolTx};
 use super::tracker::{Tracker, TxStatus};
 use crate::interop::{ExecutingDescriptor, SafetyLevel};
 use crate::validation::{Backend, CheckRequest, Verdict};
@@ -98,65 +107,181 @@ pub fn plan(
     let head = snap.head;
     let placement =
         place(&snap.txs, head.base_fee, effective_gas_limit(head.gas_limit, p.system_gas_margin));
-    let ts_of = |block: Option<u32>| {
-        expected_timestamp(head.timestamp, block.unwrap_or(placement.blocks), p.block_time)
-    };
-    // Key: presumed block, unplaced last. Value: (hash, timeout).
-    let mut groups: BTreeMap<u32, Vec<(B256, u64)>> = BTreeMap::new();
+    let mut groups = Groups::new(kind, p, now_unix, head.timestamp, placement.blocks);
     for (tx, block) in snap.txs.iter().zip(&placement.block_of) {
-        if tx.inbox.is_none() {
-            continue;
+        if tx.inbox.is_some() {
+            groups.assign(tracker, tx.hash, *block, false);
         }
-        let Some(t) = tracker.txs.get_mut(&tx.hash) else {
-            continue;
+    }
+    groups.into_plan(tracker)
+}
+
+/// Like [`plan`], on a mirror: a full pass walks every sender's run (no sort of the pool) and
+/// keeps the block boundaries; a near pass walks only the near blocks and places new and
+/// retried txs beyond them by those boundaries (see the module doc).
+pub fn plan_mirror(
+    tracker: &mut Tracker,
+    mirror: &mut PoolMirror,
+    kind: PassKind,
+    p: &PlanParams,
+    now_unix: u64,
+) -> Plan {
+    let head = mirror.snapshot().head;
+    let gas_limit = effective_gas_limit(head.gas_limit, p.system_gas_margin);
+    if kind == PassKind::Full || mirror.placed().is_none() {
+        let (block_of, placed) = {
+            let txs = &mirror.snapshot().txs;
+            walk_all(runs(mirror), txs, head.base_fee, gas_limit)
         };
-        t.presumed_block = *block;
-        t.expected_ts = ts_of(*block);
+        let mut groups = Groups::new(kind, p, now_unix, head.timestamp, placed.blocks);
+        for (tx, block) in mirror.snapshot().txs.iter().zip(&block_of) {
+            if tx.inbox.is_some() {
+                groups.assign(tracker, tx.hash, *block, false);
+            }
+        }
+        mirror.set_placed(placed);
+        return groups.into_plan(tracker);
+    }
+    let txs: &[PoolTx] = &mirror.snapshot().txs;
+    let mut near: Vec<(usize, u32)> = Vec::new();
+    let (walked, complete) =
+        walk(runs(mirror), txs, head.base_fee, gas_limit, p.near_blocks, |pos, block, _| {
+            near.push((pos, block))
+        });
+    let Some(placed) = mirror.placed() else { return Plan::default() };
+    let blocks = if complete { walked } else { placed.blocks.max(walked + 1) };
+    let mut groups = Groups::new(kind, p, now_unix, head.timestamp, blocks);
+    for &(pos, block) in &near {
+        let tx = &txs[pos];
+        if tx.inbox.is_some() {
+            groups.assign(tracker, tx.hash, Some(block), true);
+        }
+    }
+    // New and retried txs beyond the near blocks (or unplaced).
+    let soon: Vec<B256> = tracker.soon().filter(|h| !groups.seen.contains(*h)).copied().collect();
+    for hash in soon {
+        let Some(t) = tracker.txs.get(&hash) else { continue };
+        let Some((sender, run)) = mirror.senders().get_key_value(&t.sender) else { continue };
+        let Ok(i) = run.binary_search_by_key(&t.nonce, |e| e.0) else { continue };
+        let block = fill_key((sender, run), i, txs, head.base_fee, gas_limit).map(|_| {
+            // In the run: the block its fill key had in the last full walk, at that walk's base
+            // fee; beyond the near blocks (the near walk did not reach it) unless it completed.
+            let key = fill_key((sender, run), i, txs, placed.base_fee, u64::MAX);
+            let estimate = key.map_or(blocks, |k| placed.block_of(&k));
+            if complete {
+                estimate.min(blocks.saturating_sub(1))
+            } else {
+                estimate.max(p.near_blocks)
+            }
+        });
+        groups.assign(tracker, hash, block, true);
+    }
+    groups.into_plan(tracker)
+}
+
+fn runs(m: &PoolMirror) -> impl Iterator<Item = Run<'_>> {
+    m.senders().iter().map(|(a, r)| (a, r.as_slice()))
+}
+
+/// Due checks by presumed block, as a pass assigns blocks.
+struct Groups<'a> {
+    kind: PassKind,
+    p: &'a PlanParams,
+    now_unix: u64,
+    head_timestamp: u64,
+    blocks: u32,
+    /// Key: presumed block, unplaced last. Value: (hash, timeout).
+    by_block: BTreeMap<u32, Vec<(B256, u64)>>,
+    /// Txs assigned (only kept when a pass assigns a subset: to not assign one twice).
+    seen: HashSet<B256>,
+}
+
+impl<'a> Groups<'a> {
+    fn new(
+        kind: PassKind,
+        p: &'a PlanParams,
+        now_unix: u64,
+        head_timestamp: u64,
+        blocks: u32,
+    ) -> Self {
+        Self {
+            kind,
+            p,
+            now_unix,
+            head_timestamp,
+            blocks,
+            by_block: BTreeMap::new(),
+            seen: Default::default(),
+        }
+    }
+
+    fn ts_of(&self, block: Option<u32>) -> u64 {
+        expected_timestamp(self.head_timestamp, block.unwrap_or(self.blocks), self.p.block_time)
+    }
+
+    /// Records `hash`'s presumed block and next check; queues its check when due.
+    fn assign(&mut self, tracker: &mut Tracker, hash: B256, block: Option<u32>, remember: bool) {
+        let expected_ts = self.ts_of(block);
+        let Some(t) = tracker.txs.get_mut(&hash) else {
+            return;
+        };
+        if remember {
+            self.seen.insert(hash);
+        }
+        t.presumed_block = block;
+        t.expected_ts = expected_ts;
         if matches!(t.status, TxStatus::Invalid { .. }) {
             t.next_check_unix = None;
-            continue;
+            return;
         }
+        let p = self.p;
         let near = block.is_some_and(|b| b < p.near_blocks);
         let next_in = whole_secs(if near { p.interval } else { p.next_full_in.max(p.interval) });
-        t.next_check_unix = Some(now_unix.saturating_add(next_in));
-        let due = kind == PassKind::Full || near || t.retry || t.status == TxStatus::Unchecked;
+        t.next_check_unix = Some(self.now_unix.saturating_add(next_in));
+        let due = self.kind == PassKind::Full || near || t.retry || t.status == TxStatus::Unchecked;
         if due {
-            groups.entry(block.unwrap_or(u32::MAX)).or_default().push((tx.hash, next_in));
+            self.by_block.entry(block.unwrap_or(u32::MAX)).or_default().push((hash, next_in));
         }
     }
-    let mut out = Plan {
-        presumed_blocks: placement.blocks,
-        blocks_checked: groups.len(),
-        batches: Vec::new(),
-    };
-    for (key, items) in groups {
-        let block = (key != u32::MAX).then_some(key);
-        let timestamp = ts_of(block);
-        for chunk in items.chunks(p.max_checks_per_request.max(1)) {
-            let mut batch = Batch {
-                block,
-                hashes: Vec::with_capacity(chunk.len()),
-                reqs: Vec::with_capacity(chunk.len()),
-            };
-            for (hash, timeout) in chunk {
-                let Some(t) = tracker.txs.get(hash) else {
-                    continue;
+
+    fn into_plan(mut self, tracker: &Tracker) -> Plan {
+        let p = self.p;
+        // Taken by value: each block's list is freed once batched.
+        let by_block = std::mem::take(&mut self.by_block);
+        let mut out = Plan {
+            presumed_blocks: self.blocks,
+            blocks_checked: by_block.len(),
+            batches: Vec::new(),
+        };
+        for (key, items) in by_block {
+            let block = (key != u32::MAX).then_some(key);
+            let timestamp = self.ts_of(block);
+            for chunk in items.chunks(p.max_checks_per_request.max(1)) {
+                let mut batch = Batch {
+                    block,
+                    hashes: Vec::with_capacity(chunk.len()),
+                    reqs: Vec::with_capacity(chunk.len()),
                 };
-                batch.hashes.push(*hash);
-                batch.reqs.push(CheckRequest {
-                    messages: t.messages.clone(),
-                    min_safety: p.min_safety,
-                    descriptor: ExecutingDescriptor {
-                        timestamp,
-                        timeout: Some(*timeout),
-                        chain_id: p.chain_id,
-                    },
-                });
+                for (hash, timeout) in chunk {
+                    let Some(t) = tracker.txs.get(hash) else {
+                        continue;
+                    };
+                    batch.hashes.push(*hash);
+                    batch.reqs.push(CheckRequest {
+                        messages: t.messages.clone(),
+                        min_safety: p.min_safety,
+                        descriptor: ExecutingDescriptor {
+                            timestamp,
+                            timeout: Some(*timeout),
+                            chain_id: p.chain_id,
+                        },
+                    });
+                }
+                out.batches.push(batch);
             }
-            out.batches.push(batch);
         }
+        out
     }
-    out
 }
 
 /// Sends every batch (at most `sem`'s permits at once, each bounded by `timeout`) and returns
@@ -190,4 +315,142 @@ pub async fn execute(
         }
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interop::{encode_entries, Message};
+    use crate::revalidator::feed::Feed;
+    use crate::revalidator::pool::{Fees, Head};
+    use crate::revalidator::tracker::TrackerLimits;
+    use alloy_primitives::Address;
+    use std::collections::BTreeSet;
+    use std::time::Instant;
+
+    fn tracker() -> Tracker {
+        let limits = TrackerLimits {
+            max_tracked: 10_000,
+            max_inbox_entries: 16,
+            max_unknown: Duration::from_secs(600),
+            chain_id: None,
+        };
+        Tracker::new(limits, Feed::new(100))
+    }
+
+    fn params() -> PlanParams {
+        PlanParams {
+            near_blocks: 2,
+            block_time: 2,
+            system_gas_margin: 0,
+            min_safety: SafetyLevel::CrossUnsafe,
+            chain_id: None,
+            interval: Duration::from_secs(2),
+            next_full_in: Duration::from_secs(30),
+            max_checks_per_request: 1_000,
+        }
+    }
+
+    fn tx(i: u64, sender: u64, nonce: u64, tip: u128) -> PoolTx {
+        let mut a = [0u8; 20];
+        a[12..].copy_from_slice(&(sender + 1).to_be_bytes());
+        let mut checksum = alloy_primitives::keccak256(i.to_be_bytes());
+        checksum.0[0] = 3; // the message checksum's version byte
+        let m = Message {
+            chain_id: U256::from(901),
+            block_number: i,
+            timestamp: 10,
+            log_index: 0,
+            checksum,
+        };
+        PoolTx {
+            hash: alloy_primitives::keccak256([i, sender, nonce].map(u64::to_be_bytes).concat()),
+            sender: Address::from(a),
+            nonce,
+            gas: 21_000 + (i % 3) * 20_000,
+            fees: Fees::Dynamic { max_fee: 1_000, max_priority_fee: tip },
+            inbox: (i % 2 == 0).then(|| encode_entries(&[m])),
+        }
+    }
+
+    /// (block, hash) of every check, in order.
+    fn checks(plan: &Plan) -> Vec<(Option<u32>, B256)> {
+        plan.batches.iter().flat_map(|b| b.hashes.iter().map(move |h| (b.block, *h))).collect()
+    }
+
+    fn record_valid(t: &mut Tracker, plan: &Plan) {
+        for b in &plan.batches {
+            for (h, r) in b.hashes.iter().zip(&b.reqs) {
+                let v = Verdict::Valid { until: u64::MAX };
+                t.record(*h, v, &r.descriptor, r.min_safety, Instant::now(), 1);
+            }
+        }
+    }
+
+    /// On a mirror, a full pass checks exactly what the snapshot pass does, block for block; a
+    /// near pass checks the same txs, the near blocks' exactly, with new txs beyond them placed
+    /// by the last full walk's boundaries (never inside the near blocks).
+    #[test]
+    fn mirror_passes_check_what_snapshot_passes_check() {
+        let head = Head { number: 1, timestamp: 1_000, base_fee: 100, gas_limit: 200_000 };
+        let mut m = PoolMirror::new(10_000);
+        m.follow_head(head, B256::ZERO, B256::ZERO, &[]);
+        let mut i = 0;
+        for s in 0..40 {
+            for n in 0..5 {
+                i += 1;
+                m.insert(tx(i, s, n + u64::from(s % 7 == 0), (i as u128 * 7) % 50));
+            }
+        }
+        let (mut a, mut b) = (tracker(), tracker());
+        let (now, p) = (Instant::now(), params());
+        a.sync(&m.snapshot().txs.clone(), now, 1);
+        let snap = m.snapshot().clone();
+        let want = plan(&mut a, &snap, PassKind::Full, &p, 1);
+        b.sync_mirror(&mut m, now, 1);
+        let got = plan_mirror(&mut b, &mut m, PassKind::Full, &p, 1);
+        assert_eq!(checks(&got), checks(&want));
+        assert_eq!(got.presumed_blocks, want.presumed_blocks);
+        assert!(
+            want.presumed_blocks > 4 && !got.batches.is_empty(),
+            "{} {}",
+            want.presumed_blocks,
+            got.batches.len()
+        );
+        record_valid(&mut a, &want);
+        record_valid(&mut b, &got);
+
+        // New senders (some tipping high, landing in the near blocks), inclusions.
+        for s in 100..130 {
+            i += 1;
+            m.insert(tx(i, s, 0, if s % 3 == 0 { 60 } else { 1 }));
+        }
+        for s in 0..10 {
+            let mut addr = [0u8; 20];
+            addr[12..].copy_from_slice(&(s + 1u64).to_be_bytes());
+            m.include(Address::from(addr), 1);
+        }
+        let snap = m.snapshot().clone();
+        a.sync(&snap.txs, now, 2);
+        let sync = b.sync_mirror(&mut m, now, 2);
+        assert!(sync.added > 0 && sync.removed > 0, "{sync:?}");
+        let want = plan(&mut a, &snap, PassKind::Near, &p, 2);
+        let got = plan_mirror(&mut b, &mut m, PassKind::Near, &p, 2);
+        let near = |c: &[(Option<u32>, B256)]| -> Vec<(Option<u32>, B256)> {
+            // Within a block the order of checks does not matter: compare sorted.
+            let mut v: Vec<_> =
+                c.iter().filter(|(b, _)| b.is_some_and(|b| b < p.near_blocks)).copied().collect();
+            v.sort();
+            v
+        };
+        let (want_checks, got_checks) = (checks(&want), checks(&got));
+        assert!(!near(&want_checks).is_empty());
+        assert_eq!(near(&got_checks), near(&want_checks));
+        let set = |c: &[(Option<u32>, B256)]| c.iter().map(|x| x.1).collect::<BTreeSet<_>>();
+        assert_eq!(set(&got_checks), set(&want_checks));
+        for (block, hash) in &got_checks {
+            let exact = want_checks.iter().find(|c| c.1 == *hash).map(|c| c.0);
+            assert_eq!(block.is_none(), exact == Some(None), "unplaced stays unplaced");
+        }
+    }
 }

@@ -14,9 +14,23 @@
 //! - A tx whose gas exceeds the effective gas limit can never be included: it and the rest of its
 //!   sender's run are left unplaced.
 //! - Ties in tip go to the lower sender address, so the result is deterministic.
+//!
+//! [`place`] is the reference: it sorts a snapshot by sender and nonce, then fills. A mirrored
+//! pool already keeps each sender's txs sorted by nonce, so [`walk`] fills straight from those
+//! runs (a heap over sender heads, built in linear time, no sort of the pool) and can stop after
+//! the first `n` blocks: a near pass walks only the blocks it checks. Both give the same blocks
+//! (a property test checks it over random pools and mutations).
+//!
+//! The fill order is also a sort: a tx's place is its *fill key* (the lowest effective tip
+//! among it and its sender's earlier txs, highest first; then sender; then nonce), because a
+//! sender's later tx with a higher tip waits for the earlier one and then goes at once. A full
+//! walk keeps the fill key of each block's last tx ([`FullPlacement`]), so a tx that arrived
+//! since can be given the block it would have had, without a walk.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+
+use alloy_primitives::Address;
 
 use super::pool::PoolTx;
 
@@ -94,11 +108,142 @@ pub fn place(txs: &[PoolTx], base_fee: u128, gas_limit: u64) -> Placement {
     Placement { block_of, blocks: if placed_any { block + 1 } else { 0 } }
 }
 
+/// Where a tx stands in the fill order (smaller goes first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FillKey {
+    /// The lowest effective tip among the tx and its sender's earlier txs (highest first).
+    tip: Reverse<i128>,
+    sender: Address,
+    nonce: u64,
+}
+
+/// What a full walk leaves for later near passes: the fill key of each presumed block's last
+/// tx, at the base fee it was walked with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FullPlacement {
+    /// Base fee of the walk.
+    pub base_fee: u128,
+    /// Presumed blocks.
+    pub blocks: u32,
+    last_of_block: Vec<FillKey>,
+}
+
+impl FullPlacement {
+    /// The block a tx of fill key `key` would have had in that walk (`blocks` when it would come
+    /// after every tx: the next block).
+    pub fn block_of(&self, key: &FillKey) -> u32 {
+        self.last_of_block.partition_point(|k| k < key) as u32
+    }
+}
+
+/// A sender's txs as `(nonce, position in txs)`, sorted by nonce.
+pub type Run<'a> = (&'a Address, &'a [(u64, u32)]);
+
+/// The fill key of the `i`th tx of `sender`'s `txs` at `base_fee`, or `None` when it is not in
+/// the sender's placeable run at `gas_limit` (behind a nonce gap, or at or after a tx over the
+/// gas limit).
+pub fn fill_key(
+    (sender, run): Run<'_>,
+    i: usize,
+    txs: &[PoolTx],
+    base_fee: u128,
+    gas_limit: u64,
+) -> Option<FillKey> {
+    let mut tip = i128::MAX;
+    for (k, &(nonce, pos)) in run.iter().enumerate().take(i + 1) {
+        if k > 0 && run[k - 1].0.checked_add(1) != Some(nonce) {
+            return None;
+        }
+        let tx = &txs[pos as usize];
+        if tx.gas > gas_limit {
+            return None;
+        }
+        tip = tip.min(tx.fees.effective_tip(base_fee));
+    }
+    let nonce = run.get(i)?.0;
+    Some(FillKey { tip: Reverse(tip), sender: *sender, nonce })
+}
+
+/// Fills blocks from per-sender runs exactly as [`place`] does, calling `visit(position, block,
+/// fill key)` for each placed tx in fill order, and stops before the first tx of block
+/// `stop_at`. Returns the number of blocks filled and whether every placeable tx was visited.
+pub fn walk<'a>(
+    senders: impl IntoIterator<Item = Run<'a>>,
+    txs: &[PoolTx],
+    base_fee: u128,
+    gas_limit: u64,
+    stop_at: u32,
+    mut visit: impl FnMut(usize, u32, FillKey),
+) -> (u32, bool) {
+    // (tip, sender, run, index in run). One entry per sender at most, so (tip, sender) decides
+    // every comparison. Kept small (48 bytes): a full walk pops every tx through it.
+    type Entry = (i128, Reverse<Address>, u32, u32);
+    let mut runs: Vec<&[(u64, u32)]> = Vec::new();
+    let mut heads: Vec<Entry> = Vec::new();
+    for (sender, run) in senders {
+        let Some(&(_, pos)) = run.first() else { continue };
+        let tx = &txs[pos as usize];
+        if tx.gas > gas_limit {
+            continue;
+        }
+        heads.push((tx.fees.effective_tip(base_fee), Reverse(*sender), runs.len() as u32, 0));
+        runs.push(run);
+    }
+    // The lowest tip of each run's txs placed so far (for fill keys).
+    let mut lowest = vec![i128::MAX; runs.len()];
+    let mut heap = BinaryHeap::from(heads);
+    let (mut block, mut used, mut placed_any) = (0u32, 0u64, false);
+    while let Some((tip, Reverse(sender), r, i)) = heap.pop() {
+        let run = runs[r as usize];
+        let (nonce, pos) = run[i as usize];
+        let gas = txs[pos as usize].gas;
+        if used.saturating_add(gas) > gas_limit {
+            block += 1;
+            used = 0;
+        }
+        if block >= stop_at {
+            return (block, false);
+        }
+        used += gas;
+        placed_any = true;
+        let low = &mut lowest[r as usize];
+        *low = (*low).min(tip);
+        visit(pos as usize, block, FillKey { tip: Reverse(*low), sender, nonce });
+        if let Some(&(next_nonce, next)) = run.get(i as usize + 1) {
+            let next_tx = &txs[next as usize];
+            if nonce.checked_add(1) == Some(next_nonce) && next_tx.gas <= gas_limit {
+                heap.push((next_tx.fees.effective_tip(base_fee), Reverse(sender), r, i + 1));
+            }
+        }
+    }
+    (if placed_any { block + 1 } else { 0 }, true)
+}
+
+/// A full walk: the block of every tx (by position, `None` when unplaced) and the boundaries
+/// kept for near passes.
+pub fn walk_all<'a>(
+    senders: impl IntoIterator<Item = Run<'a>>,
+    txs: &[PoolTx],
+    base_fee: u128,
+    gas_limit: u64,
+) -> (Vec<Option<u32>>, FullPlacement) {
+    let mut block_of = vec![None; txs.len()];
+    let mut last_of_block: Vec<FillKey> = Vec::new();
+    let (blocks, _) = walk(senders, txs, base_fee, gas_limit, u32::MAX, |pos, block, key| {
+        block_of[pos] = Some(block);
+        match last_of_block.get_mut(block as usize) {
+            Some(last) => *last = key,
+            None => last_of_block.push(key),
+        }
+    });
+    (block_of, FullPlacement { base_fee, blocks, last_of_block })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::revalidator::pool::Fees;
-    use alloy_primitives::{Address, B256};
+    use alloy_primitives::B256;
 
     fn tx(sender: u8, nonce: u64, gas: u64, max_fee: u128, tip: u128) -> PoolTx {
         PoolTx {
@@ -159,5 +304,103 @@ mod tests {
         assert_eq!(expected_timestamp(1_000, 0, 2), 1_002);
         assert_eq!(expected_timestamp(1_000, 3, 2), 1_008);
         assert_eq!(place(&[], 0, 10), Placement { block_of: vec![], blocks: 0 });
+    }
+}
+
+#[cfg(test)]
+mod incremental {
+    use super::*;
+    use crate::revalidator::mirror::PoolMirror;
+    use crate::revalidator::pool::Fees;
+    use alloy_primitives::B256;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn random_tx(r: &mut Rng, salt: u64) -> PoolTx {
+        let sender = r.below(12) as u8 + 1;
+        let nonce = r.below(8);
+        let gas = if r.below(40) == 0 { 200_000 } else { 21_000 + r.below(5) * 10_000 };
+        // Few distinct tips, so ties between senders are common.
+        let tip = u128::from(r.below(6)) * 10;
+        let fees = if r.below(4) == 0 {
+            Fees::Legacy { gas_price: 80 + tip }
+        } else {
+            Fees::Dynamic { max_fee: 90 + u128::from(r.below(4)) * 10, max_priority_fee: tip }
+        };
+        let mut hash = [0u8; 32];
+        hash[..8].copy_from_slice(&salt.to_be_bytes());
+        PoolTx {
+            hash: B256::from(hash),
+            sender: Address::repeat_byte(sender),
+            nonce,
+            gas,
+            fees,
+            inbox: None,
+        }
+    }
+
+    fn runs(m: &PoolMirror) -> impl Iterator<Item = Run<'_>> {
+        m.senders().iter().map(|(a, r)| (a, r.as_slice()))
+    }
+
+    /// The incremental walk (from the mirror's per-sender runs, with or without a stop) places
+    /// every tx where the reference `place` does, over random inserts, replacements by fee,
+    /// nonce gaps, inclusions, base-fee and gas-limit changes; and a full walk's boundaries
+    /// give every placed tx its exact block back.
+    #[test]
+    fn walking_the_mirror_equals_place_over_random_mutations() {
+        for seed in 1..=40u64 {
+            let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut m = PoolMirror::new(10_000);
+            let (mut base_fee, mut gas_limit) = (100u128, 100_000u64);
+            for step in 0..150u64 {
+                match r.below(10) {
+                    0 => {
+                        let s = Address::repeat_byte(r.below(12) as u8 + 1);
+                        m.include(s, r.below(4));
+                    }
+                    1 => base_fee = 70 + u128::from(r.below(6)) * 10,
+                    2 => gas_limit = [60_000, 100_000, 150_000][r.below(3) as usize],
+                    // Inserts; a used (sender, nonce) with a new hash is a replacement by fee.
+                    _ => {
+                        m.insert(random_tx(&mut r, seed * 1_000 + step));
+                    }
+                }
+                let txs = &m.snapshot().txs;
+                let want = place(txs, base_fee, gas_limit);
+                let (block_of, full) = walk_all(runs(&m), txs, base_fee, gas_limit);
+                assert_eq!(block_of, want.block_of, "seed {seed} step {step}");
+                assert_eq!(full.blocks, want.blocks, "seed {seed} step {step}");
+                for stop in [1u32, 2] {
+                    let mut near = vec![None; txs.len()];
+                    let (_, complete) =
+                        walk(runs(&m), txs, base_fee, gas_limit, stop, |pos, b, _| {
+                            near[pos] = Some(b)
+                        });
+                    let cut: Vec<_> =
+                        want.block_of.iter().map(|b| b.filter(|b| *b < stop)).collect();
+                    assert_eq!(near, cut, "seed {seed} step {step} stop {stop}");
+                    assert_eq!(complete, want.blocks <= stop);
+                }
+                for (sender, run) in m.senders() {
+                    for (i, &(_, pos)) in run.iter().enumerate() {
+                        let key = fill_key((sender, run), i, txs, base_fee, gas_limit);
+                        let got = key.map(|k| full.block_of(&k));
+                        assert_eq!(got, want.block_of[pos as usize], "seed {seed} step {step}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -289,13 +289,13 @@ impl ElPool {
 
     /// [`Self::fetch`], with the hash of the head read (the mirror follows heads by hash).
     pub async fn fetch_ref(&self) -> Result<(PoolSnapshot, Option<B256>), PoolError> {
+        // The pool is decoded as it streams in: a 1M-tx answer is ~490 MB of JSON, never held.
         let (head, content) = tokio::join!(
             self.rpc.call_raw("eth_getBlockByNumber", &("latest", false)),
-            self.rpc.call_raw("txpool_content", &[(); 0]),
+            super::pool_stream::read_txpool_content(&self.rpc, self.max_txs),
         );
         let head = decode_head_ref(head.map_err(PoolError::El)?.get())?;
-        let content = content.map_err(PoolError::El)?;
-        let (txs, undecodable, over_limit) = decode_txpool_content(content.get(), self.max_txs)?;
+        let (txs, undecodable, over_limit) = content?;
         Ok((PoolSnapshot { head: head.head, txs, undecodable, over_limit }, head.hash))
     }
 

@@ -95,7 +95,8 @@ pub fn rests_on_reorged(t: &TrackedTx, chain: U256, from: u64) -> bool {
 /// just reached the head it waited on. The message the verdict names is the one that held it
 /// back; a verdict naming none counts any message of `t` on that chain.
 pub fn waits_on(t: &TrackedTx, a: &HeadAdvance) -> bool {
-    let TxStatus::Pending { last: Verdict::NotYetKnown(r) } = &t.status else { return false };
+    let TxStatus::Pending { last } = &t.status else { return false };
+    let Verdict::NotYetKnown(r) = &**last else { return false };
     let reached = |m: &crate::interop::Message| {
         m.chain_id == a.chain_id && (a.from..=a.to).contains(&m.block_number)
     };

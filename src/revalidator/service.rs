@@ -12,7 +12,8 @@ use super::acted::Acted;
 use super::error::PoolError;
 use super::feed::{Feed, FeedPage};
 use super::follow::Follower;
-use super::pass::{execute, plan, PassKind, Plan, PlanParams};
+use super::mirror::PoolMirror;
+use super::pass::{execute, plan, plan_mirror, PassKind, Plan, PlanParams};
 use super::pool::{ElPool, Head, PoolSnapshot};
 use super::recheck::{self, plan_affected, RecheckParams, RecheckReport, RecheckTotals};
 use super::tracker::{SyncReport, Tracker, TrackerLimits};
@@ -159,7 +160,7 @@ impl Revalidator {
         if let Some(f) = self.follower.as_ref().filter(|f| f.is_live()) {
             let schedule = self.schedule.lock().await;
             // The mirror is read in place, under its lock, for the synchronous half only.
-            let prepared = self.prepare(f.mirror().snapshot(), kind, &schedule);
+            let prepared = self.prepare_mirror(&mut f.mirror(), kind, &schedule);
             return Ok(self.finish(prepared, kind, started, schedule, false).await);
         }
         let snap = match self.pool.fetch().await {
@@ -187,26 +188,23 @@ impl Revalidator {
         self.finish(prepared, kind, started, schedule, true).await
     }
 
+    /// Runs a pass of `kind` on a pool mirror the caller keeps (benches): the store follows it
+    /// by its change log and a near pass places only the near blocks, as with the follower's.
+    pub async fn run_pass_on_mirror(
+        &self,
+        mirror: &mut PoolMirror,
+        kind: PassKind,
+        started: Instant,
+    ) -> PassReport {
+        let schedule = self.schedule.lock().await;
+        let prepared = self.prepare_mirror(mirror, kind, &schedule);
+        self.finish(prepared, kind, started, schedule, false).await
+    }
+
     /// Syncs the store with `snap` and plans the pass (no I/O, no await).
     fn prepare(&self, snap: &PoolSnapshot, kind: PassKind, schedule: &Schedule) -> Prepared {
         let (now, now_unix) = (Instant::now(), unix_now());
-        let full_every = self.cfg.full_interval_ms;
-        let next_full_in = match (kind, schedule.last_full) {
-            (PassKind::Full, _) | (_, None) => full_every,
-            (PassKind::Near, Some(t)) => {
-                full_every.saturating_sub(now.saturating_duration_since(t))
-            }
-        };
-        let params = PlanParams {
-            near_blocks: self.cfg.near_blocks,
-            block_time: self.cfg.block_time_secs,
-            system_gas_margin: self.cfg.system_gas_margin,
-            min_safety: self.cfg.min_safety,
-            chain_id: self.cfg.chain_id.map(U256::from),
-            interval: self.cfg.interval_ms,
-            next_full_in,
-            max_checks_per_request: self.cfg.max_checks_per_request,
-        };
+        let params = self.plan_params(kind, schedule, now);
         let (sync, planned) = {
             let mut store = lock(&self.store);
             let sync = store.sync(&snap.txs, now, now_unix);
@@ -219,6 +217,51 @@ impl Revalidator {
             pool_txs: snap.txs.len(),
             undecodable: snap.undecodable,
             over_limit: snap.over_limit,
+        }
+    }
+
+    /// Syncs the store with `mirror` by its change log and plans the pass on it.
+    fn prepare_mirror(
+        &self,
+        mirror: &mut PoolMirror,
+        kind: PassKind,
+        schedule: &Schedule,
+    ) -> Prepared {
+        let (now, now_unix) = (Instant::now(), unix_now());
+        let params = self.plan_params(kind, schedule, now);
+        let (sync, planned) = {
+            let mut store = lock(&self.store);
+            let sync = store.sync_mirror(mirror, now, now_unix);
+            (sync, plan_mirror(&mut store, mirror, kind, &params, now_unix))
+        };
+        let snap = mirror.snapshot();
+        Prepared {
+            sync,
+            planned,
+            head: snap.head,
+            pool_txs: snap.txs.len(),
+            undecodable: snap.undecodable,
+            over_limit: snap.over_limit,
+        }
+    }
+
+    fn plan_params(&self, kind: PassKind, schedule: &Schedule, now: Instant) -> PlanParams {
+        let full_every = self.cfg.full_interval_ms;
+        let next_full_in = match (kind, schedule.last_full) {
+            (PassKind::Full, _) | (_, None) => full_every,
+            (PassKind::Near, Some(t)) => {
+                full_every.saturating_sub(now.saturating_duration_since(t))
+            }
+        };
+        PlanParams {
+            near_blocks: self.cfg.near_blocks,
+            block_time: self.cfg.block_time_secs,
+            system_gas_margin: self.cfg.system_gas_margin,
+            min_safety: self.cfg.min_safety,
+            chain_id: self.cfg.chain_id.map(U256::from),
+            interval: self.cfg.interval_ms,
+            next_full_in,
+            max_checks_per_request: self.cfg.max_checks_per_request,
         }
     }
 

@@ -14,10 +14,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy_primitives::{B256, U256};
+use alloy_primitives::{Address, B256, U256};
 use serde_json::json;
 
 use super::feed::{Feed, FeedEntry};
+use super::mirror::PoolMirror;
 use super::pool::PoolTx;
 use crate::interop::access_list::{parse_bounded, BoundedParseError, Bounds};
 use crate::interop::{ExecutingDescriptor, Message, SafetyLevel};
@@ -40,13 +41,14 @@ pub enum TxStatus {
     },
     /// No definitive answer yet (not yet known, unanswered, or failsafe); retried next pass.
     Pending {
-        /// The last answer.
-        last: Verdict,
+        /// The last answer (boxed, as the other rare large fields: a tracked tx stays small
+        /// at a million of them).
+        last: Box<Verdict>,
     },
     /// Published to the feed; never re-checked.
     Invalid {
         /// Why.
-        rejection: Rejection,
+        rejection: Box<Rejection>,
         /// The window and safety of the backend verdict, when the backend gave it (a malformed
         /// list or an expired deadline has none and is never answered from here).
         checked: Option<(Window, SafetyLevel)>,
@@ -58,6 +60,10 @@ pub enum TxStatus {
 /// One tracked interop tx.
 #[derive(Debug, Clone)]
 pub struct TrackedTx {
+    /// Sender (with the nonce, where the mirror finds the tx).
+    pub sender: Address,
+    /// Nonce.
+    pub nonce: u64,
     /// De-duplicated messages (empty for a malformed list).
     pub messages: Arc<[Message]>,
     /// The newest initiating timestamp among `messages`.
@@ -79,7 +85,7 @@ pub struct TrackedTx {
     /// Re-check on the next pass whatever its presumed block.
     pub retry: bool,
     /// Why the latest check got no verdict (no answer, or failsafe); `None` after an answer.
-    pub no_answer: Option<String>,
+    pub no_answer: Option<Box<str>>,
 }
 
 /// What a pool sync changed.
@@ -108,20 +114,208 @@ pub struct TrackerLimits {
     pub chain_id: Option<U256>,
 }
 
+/// The tracked txs by hash: a dense vector of entries plus a hash -> index map, rather than one
+/// `HashMap<B256, TrackedTx>`, whose table holds twice the entries' room at its worst load and,
+/// while it grows, the old table too (at 1M tracked txs ~450 MB, ~670 MB while growing, against
+/// ~80 MB of index plus the entries themselves here). Removal swaps the last entry in.
+#[derive(Debug, Default)]
+pub struct TrackedTxs {
+    index: HashMap<B256, u32>,
+    entries: Vec<(B256, TrackedTx)>,
+}
+
+impl TrackedTxs {
+    fn with_capacity(n: usize) -> Self {
+        // Address space only: pages count once written, and they are written in order.
+        Self { index: HashMap::new(), entries: Vec::with_capacity(n.min(1 << 22)) }
+    }
+
+    /// The tx with `hash`.
+    pub fn get(&self, hash: &B256) -> Option<&TrackedTx> {
+        self.index.get(hash).map(|&i| &self.entries[i as usize].1)
+    }
+
+    /// The tx with `hash`, to update.
+    pub fn get_mut(&mut self, hash: &B256) -> Option<&mut TrackedTx> {
+        let i = *self.index.get(hash)?;
+        Some(&mut self.entries[i as usize].1)
+    }
+
+    /// True when `hash` is tracked.
+    pub fn contains_key(&self, hash: &B256) -> bool {
+        self.index.contains_key(hash)
+    }
+
+    /// Number of tracked txs.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every tracked tx, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&B256, &TrackedTx)> {
+        self.entries.iter().map(|(h, t)| (h, t))
+    }
+
+    /// Every tracked hash.
+    pub fn keys(&self) -> impl Iterator<Item = &B256> {
+        self.entries.iter().map(|(h, _)| h)
+    }
+
+    /// Every tracked tx.
+    pub fn values(&self) -> impl Iterator<Item = &TrackedTx> {
+        self.entries.iter().map(|(_, t)| t)
+    }
+
+    fn insert(&mut self, hash: B256, tx: TrackedTx) {
+        if let Some(t) = self.get_mut(&hash) {
+            *t = tx;
+            return;
+        }
+        self.index.insert(hash, self.entries.len() as u32);
+        self.entries.push((hash, tx));
+    }
+
+    fn remove(&mut self, hash: &B256) -> Option<TrackedTx> {
+        let i = self.index.remove(hash)? as usize;
+        let (_, tx) = self.entries.swap_remove(i);
+        if let Some((moved, _)) = self.entries.get(i) {
+            self.index.insert(*moved, i as u32);
+        }
+        Some(tx)
+    }
+}
+
+impl<'a> IntoIterator for &'a TrackedTxs {
+    type Item = (&'a B256, &'a TrackedTx);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (B256, TrackedTx)>,
+        fn(&'a (B256, TrackedTx)) -> (&'a B256, &'a TrackedTx),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(h, t)| (h, t))
+    }
+}
+
+impl std::ops::Index<&B256> for TrackedTxs {
+    type Output = TrackedTx;
+    fn index(&self, hash: &B256) -> &TrackedTx {
+        match self.get(hash) {
+            Some(t) => t,
+            None => panic!("{hash} is not tracked"),
+        }
+    }
+}
+
 /// The store.
 #[derive(Debug)]
 pub struct Tracker {
-    pub(super) txs: HashMap<B256, TrackedTx>,
+    pub(super) txs: TrackedTxs,
     by_messages: HashMap<Arc<[Message]>, Vec<B256>>,
     pub(super) feed: Feed,
     failsafe: bool,
     limits: TrackerLimits,
+    /// Txs a near pass checks whatever their block: never checked, or waiting for a retry.
+    soon: HashSet<B256>,
+    /// The mirror epoch the store follows by its change log (`None`: sync over the whole pool).
+    synced_epoch: Option<u64>,
 }
 
 impl Tracker {
     /// An empty store.
     pub fn new(limits: TrackerLimits, feed: Feed) -> Self {
-        Self { txs: HashMap::new(), by_messages: HashMap::new(), feed, failsafe: false, limits }
+        Self {
+            txs: TrackedTxs::with_capacity(limits.max_tracked),
+            by_messages: HashMap::new(),
+            feed,
+            failsafe: false,
+            limits,
+            soon: HashSet::new(),
+            synced_epoch: None,
+        }
+    }
+
+    /// Tracked txs a near pass checks whatever their presumed block (never checked, or
+    /// waiting for a retry).
+    pub fn soon(&self) -> impl Iterator<Item = &B256> {
+        self.soon.iter()
+    }
+
+    fn mark(&mut self, hash: B256) {
+        let due = self.txs.get(&hash).is_some_and(|t| {
+            !matches!(t.status, TxStatus::Invalid { .. })
+                && (t.retry || t.status == TxStatus::Unchecked)
+        });
+        if due {
+            self.soon.insert(hash);
+        } else {
+            self.soon.remove(&hash);
+        }
+    }
+
+    /// Follows a pool mirror by its change log: only the interop txs that came or went since
+    /// the last call are looked at (a pass costs what changed, not the pool's size). A new
+    /// mirror epoch (a reconciliation, another mirror) or txs waiting over `max_tracked` make
+    /// it sync over the whole mirror once. The inbox entries of tracked txs are dropped from
+    /// the mirror: the store keeps their parsed messages.
+    pub fn sync_mirror(
+        &mut self,
+        mirror: &mut PoolMirror,
+        now: Instant,
+        now_unix: u64,
+    ) -> SyncReport {
+        let changes = mirror.take_changes();
+        if self.synced_epoch != Some(mirror.epoch()) {
+            let report = self.sync(&mirror.snapshot().txs, now, now_unix);
+            let tracked: Vec<usize> = (mirror.snapshot().txs.iter().enumerate())
+                .filter(|(_, t)| t.inbox.as_ref().is_some_and(|i| !i.is_empty()))
+                .filter(|(_, t)| self.txs.contains_key(&t.hash))
+                .map(|(pos, _)| pos)
+                .collect();
+            for pos in tracked {
+                mirror.strip_inbox(pos);
+            }
+            // Over the cap, the txs left out are retried by the next whole sync.
+            self.synced_epoch = (report.over_limit == 0).then_some(mirror.epoch());
+            return report;
+        }
+        let mut report = SyncReport::default();
+        for c in changes {
+            let present = mirror.get(&c.sender, c.nonce).filter(|(_, t)| t.hash == c.hash);
+            match present {
+                Some((pos, tx)) => {
+                    if !self.txs.contains_key(&c.hash) && self.track(tx, now, now_unix, &mut report)
+                    {
+                        mirror.strip_inbox(pos);
+                    }
+                }
+                None => {
+                    if self.forget(&c.hash) {
+                        report.removed += 1;
+                    }
+                }
+            }
+        }
+        if report.over_limit > 0 {
+            self.synced_epoch = None;
+        }
+        report
+    }
+
+    fn forget(&mut self, hash: &B256) -> bool {
+        let Some(t) = self.txs.remove(hash) else { return false };
+        self.soon.remove(hash);
+        if let Some(hashes) = self.by_messages.get_mut(&t.messages) {
+            hashes.retain(|h| h != hash);
+            if hashes.is_empty() {
+                self.by_messages.remove(&t.messages);
+            }
+        }
+        true
     }
 
     /// Number of tracked txs.
@@ -150,75 +344,82 @@ impl Tracker {
     }
 
     /// Follows the pool: forgets txs that left it, tracks new interop txs (publishing malformed
-    /// ones at once).
+    /// ones at once). A whole-pool scan: for full reads; a mirror is followed by
+    /// [`Self::sync_mirror`].
     pub fn sync(&mut self, pool: &[PoolTx], now: Instant, now_unix: u64) -> SyncReport {
+        self.synced_epoch = None;
         let mut report = SyncReport::default();
         let present: HashSet<B256> =
             pool.iter().filter(|t| t.inbox.is_some()).map(|t| t.hash).collect();
-        let by_messages = &mut self.by_messages;
-        self.txs.retain(|hash, t| {
-            let keep = present.contains(hash);
-            if !keep {
-                report.removed += 1;
-                if let Some(hashes) = by_messages.get_mut(&t.messages) {
-                    hashes.retain(|h| h != hash);
-                    if hashes.is_empty() {
-                        by_messages.remove(&t.messages);
-                    }
-                }
-            }
-            keep
-        });
+        let gone: Vec<B256> = self.txs.keys().filter(|h| !present.contains(*h)).copied().collect();
+        drop(present);
+        for hash in gone {
+            self.forget(&hash);
+            report.removed += 1;
+        }
         for tx in pool {
-            let Some(inbox) = &tx.inbox else { continue };
-            if self.txs.contains_key(&tx.hash) {
-                continue;
+            if tx.inbox.is_some() && !self.txs.contains_key(&tx.hash) {
+                self.track(tx, now, now_unix, &mut report);
             }
-            if self.txs.len() >= self.limits.max_tracked {
-                report.over_limit += 1;
-                continue;
-            }
-            report.added += 1;
-            let mut t = TrackedTx {
-                messages: Arc::from(Vec::new()),
-                max_init_ts: 0,
-                first_seen_unix: now_unix,
-                unknown_since: now,
-                presumed_block: None,
-                expected_ts: 0,
-                status: TxStatus::Unchecked,
-                last_checked_unix: None,
-                next_check_unix: None,
-                retry: false,
-                no_answer: None,
-            };
-            let bounds =
-                Bounds { max_entries: self.limits.max_inbox_entries, max_messages: usize::MAX };
-            let parsed = parse_bounded(inbox, bounds).map_err(|e| match e {
-                BoundedParseError::TooManyEntries { found, limit } => Rejection::new(
-                    codes::ACCESS_LIST_TOO_LARGE,
-                    format!("{found} inbox entries, the limit is {limit}"),
-                ),
-                e => Rejection::new(
-                    codes::INVALID_PARAMS,
-                    format!("malformed interop access list: {e}"),
-                ),
-            });
-            match parsed {
-                Ok(messages) => {
-                    t.max_init_ts = messages.iter().map(|m| m.timestamp).max().unwrap_or(0);
-                    t.messages = Arc::from(messages);
-                    self.by_messages.entry(t.messages.clone()).or_default().push(tx.hash);
-                }
-                Err(rejection) => {
-                    report.malformed += 1;
-                    let seq = self.publish(tx.hash, &rejection, now_unix);
-                    t.status = TxStatus::Invalid { rejection, checked: None, seq };
-                }
-            }
-            self.txs.insert(tx.hash, t);
         }
         report
+    }
+
+    /// Tracks a new interop tx (publishing a malformed one at once); false when it is not
+    /// tracked (over `max_tracked`, or its entries were already dropped from a mirror).
+    fn track(&mut self, tx: &PoolTx, now: Instant, now_unix: u64, report: &mut SyncReport) -> bool {
+        let Some(inbox) = &tx.inbox else { return false };
+        if inbox.is_empty() {
+            // Entries dropped by the mirror once tracked: a tx the store forgot while the
+            // mirror kept it. The next reconciliation brings its entries back.
+            return false;
+        }
+        if self.txs.len() >= self.limits.max_tracked {
+            report.over_limit += 1;
+            return false;
+        }
+        report.added += 1;
+        let mut t = TrackedTx {
+            sender: tx.sender,
+            nonce: tx.nonce,
+            messages: Arc::from(Vec::new()),
+            max_init_ts: 0,
+            first_seen_unix: now_unix,
+            unknown_since: now,
+            presumed_block: None,
+            expected_ts: 0,
+            status: TxStatus::Unchecked,
+            last_checked_unix: None,
+            next_check_unix: None,
+            retry: false,
+            no_answer: None,
+        };
+        let bounds =
+            Bounds { max_entries: self.limits.max_inbox_entries, max_messages: usize::MAX };
+        let parsed = parse_bounded(inbox, bounds).map_err(|e| match e {
+            BoundedParseError::TooManyEntries { found, limit } => Rejection::new(
+                codes::ACCESS_LIST_TOO_LARGE,
+                format!("{found} inbox entries, the limit is {limit}"),
+            ),
+            e => {
+                Rejection::new(codes::INVALID_PARAMS, format!("malformed interop access list: {e}"))
+            }
+        });
+        match parsed {
+            Ok(messages) => {
+                t.max_init_ts = messages.iter().map(|m| m.timestamp).max().unwrap_or(0);
+                t.messages = Arc::from(messages);
+                self.by_messages.entry(t.messages.clone()).or_default().push(tx.hash);
+            }
+            Err(rejection) => {
+                report.malformed += 1;
+                let seq = self.publish(tx.hash, &rejection, now_unix);
+                t.status = TxStatus::Invalid { rejection: Box::new(rejection), checked: None, seq };
+            }
+        }
+        self.txs.insert(tx.hash, t);
+        self.mark(tx.hash);
+        true
     }
 
     fn publish(&mut self, hash: B256, r: &Rejection, now_unix: u64) -> u64 {
@@ -253,6 +454,23 @@ impl Tracker {
         t.last_checked_unix = Some(now_unix);
         t.retry = false;
         t.no_answer = None;
+        let published = self.apply(hash, verdict, descriptor, safety, now, now_unix);
+        self.mark(hash);
+        published
+    }
+
+    fn apply(
+        &mut self,
+        hash: B256,
+        verdict: Verdict,
+        descriptor: &ExecutingDescriptor,
+        safety: SafetyLevel,
+        now: Instant,
+        now_unix: u64,
+    ) -> bool {
+        let Some(t) = self.txs.get_mut(&hash) else {
+            return false;
+        };
         match verdict {
             Verdict::Valid { until } => {
                 t.status = TxStatus::Valid { from: descriptor.timestamp, until, safety };
@@ -264,24 +482,27 @@ impl Tracker {
                     Window { from: descriptor.timestamp, to: descriptor.end().unwrap_or(u64::MAX) };
                 let seq = self.publish(hash, &r, now_unix);
                 if let Some(t) = self.txs.get_mut(&hash) {
-                    t.status =
-                        TxStatus::Invalid { rejection: r, checked: Some((window, safety)), seq };
+                    t.status = TxStatus::Invalid {
+                        rejection: Box::new(r),
+                        checked: Some((window, safety)),
+                        seq,
+                    };
                 }
                 true
             }
             last @ Verdict::NotYetKnown(_) => {
-                t.status = TxStatus::Pending { last };
+                t.status = TxStatus::Pending { last: Box::new(last) };
                 t.retry = true;
                 false
             }
             // No answer or failsafe: nothing learned about the tx; it keeps its last verdict.
             Verdict::Invalid(r) => {
-                t.no_answer = Some(format!("failsafe: {}", r.reason));
+                t.no_answer = Some(format!("failsafe: {}", r.reason).into());
                 t.retry = true;
                 false
             }
             Verdict::Unavailable(why) => {
-                t.no_answer = Some(why);
+                t.no_answer = Some(why.into());
                 t.retry = true;
                 false
             }
@@ -298,21 +519,29 @@ impl Tracker {
             .filter(|(_, t)| t.no_answer.is_none())
             .filter(|(_, t)| now.saturating_duration_since(t.unknown_since) >= max)
             .filter_map(|(h, t)| match &t.status {
-                TxStatus::Pending { last: Verdict::NotYetKnown(r) } => Some((
-                    *h,
-                    Rejection {
-                        reason: format!("not known within {} s: {}", max.as_secs(), r.reason),
-                        ..r.clone()
-                    },
-                )),
+                TxStatus::Pending { last } => match &**last {
+                    Verdict::NotYetKnown(r) => Some((
+                        *h,
+                        Rejection {
+                            reason: format!("not known within {} s: {}", max.as_secs(), r.reason),
+                            ..r.clone()
+                        },
+                    )),
+                    _ => None,
+                },
                 _ => None,
             })
             .collect();
         for (hash, rejection) in &due {
             let seq = self.publish(*hash, rejection, now_unix);
             if let Some(t) = self.txs.get_mut(hash) {
-                t.status = TxStatus::Invalid { rejection: rejection.clone(), checked: None, seq };
+                t.status = TxStatus::Invalid {
+                    rejection: Box::new(rejection.clone()),
+                    checked: None,
+                    seq,
+                };
             }
+            self.soon.remove(hash);
         }
         due.len()
     }
@@ -351,7 +580,7 @@ impl Tracker {
                     if safety >= *checked
                         && judged.within(&Window { from: d.timestamp, to: end }) =>
                 {
-                    return Some(Err(rejection.clone()));
+                    return Some(Err((**rejection).clone()));
                 }
                 _ => {}
             }
@@ -474,6 +703,46 @@ mod tests {
         assert_eq!(r.removed, 1);
         assert!(t.by_messages.is_empty());
         assert_eq!(t.view(&B256::with_last_byte(1))["tracked"], false);
+    }
+
+    /// The store follows a mirror by its change log: adds, inclusions and a replacement by a
+    /// non-interop tx, each seen once; txs left out over `max_tracked` are picked up by a whole
+    /// sync once room frees; tracked txs' inbox entries leave the mirror.
+    #[test]
+    fn sync_mirror_follows_changes_and_retries_what_waited_over_the_cap() {
+        let limits = TrackerLimits { max_tracked: 2, ..tracker().limits };
+        let mut t = Tracker::new(limits, Feed::new(10));
+        let mut m = PoolMirror::new(100);
+        let now = Instant::now();
+        let interop = |h: u8| ptx(h, Some(encode_entries(&[msg(u64::from(h))])));
+        for h in 1..=3 {
+            m.insert(interop(h));
+        }
+        let r = t.sync_mirror(&mut m, now, 1);
+        assert_eq!((r.added, r.over_limit), (2, 1));
+        let stripped = |m: &PoolMirror, h: u8| {
+            let (_, tx) = m.get(&Address::repeat_byte(h), 0).unwrap();
+            tx.inbox.as_ref().is_some_and(Vec::is_empty)
+        };
+        let tracked: Vec<u8> =
+            (1..=3).filter(|h| t.txs.contains_key(&B256::with_last_byte(*h))).collect();
+        assert_eq!(tracked.iter().filter(|h| stripped(&m, **h)).count(), 2);
+        // One tracked tx is included: the waiting one takes its place.
+        m.include(Address::repeat_byte(tracked[0]), 0);
+        let r = t.sync_mirror(&mut m, now, 2);
+        assert_eq!((r.added, r.removed, r.over_limit), (1, 1, 0));
+        assert_eq!(t.len(), 2);
+        // From now on by the log: a replacement by a plain tx, and a new interop tx.
+        let mut plain = ptx(tracked[1], None);
+        plain.hash = B256::repeat_byte(0xee);
+        assert_eq!(m.insert(plain), crate::revalidator::mirror::Insert::Replaced);
+        let r = t.sync_mirror(&mut m, now, 3);
+        assert_eq!((r.added, r.removed), (0, 1));
+        m.insert(interop(9));
+        let r = t.sync_mirror(&mut m, now, 4);
+        assert_eq!((r.added, r.removed), (1, 0));
+        assert!(t.txs.contains_key(&B256::with_last_byte(9)) && stripped(&m, 9));
+        assert_eq!(t.sync_mirror(&mut m, now, 5), SyncReport::default(), "nothing changed");
     }
 
     #[test]

@@ -215,9 +215,7 @@ impl RpcClient {
     where
         P: Serialize + ?Sized,
     {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = serde_json::to_vec(&WireRequest { jsonrpc: "2.0", id, method, params })
-            .map_err(|e| self.decode_err(format!("encode request: {e}")))?;
+        let (id, body) = self.request(method, params)?;
         let span =
             tracing::debug_span!("rpc_call", target = self.target, endpoint = %self.name, method);
         let bytes = self.post(body).instrument(span).await?;
@@ -286,10 +284,20 @@ impl RpcClient {
     /// A JSON-RPC 2.0 answer has `"jsonrpc": "2.0"` and exactly one of `result` and `error`;
     /// anything else (`{}`, both members, another version) is no answer.
     fn to_result(&self, resp: WireResponse) -> Result<Box<RawValue>, ClientError> {
-        if resp.jsonrpc.as_deref() != Some("2.0") {
-            return Err(self.decode_err(format!("jsonrpc is {:?}, not \"2.0\"", resp.jsonrpc)));
+        self.answer(resp.jsonrpc, resp.result, resp.error)
+    }
+
+    /// [`Self::to_result`] on the members of an answer, whatever form its result was read in.
+    pub(super) fn answer<T>(
+        &self,
+        jsonrpc: Option<String>,
+        result: Option<T>,
+        error: Option<RpcError>,
+    ) -> Result<T, ClientError> {
+        if jsonrpc.as_deref() != Some("2.0") {
+            return Err(self.decode_err(format!("jsonrpc is {jsonrpc:?}, not \"2.0\"")));
         }
-        match (resp.result, resp.error) {
+        match (result, error) {
             (None, Some(error)) => Err(ClientError::Rpc { endpoint: self.name.clone(), error }),
             (Some(result), None) => Ok(result),
             (Some(_), Some(_)) => Err(self.decode_err("answer has both result and error".into())),
@@ -297,51 +305,57 @@ impl RpcClient {
         }
     }
 
-    fn decode_err(&self, detail: String) -> ClientError {
+    /// A new request id and the encoded single-call request.
+    pub(super) fn request<P: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<(u64, Vec<u8>), ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = serde_json::to_vec(&WireRequest { jsonrpc: "2.0", id, method, params })
+            .map_err(|e| self.decode_err(format!("encode request: {e}")))?;
+        Ok((id, body))
+    }
+
+    /// The metrics label pair of this endpoint.
+    pub(super) fn labels(&self) -> (&'static str, &str) {
+        (self.target, &self.name)
+    }
+
+    /// The bound on one answer's body.
+    pub(super) fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
+    }
+
+    pub(super) fn decode_err(&self, detail: String) -> ClientError {
         ClientError::Decode { endpoint: self.name.clone(), detail }
     }
 
     async fn post(&self, body: Vec<u8>) -> Result<bytes::Bytes, ClientError> {
-        let m = metrics();
         let start = Instant::now();
         let result = self.post_inner(body).await;
-        m.external_duration
-            .with_label_values(&[self.target, &self.name])
-            .observe(start.elapsed().as_secs_f64());
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.kind(),
-        };
-        m.external_calls.with_label_values(&[self.target, &self.name, outcome]).inc();
-        if let Err(e) = &result {
-            tracing::debug!(target: "interop_gate::rpc", error = %e, "external call failed");
-        }
+        self.record(start, result.as_ref().err());
         result
     }
 
+    /// Counts one call (latency, outcome) and logs its failure.
+    pub(super) fn record(&self, start: Instant, error: Option<&ClientError>) {
+        let m = metrics();
+        m.external_duration
+            .with_label_values(&[self.target, &self.name])
+            .observe(start.elapsed().as_secs_f64());
+        let outcome = error.map_or("ok", ClientError::kind);
+        m.external_calls.with_label_values(&[self.target, &self.name, outcome]).inc();
+        if let Some(e) = error {
+            tracing::debug!(target: "interop_gate::rpc", error = %e, "external call failed");
+        }
+    }
+
     async fn post_inner(&self, body: Vec<u8>) -> Result<bytes::Bytes, ClientError> {
-        let send = self
-            .http
-            .post(self.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send();
         let fut = async {
-            let mut resp = send.await.map_err(|e| self.transport_err(e))?;
-            let status = resp.status();
-            if !status.is_success() {
-                // Whatever JSON a non-2xx answer carries (a proxy's "rate limited", a load
-                // balancer's page, a filter's error relayed with 500), it is not a verdict.
-                return Err(ClientError::HttpStatus {
-                    endpoint: self.name.clone(),
-                    status: status.as_u16(),
-                });
-            }
+            let mut resp = self.open(body).await?;
             let limit = self.max_response_bytes;
-            let too_large = || ClientError::TooLarge { endpoint: self.name.clone(), limit };
-            if resp.content_length().is_some_and(|n| n > limit as u64) {
-                return Err(too_large());
-            }
+            let too_large = || self.too_large();
             let mut body = bytes::BytesMut::with_capacity(
                 resp.content_length().map_or(8 * 1024, |n| n as usize).min(limit),
             );
@@ -353,6 +367,14 @@ impl RpcClient {
             }
             Ok(body.freeze())
         };
+        self.bounded(fut).await
+    }
+
+    /// Runs `fut` (a whole call: connect, answer, body) within the call timeout.
+    pub(super) async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
         let timeout = self.timeout();
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
@@ -363,7 +385,37 @@ impl RpcClient {
         }
     }
 
-    fn transport_err(&self, e: reqwest::Error) -> ClientError {
+    /// Sends `body` and returns the answer once its status says it carries a JSON-RPC answer
+    /// that may fit the body bound (a `Content-Length` over it is refused before reading).
+    pub(super) async fn open(&self, body: Vec<u8>) -> Result<reqwest::Response, ClientError> {
+        let resp = self
+            .http
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport_err(e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            // Whatever JSON a non-2xx answer carries (a proxy's "rate limited", a load
+            // balancer's page, a filter's error relayed with 500), it is not a verdict.
+            return Err(ClientError::HttpStatus {
+                endpoint: self.name.clone(),
+                status: status.as_u16(),
+            });
+        }
+        if resp.content_length().is_some_and(|n| n > self.max_response_bytes as u64) {
+            return Err(self.too_large());
+        }
+        Ok(resp)
+    }
+
+    pub(super) fn too_large(&self) -> ClientError {
+        ClientError::TooLarge { endpoint: self.name.clone(), limit: self.max_response_bytes }
+    }
+
+    pub(super) fn transport_err(&self, e: reqwest::Error) -> ClientError {
         // reqwest's Display includes the URL; strip it so credentials never reach a log.
         let detail = e.without_url().to_string();
         ClientError::Transport { endpoint: self.name.clone(), detail }

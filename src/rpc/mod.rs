@@ -7,8 +7,10 @@ pub mod depth;
 pub mod drain;
 pub mod listener;
 pub mod server;
+pub mod stream;
 pub mod types;
 pub mod ws_conn;
 
 pub use client::{ClientError, RpcClient};
+pub use stream::StreamedResult;
 pub use types::{Call, RpcError};

@@ -23,6 +23,7 @@ mod ingress;
 mod light_server;
 mod metrics_init;
 mod peer_calls;
+mod pool_stream;
 mod receipts_anvil;
 mod refusals;
 mod reload;
