@@ -109,6 +109,12 @@ pub struct Metrics {
     /// Decisions taken without Redis because it failed, by what (`limits`, `verdicts`) and the
     /// path taken (`local`, `allow`, `refuse`, `backend`).
     pub redis_fallbacks: IntCounterVec,
+    /// Shared rate-limit decisions by where their tokens came from: `lease` (this replica's
+    /// leased tokens, no Redis call) or `redis` (one script call).
+    pub rate_decisions: IntCounterVec,
+    /// Leased rate-limit tokens by event: `leased` (taken from Redis beyond the one a decision
+    /// spends) and `dropped` (expired or evicted unspent: the under-admission leases cost).
+    pub rate_lease_tokens: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -332,6 +338,18 @@ impl Metrics {
                 "redis_fallbacks_total",
                 "Decisions taken without the shared Redis, by what and path taken",
                 &["what", "path"],
+            ),
+            rate_decisions: counter(
+                &r,
+                "shared_rate_decisions_total",
+                "Shared rate-limit decisions by where their tokens came from (lease, redis)",
+                &["path"],
+            ),
+            rate_lease_tokens: counter(
+                &r,
+                "shared_rate_lease_tokens_total",
+                "Rate-limit tokens leased from Redis, and leased tokens dropped unspent",
+                &["event"],
             ),
             registry: r,
         }

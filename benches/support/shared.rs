@@ -2,10 +2,12 @@
 //! through a real Redis, measured against the local limiter in the same run.
 //!
 //! 1. The in-process cost of one shared rate-limit decision (one script call, two buckets).
-//! 2. For the `non-interop` and `mix` workloads: the local limiter and Redis-shared limits, on one
-//!    replica and on three replicas behind a client-side round robin (each compared with the
-//!    local limiter on as many replicas), limits set so high that every bucket is evaluated and
-//!    none refuses. Redis's own `INFO commandstats` gives the rate decisions per request.
+//! 2. For the `non-interop` and `mix` workloads: the local limiter and Redis-shared limits, exact
+//!    (`lease_max_tokens = 1`: one script call per decision) and with token leases (the
+//!    default), on one replica and on three replicas behind a client-side round robin (each
+//!    compared with the local limiter on as many replicas), limits set so high that every bucket
+//!    is evaluated and none refuses. Redis's own `INFO commandstats` gives the script calls per
+//!    request, `/proc/<pid>/stat` the CPU per request of the gateways and of redis-server.
 //! 3. Shared verdicts: distinct invalid txs, each sent once to each of three replicas (exactly
 //!    once through the list, not time-based), with and without shared verdicts: the backend
 //!    calls each costs.
@@ -19,6 +21,7 @@ use interop_gate::dev::redis_server::RedisServer;
 use interop_gate::dev::wallet::{dev_signer, sign_1559, TxSpec};
 
 use super::child::Child;
+use super::procs::cpu_secs;
 use super::{body, drive_all, quantile, row, Opts, Peers, Scenario, Stats, CHAIN_ID};
 
 /// Limits high enough never to refuse, so every bucket is evaluated on every call.
@@ -166,35 +169,56 @@ pub async fn run(peers: &Peers, scenarios: &[Scenario], o: &Opts) {
     decision_latency(&redis, o.conns).await;
     // A generous Redis timeout: on a loaded machine a 50 ms bound would make replicas fall back
     // to local limits (on_error) and the run would measure the fallback, not the sharing.
-    let tail = |share: bool| {
-        format!("[redis]\nurl = \"{}\"\ntimeout_ms = 2000\nshare_verdicts = {share}\n", redis.url())
+    let tail = |share: bool, lease: u32| {
+        format!(
+            "[redis]\nurl = \"{}\"\ntimeout_ms = 2000\nshare_verdicts = {share}\nlease_max_tokens = {lease}\n",
+            redis.url()
+        )
     };
+    let default_lease = interop_gate::config::RedisConfig::default().lease_max_tokens;
     for sc in scenarios.iter().filter(|s| s.name == "non-interop" || s.name == "mix") {
         println!(
             "\nshared limits, {} — {} (limits never refuse: every bucket is checked)",
             sc.name, sc.about
         );
         let mut locals: Vec<(usize, Stats)> = Vec::new();
-        for (label, shared, n) in [
-            ("local limiter x1", false, 1),
-            ("redis limits x1", true, 1),
-            ("local limiter x3", false, 3),
-            ("redis limits x3", true, 3),
+        // `lease`: None = local limiter; Some(1) = exact (one script call per decision);
+        // the default = token leases.
+        for (label, lease, n) in [
+            ("local limiter x1", None, 1),
+            ("redis exact x1", Some(1), 1),
+            ("redis leases x1", Some(default_lease), 1),
+            ("local limiter x3", None, 3),
+            ("redis exact x3", Some(1), 3),
+            ("redis leases x3", Some(default_lease), 3),
         ] {
-            let redis_section = if shared { tail(true) } else { String::new() };
+            let shared = lease.is_some();
+            let redis_section = lease.map(|l| tail(true, l)).unwrap_or_default();
             let cfg = peers.gateway_config_with("enforce", WIDE_LIMITS, &redis_section);
             let (children, urls) = replicas(&cfg, n).await;
             if sc.warm_up {
                 drive_all(&urls, sc.bodies.clone(), o.conns, 1).await;
             }
-            let before = commands(&redis).await;
+            let cpu = || -> (f64, f64) {
+                let gw = children.iter().map(|c| cpu_secs(c.pid())).sum();
+                (gw, redis.pid().map_or(0.0, cpu_secs))
+            };
+            let (before, cpu0) = (commands(&redis).await, cpu());
             let st = drive_all(&urls, sc.bodies.clone(), o.conns, o.secs).await;
-            let after = commands(&redis).await;
+            let (after, cpu1) = (commands(&redis).await, cpu());
             row(label, &st, None, Some(children[0].status_kib("VmHWM") / 1024.0), None);
+            let reqs = (st.ok + st.refused + st.failed).max(1) as f64;
+            println!(
+                "  => CPU per request: gateways {:.1} µs, redis-server {:.1} µs",
+                (cpu1.0 - cpu0.0) / reqs * 1e6,
+                (cpu1.1 - cpu0.1) / reqs * 1e6
+            );
             if shared {
-                let reqs = (st.ok + st.refused + st.failed).max(1) as f64;
                 let per = |k: usize| after[k].saturating_sub(before[k]) as f64 / reqs;
-                println!("  => Redis round trips per request: {:.2} rate decisions", per(0));
+                println!(
+                    "  => Redis script calls per request: {:.3} (decisions and lease fetches)",
+                    per(0)
+                );
                 if let Some((_, base)) = locals.iter().find(|(m, _)| *m == n) {
                     compare(label, &st, base, &format!("local limiter x{n}"));
                 }
@@ -229,7 +253,7 @@ pub async fn run(peers: &Peers, scenarios: &[Scenario], o: &Opts) {
     );
     let mut calls_local: f64 = 0.0;
     for (label, share) in [("3 replicas, local", false), ("3 replicas, shared", true)] {
-        let cfg = peers.gateway_config_with("enforce", "", &tail(share));
+        let cfg = peers.gateway_config_with("enforce", "", &tail(share, default_lease));
         let (_children, urls) = replicas(&cfg, 3).await;
         let (before, cmds) = (peers.backend_calls(), commands(&redis).await);
         let started = Instant::now();

@@ -56,6 +56,17 @@ pub struct RedisConfig {
     pub on_error: OnRedisError,
     /// Share definitive invalid verdicts between replicas (they keep `validation.invalid_cache_ttl_secs`).
     pub share_verdicts: bool,
+    /// Largest batch of tokens a replica leases from one shared bucket per Redis call and then
+    /// spends locally (see `crate::shared_state::lease`). 1 turns leases off: every decision is
+    /// one Redis call and the shared limits are exact.
+    pub lease_max_tokens: u32,
+    /// A bucket's batch is at most this fraction of its burst (at least 1, at most
+    /// `lease_max_tokens`): N replicas can leave at most N x 1.25 x this fraction of a burst
+    /// unspent, and a bucket whose burst is below 1 / fraction is never leased.
+    pub lease_burst_fraction: f64,
+    /// Leased tokens not spent within this long are dropped (never returned to the bucket), ms.
+    #[serde(with = "super::serde_ms")]
+    pub lease_ms: Duration,
 }
 
 impl Default for RedisConfig {
@@ -69,6 +80,9 @@ impl Default for RedisConfig {
             pool_size: 2,
             on_error: OnRedisError::Local,
             share_verdicts: true,
+            lease_max_tokens: 256,
+            lease_burst_fraction: 0.02,
+            lease_ms: Duration::from_millis(1_000),
         }
     }
 }
@@ -89,6 +103,19 @@ impl RedisConfig {
         check_positive("redis.pool_size", self.pool_size as u64)?;
         if self.pool_size > 64 {
             return Err(ConfigError::invalid("redis.pool_size", "at most 64"));
+        }
+        if !(1..=1_000).contains(&self.lease_max_tokens) {
+            return Err(ConfigError::invalid("redis.lease_max_tokens", "1 to 1000"));
+        }
+        if !(self.lease_burst_fraction > 0.0 && self.lease_burst_fraction <= 0.1) {
+            return Err(ConfigError::invalid(
+                "redis.lease_burst_fraction",
+                "above 0 and at most 0.1 (replicas x fraction of a burst may go unspent)",
+            ));
+        }
+        check_nonzero("redis.lease_ms", self.lease_ms)?;
+        if self.lease_ms > Duration::from_secs(10) {
+            return Err(ConfigError::invalid("redis.lease_ms", "at most 10000"));
         }
         if self.key_prefix.is_empty() {
             return Err(ConfigError::invalid("redis.key_prefix", "must not be empty"));
@@ -113,6 +140,10 @@ mod tests {
             ("[redis]\ntimeout_ms = 0\n", "redis.timeout_ms"),
             ("[redis]\npool_size = 0\n", "redis.pool_size"),
             ("[redis]\nkey_prefix = \"\"\n", "redis.key_prefix"),
+            ("[redis]\nlease_max_tokens = 0\n", "redis.lease_max_tokens"),
+            ("[redis]\nlease_burst_fraction = 0.5\n", "redis.lease_burst_fraction"),
+            ("[redis]\nlease_burst_fraction = 0.0\n", "redis.lease_burst_fraction"),
+            ("[redis]\nlease_ms = 0\n", "redis.lease_ms"),
             ("[redis]\non_error = \"ignore\"\n", "ignore"),
             ("[ingress.api_keys]\n\"short\" = \"t\"\n", "ingress.api_keys"),
             ("[ingress.api_keys]\n\"long-enough-key-0001\" = \"none\"\n", "ingress.api_keys"),

@@ -4,8 +4,10 @@
 //! A decision names the buckets it needs ([`Bucket`]) and asks one [`Store`]:
 //! - `Local`: governor buckets in bounded moka caches (idle keys expire, the total is capped), so
 //!   a flood of distinct IPs or senders cannot grow memory; per replica.
-//! - `Shared`: the same GCRA in Redis (one round trip per decision), so N replicas together admit
-//!   what one would. When Redis fails, `redis.on_error` decides: the local buckets, admit, or refuse.
+//! - `Shared`: the same GCRA in Redis (one round trip per decision, for all its buckets), so N
+//!   replicas together admit what one would; hot buckets lease small batches of tokens
+//!   (`crate::shared_state::lease`) so most decisions need no round trip. When Redis fails,
+//!   `redis.on_error` decides: the local buckets, admit, or refuse.
 //!
 //! API keys: the presented key is hashed and compared in constant time with every configured
 //! key's hash; a known key's tier limit replaces the per-IP limit, an unknown key changes nothing.
@@ -25,6 +27,7 @@ use crate::config::{IngressConfig, OnRedisError, RateLimit};
 use crate::metrics::metrics;
 use crate::rpc::codes;
 use crate::rpc::types::RpcError;
+use crate::shared_state::lease::Leases;
 use crate::shared_state::rate::SharedBucket;
 use crate::shared_state::SharedState;
 
@@ -102,8 +105,9 @@ impl Local {
 enum Store {
     /// This replica's buckets only.
     Local,
-    /// Redis, with the local buckets as the `on_error = "local"` fallback.
-    Shared(Arc<SharedState>),
+    /// Redis (through this replica's token leases), with the local buckets as the
+    /// `on_error = "local"` fallback.
+    Shared(Arc<SharedState>, Leases),
 }
 
 /// The configured API keys, by hash (the keys themselves are not kept).
@@ -192,7 +196,10 @@ impl RateLimits {
         };
         Self {
             local,
-            store: shared.map_or(Store::Local, Store::Shared),
+            store: shared.map_or(Store::Local, |s| {
+                let leases = Leases::new(s.lease_policy(), cfg.rate_limit_keys);
+                Store::Shared(s, leases)
+            }),
             ip_rate: cfg.ip_rate,
             sender_rate: cfg.sender_rate,
             interop_sender_rate: cfg.interop_sender_rate,
@@ -299,12 +306,12 @@ impl RateLimits {
         }
         let exhausted = match &self.store {
             Store::Local => self.local.take(&buckets),
-            Store::Shared(s) => {
+            Store::Shared(s, leases) => {
                 let shared: Vec<SharedBucket> = buckets
                     .iter()
                     .map(|(b, limit)| SharedBucket { key: self.redis_key(s, b), limit: *limit })
                     .collect();
-                match s.take(&shared).await {
+                match leases.take(s, &shared).await {
                     Ok(r) => r,
                     Err(_) => {
                         let path = s.on_error();

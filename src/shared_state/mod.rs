@@ -9,6 +9,7 @@
 //! costs at most one timeout per period instead of one per request. The first success after
 //! that logs once and sets `redis_up` back to 1: sharing resumes without a restart.
 
+pub mod lease;
 pub mod rate;
 
 use std::future::Future;
@@ -64,6 +65,7 @@ pub struct SharedState {
     /// While down: milliseconds since `epoch` before which calls skip Redis.
     probe_at_ms: AtomicU64,
     epoch: Instant,
+    lease: lease::LeasePolicy,
 }
 
 impl SharedState {
@@ -97,6 +99,11 @@ impl SharedState {
             up: AtomicBool::new(true),
             probe_at_ms: AtomicU64::new(0),
             epoch: Instant::now(),
+            lease: lease::LeasePolicy {
+                max_tokens: cfg.lease_max_tokens,
+                burst_fraction: cfg.lease_burst_fraction,
+                lifetime: cfg.lease_ms,
+            },
         });
         metrics().redis_up.set(1);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -116,6 +123,11 @@ impl SharedState {
     /// The configured `on_error` mode.
     pub fn on_error(&self) -> OnRedisError {
         self.on_error
+    }
+
+    /// `redis.lease_*`: how shared rate limits lease tokens.
+    pub fn lease_policy(&self) -> lease::LeasePolicy {
+        self.lease
     }
 
     /// `prefix ++ rest`: every key this service writes.

@@ -36,6 +36,7 @@ mod revalidator_recheck;
 mod revalidator_supervisor;
 mod revalidator_support;
 mod shared_state;
+mod shared_state_leases;
 mod submission_methods;
 mod validation;
 mod verdict_integrity;

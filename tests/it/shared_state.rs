@@ -26,8 +26,8 @@ mod child;
 
 const DEST: u64 = 10;
 
-struct Cluster {
-    redis: RedisServer,
+pub(crate) struct Cluster {
+    pub(crate) redis: RedisServer,
     /// In-process replicas (empty when the replicas are processes).
     #[allow(dead_code)]
     // kept alive: dropping a `Running` does not stop it, the runtime's end does
@@ -35,7 +35,7 @@ struct Cluster {
     /// Replica processes (killed on drop).
     _children: Vec<child::Child>,
     /// Each replica's `http://addr/`.
-    urls: Vec<String>,
+    pub(crate) urls: Vec<String>,
     upstream: Arc<MockUpstream>,
     _upstream_peer: Peer,
     supervisor: Arc<MockSupervisor>,
@@ -51,12 +51,12 @@ enum Replicas {
 }
 
 /// Redis, the peers and `n` in-process replicas configured alike (then adjusted by `tweak`).
-async fn cluster(n: usize, tweak: impl Fn(&mut Config)) -> Cluster {
+pub(crate) async fn cluster(n: usize, tweak: impl Fn(&mut Config)) -> Cluster {
     start_cluster(n, Replicas::InProcess, tweak).await
 }
 
 /// Redis, the peers and `n` replica processes of the real binary, each on its own config file.
-async fn processes(n: usize, tweak: impl Fn(&mut Config)) -> Cluster {
+pub(crate) async fn processes(n: usize, tweak: impl Fn(&mut Config)) -> Cluster {
     start_cluster(n, Replicas::Processes, tweak).await
 }
 
@@ -121,7 +121,7 @@ impl Cluster {
         resp.json().await.expect("JSON")
     }
 
-    async fn chain_id(&self, replica: usize, api_key: Option<&str>) -> Value {
+    pub(crate) async fn chain_id(&self, replica: usize, api_key: Option<&str>) -> Value {
         self.call(replica, &json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId"}), api_key).await
     }
 
@@ -132,7 +132,7 @@ impl Cluster {
 
     /// Round robin over the replicas: how many of `n` calls were admitted (others must be
     /// refused with `code`).
-    async fn admitted(&self, n: usize, code: i64, api_key: Option<&str>) -> usize {
+    pub(crate) async fn admitted(&self, n: usize, code: i64, api_key: Option<&str>) -> usize {
         let mut ok = 0;
         for i in 0..n {
             let v = self.chain_id(i % self.urls.len(), api_key).await;
@@ -167,7 +167,7 @@ fn interop(key: u64, nonce: u64, msgs: &[Message]) -> Bytes {
     sign_1559(&dev_signer(key), &TxSpec::interop(DEST, nonce, msgs)).0
 }
 
-const LIMITED: i64 = interop_gate::rpc::codes::RATE_LIMITED;
+pub(crate) const LIMITED: i64 = interop_gate::rpc::codes::RATE_LIMITED;
 const SENDER_LIMITED: i64 = interop_gate::rpc::codes::SENDER_RATE_LIMITED;
 
 #[tokio::test]
@@ -333,6 +333,9 @@ async fn redis_killed_mid_run(mode: OnRedisError) -> Cluster {
     let mut c = cluster(2, |cfg| {
         cfg.ingress.ip_rate = RateLimit { per_second: 1, burst: 4 };
         cfg.redis.on_error = mode;
+        // While Redis is up, a slow answer on a loaded test host must not be taken for a failure
+        // (it would fall back and admit more); a stopped Redis refuses connections at once.
+        cfg.redis.timeout_ms = Duration::from_millis(500);
     })
     .await;
     let ok = c.admitted(8, LIMITED, None).await;
@@ -443,10 +446,12 @@ async fn sharing_resumes_after_redis_restarts_without_restarting_replicas() {
 }
 
 /// A submission takes its client, sender and interop-sender buckets in ONE shared decision:
-/// one script call per tx (counted by Redis itself), where it used to take two or three.
+/// one script call per tx (counted by Redis itself), where it used to take two or three. Leases
+/// off (`lease_max_tokens = 1`), so each decision is a script call.
 #[tokio::test]
 async fn a_submission_costs_one_redis_round_trip_for_all_its_limits() {
     let c = cluster(1, |cfg| {
+        cfg.redis.lease_max_tokens = 1;
         cfg.ingress.ip_rate = RateLimit { per_second: 1_000, burst: 1_000 };
         cfg.ingress.sender_rate = RateLimit { per_second: 1_000, burst: 1_000 };
         cfg.ingress.interop_sender_rate = RateLimit { per_second: 1_000, burst: 1_000 };
