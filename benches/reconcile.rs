@@ -19,6 +19,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+#[path = "support/self_usage.rs"]
+mod self_usage;
+use self_usage::{cpu_ms, proc_status_kib};
+
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -66,26 +70,6 @@ fn write_answer(path: &Path, n: usize) -> std::io::Result<u64> {
     w.write_all(br#"},"queued":{}}}"#)?;
     w.flush()?;
     Ok(std::fs::metadata(path)?.len())
-}
-
-fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// CPU time of this process so far (user + system), ms (10 ms ticks).
-fn cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
-    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 * 10.0
 }
 
 /// Serves `path` to every POST, 64 KiB at a time, with its length.

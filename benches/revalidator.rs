@@ -16,6 +16,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+#[path = "support/self_usage.rs"]
+mod self_usage;
+use self_usage::{cpu_ms, proc_status_kib};
+
 use criterion::{BenchmarkId, Criterion};
 use futures::future::BoxFuture;
 use interop_gate::config::RevalidatorConfig;
@@ -98,29 +102,6 @@ fn revalidator() -> Arc<Revalidator> {
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
-}
-
-fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// CPU time of this process so far (user + system), ms, from `/proc/self/stat` (10 ms ticks:
-/// read over several rounds).
-fn cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    ticks as f64 * 10.0
 }
 
 /// Pool tx `i` of sender `s` (nonce `n`), shaped like [`generate_pool`]'s; interop when

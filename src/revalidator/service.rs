@@ -73,6 +73,20 @@ struct Prepared {
     over_limit: usize,
 }
 
+impl Prepared {
+    /// A planned pass over `snap` (read whole or mirrored).
+    fn new(sync: SyncReport, planned: Plan, snap: &PoolSnapshot) -> Self {
+        Self {
+            sync,
+            planned,
+            head: snap.head,
+            pool_txs: snap.txs.len(),
+            undecodable: snap.undecodable,
+            over_limit: snap.over_limit,
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct LastPass {
@@ -210,14 +224,7 @@ impl Revalidator {
             let sync = store.sync(&snap.txs, now, now_unix);
             (sync, plan(&mut store, snap, kind, &params, now_unix))
         };
-        Prepared {
-            sync,
-            planned,
-            head: snap.head,
-            pool_txs: snap.txs.len(),
-            undecodable: snap.undecodable,
-            over_limit: snap.over_limit,
-        }
+        Prepared::new(sync, planned, snap)
     }
 
     /// Syncs the store with `mirror` by its change log and plans the pass on it.
@@ -234,15 +241,7 @@ impl Revalidator {
             let sync = store.sync_mirror(mirror, now, now_unix);
             (sync, plan_mirror(&mut store, mirror, kind, &params, now_unix))
         };
-        let snap = mirror.snapshot();
-        Prepared {
-            sync,
-            planned,
-            head: snap.head,
-            pool_txs: snap.txs.len(),
-            undecodable: snap.undecodable,
-            over_limit: snap.over_limit,
-        }
+        Prepared::new(sync, planned, mirror.snapshot())
     }
 
     /// Sends a planned pass's requests and records their verdicts as they come, window by
