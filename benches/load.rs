@@ -18,7 +18,7 @@
 //! invalid verdicts save when distinct invalid txs are each sent to three replicas.
 //!
 //! Run: `cargo bench --bench load` (options: `--secs N`, `--conns N`, `--only NAME`,
-//! `--validation 'k = v'`).
+//! `--validation 'k = v'`, `--ingress 'k = v'`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,6 +50,12 @@ const CHAIN_ID: u64 = 10;
 /// Extra `[validation]` keys for every gateway of the run (`--validation 'key = value'`), e.g.
 /// `valid_cache_watched_ttl_secs = 2` to measure the short valid-verdict lifetime.
 static VALIDATION_EXTRA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Extra `[ingress]` keys for the five scenarios' gateways (`--ingress 'key = value'`), e.g.
+/// `sender_rate = { per_second = 1000000, burst = 1000000 }`: a sender limit that never refuses
+/// but makes the gateway recover every submission's sender (what it did before recovery became
+/// lazy), to measure what lazy recovery saves with the same build.
+static INGRESS_EXTRA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// The peers' call counters (see `support/peers.rs`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -125,7 +131,7 @@ impl Peers {
 
     /// The gateway's config for `mode`: both backends, policy "both".
     fn gateway_config(&self, mode: &str) -> String {
-        self.gateway_config_with(mode, "", "")
+        self.gateway_config_with(mode, INGRESS_EXTRA.get().map_or("", String::as_str), "")
     }
 
     /// [`Self::gateway_config`] with extra `[ingress]` keys and extra sections at the end.
@@ -269,6 +275,9 @@ fn opts() -> Opts {
             "--secs" => o.secs = next.and_then(|v| v.parse().ok()).unwrap_or(o.secs),
             "--conns" => o.conns = next.and_then(|v| v.parse().ok()).unwrap_or(o.conns),
             "--only" => o.only = next,
+            "--ingress" => {
+                let _ = INGRESS_EXTRA.set(next.unwrap_or_default().replace(';', "\n"));
+            }
             "--validation" => {
                 let _ = VALIDATION_EXTRA.set(next.unwrap_or_default().replace(';', "\n"));
             }
