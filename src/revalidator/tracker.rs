@@ -454,24 +454,7 @@ impl Tracker {
         t.last_checked_unix = Some(now_unix);
         t.retry = false;
         t.no_answer = None;
-        let published = self.apply(hash, verdict, descriptor, safety, now, now_unix);
-        self.mark(hash);
-        published
-    }
-
-    fn apply(
-        &mut self,
-        hash: B256,
-        verdict: Verdict,
-        descriptor: &ExecutingDescriptor,
-        safety: SafetyLevel,
-        now: Instant,
-        now_unix: u64,
-    ) -> bool {
-        let Some(t) = self.txs.get_mut(&hash) else {
-            return false;
-        };
-        match verdict {
+        let published = match verdict {
             Verdict::Valid { until } => {
                 t.status = TxStatus::Valid { from: descriptor.timestamp, until, safety };
                 t.unknown_since = now;
@@ -506,7 +489,9 @@ impl Tracker {
                 t.retry = true;
                 false
             }
-        }
+        };
+        self.mark(hash);
+        published
     }
 
     /// Publishes the txs the backends kept calling "not yet known" past the deadline; returns
