@@ -322,6 +322,16 @@ async fn drive_all(urls: &[String], bodies: Arc<Vec<Bytes>>, conns: usize, secs:
     drive_with(urls, bodies, conns, secs, false).await
 }
 
+/// The load client's HTTP client: keep-alive HTTP/1.1, one pooled connection per worker.
+fn load_client(conns: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(conns)
+        .tcp_nodelay(true)
+        .http1_only()
+        .build()
+        .expect("client")
+}
+
 /// [`drive_all`]; with `once`, the run also ends when every body has been sent once.
 async fn drive_with(
     urls: &[String],
@@ -331,12 +341,7 @@ async fn drive_with(
     once: bool,
 ) -> Stats {
     let urls = Arc::new(urls.to_vec());
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(conns)
-        .tcp_nodelay(true)
-        .http1_only()
-        .build()
-        .expect("client");
+    let client = load_client(conns);
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicU64::new(0));
     let (ok, refused, failed) =

@@ -110,12 +110,7 @@ async fn commands(redis: &RedisServer) -> [u64; 3] {
 
 /// Sends every body exactly once over `conns` workers, body `i` to `urls[i % urls.len()]`.
 async fn send_all(urls: &[String], bodies: Arc<Vec<Bytes>>, conns: usize) -> u64 {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(conns)
-        .tcp_nodelay(true)
-        .http1_only()
-        .build()
-        .expect("client");
+    let client = super::load_client(conns);
     let urls = Arc::new(urls.to_vec());
     let (next, answered) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let workers: Vec<_> = (0..conns)
