@@ -120,19 +120,19 @@ async fn a_batch_answer_with_wrong_ids_is_no_verdict_and_the_ingress_refuses_ret
     drop(liar_peer);
 }
 
-fn check(log_index: u32) -> CheckRequest {
+fn check(log_index: u32, at: u64) -> CheckRequest {
     CheckRequest {
         messages: vec![Message {
             chain_id: U256::from(SOURCE),
             block_number: 3,
-            timestamp: now() - 60,
+            timestamp: at - 60,
             log_index,
             checksum: alloy_primitives::B256::repeat_byte(7),
         }]
         .into(),
         min_safety: SafetyLevel::CrossUnsafe,
         descriptor: ExecutingDescriptor {
-            timestamp: now(),
+            timestamp: at,
             timeout: Some(86_400),
             chain_id: Some(U256::from(DEST)),
         },
@@ -152,9 +152,12 @@ async fn one_call_then_one_batch(b: Behaviour, n: u32) -> (Vec<Verdict>, usize) 
     let limits = BatchLimits { max_size: 64, max_in_flight: 1, max_queued: 64 };
     let batcher = Arc::new(Batcher::new(indexed, limits));
     liar.hold();
+    // One executing timestamp for every check: checks asked across a second boundary would have
+    // different descriptors, and the batcher rightly never mixes those in one batch.
+    let at = now();
     let ask = |i: u32| {
         let b = batcher.clone();
-        spawn(async move { b.check(&check(i)).await })
+        spawn(async move { b.check(&check(i, at)).await })
     };
     let mut all = vec![ask(0)];
     until("the first check to reach the peer", || liar.requests() == 1).await;
