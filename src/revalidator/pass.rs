@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 
 use super::mirror::PoolMirror;
 use super::placement::{
-    effective_gas_limit, expected_timestamp, fill_key, place, walk, walk_all, Run,
+    effective_gas_limit, expected_timestamp, fill_key, place, walk, walk_all, Run, UNPLACED,
 };
 use super::pool::{PoolSnapshot, PoolTx};
 use super::tracker::{Tracker, TxStatus};
@@ -222,9 +222,9 @@ pub fn plan_mirror(
             walk_all(runs(mirror), txs, head.base_fee, gas_limit)
         };
         let mut groups = Groups::new(kind, p, now_unix, head.timestamp, placed.blocks);
-        for (tx, block) in mirror.snapshot().txs.iter().zip(&block_of) {
+        for (tx, &block) in mirror.snapshot().txs.iter().zip(&block_of) {
             if tx.inbox.is_some() {
-                groups.assign(tracker, tx.hash, *block, false);
+                groups.assign(tracker, tx.hash, (block != UNPLACED).then_some(block), false);
             }
         }
         mirror.set_placed(placed);
@@ -251,12 +251,11 @@ pub fn plan_mirror(
     let soon: Vec<B256> = tracker.soon().filter(|h| !groups.seen.contains(*h)).copied().collect();
     for hash in soon {
         let Some(t) = tracker.txs.get(&hash) else { continue };
-        let Some((sender, run)) = mirror.senders().get_key_value(&t.sender) else { continue };
-        let Ok(i) = run.binary_search_by_key(&t.nonce, |e| e.0) else { continue };
-        let block = fill_key((sender, run), i, txs, head.base_fee, gas_limit).map(|_| {
+        let Some((run, i)) = mirror.find(&t.sender, t.nonce) else { continue };
+        let block = fill_key(run, i, txs, head.base_fee, gas_limit).map(|_| {
             // In the run: the block its fill key had in the last full walk, at that walk's base
             // fee; beyond the near blocks (the near walk did not reach it) unless it completed.
-            let key = fill_key((sender, run), i, txs, placed.base_fee, u64::MAX);
+            let key = fill_key(run, i, txs, placed.base_fee, u64::MAX);
             let estimate = key.map_or(blocks, |k| placed.block_of(&k));
             if complete {
                 estimate.min(blocks.saturating_sub(1))

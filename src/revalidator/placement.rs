@@ -28,7 +28,7 @@
 //! since can be given the block it would have had, without a walk.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::binary_heap::{BinaryHeap, PeekMut};
 
 use alloy_primitives::Address;
 
@@ -136,8 +136,8 @@ impl FullPlacement {
     }
 }
 
-/// A sender's txs as `(nonce, position in txs)`, sorted by nonce.
-pub type Run<'a> = (&'a Address, &'a [(u64, u32)]);
+/// A sender's txs as their positions in `txs`, sorted by nonce (the nonces are the txs').
+pub type Run<'a> = (&'a Address, &'a [u32]);
 
 /// The fill key of the `i`th tx of `sender`'s `txs` at `base_fee`, or `None` when it is not in
 /// the sender's placeable run at `gas_limit` (behind a nonce gap, or at or after a tx over the
@@ -150,23 +150,43 @@ pub fn fill_key(
     gas_limit: u64,
 ) -> Option<FillKey> {
     let mut tip = i128::MAX;
-    for (k, &(nonce, pos)) in run.iter().enumerate().take(i + 1) {
-        if k > 0 && run[k - 1].0.checked_add(1) != Some(nonce) {
-            return None;
-        }
+    let mut prev: Option<u64> = None;
+    for &pos in run.iter().take(i + 1) {
         let tx = &txs[pos as usize];
-        if tx.gas > gas_limit {
+        if prev.is_some_and(|p| p.checked_add(1) != Some(tx.nonce)) || tx.gas > gas_limit {
             return None;
         }
         tip = tip.min(tx.fees.effective_tip(base_fee));
+        prev = Some(tx.nonce);
     }
-    let nonce = run.get(i)?.0;
+    let nonce = txs[*run.get(i)? as usize].nonce;
     Some(FillKey { tip: Reverse(tip), sender: *sender, nonce })
+}
+
+/// A sender head in the walk's heap: (fill tip, high half; fill tip, low half; run index,
+/// reversed; index in the run). Self-contained and 24 bytes, so the heap (one entry per sender)
+/// stays dense in cache: the runs are sorted by sender first, so the run index breaks ties as
+/// the address does, and the `i128` tip is split in an `i64` and a `u64` that order the same
+/// (an `i128` field would align the entry to 32 bytes).
+type Head = (i64, u64, Reverse<u32>, u32);
+
+fn split(tip: i128) -> (i64, u64) {
+    ((tip >> 64) as i64, tip as u64)
+}
+
+fn join(high: i64, low: u64) -> i128 {
+    (i128::from(high) << 64) | i128::from(low)
 }
 
 /// Fills blocks from per-sender runs exactly as [`place`] does, calling `visit(position, block,
 /// fill key)` for each placed tx in fill order, and stops before the first tx of block
 /// `stop_at`. Returns the number of blocks filled and whether every placeable tx was visited.
+///
+/// The heap holds each sender's next tx keyed by its *fill* tip (the lowest among it and its
+/// sender's earlier txs) rather than its own: the order is the same (a sender's tx with a higher
+/// tip than its predecessor's still goes right after it), and the key the visit needs rides in
+/// the entry. A placed head is replaced in place by its sender's next tx (one sift down, which
+/// stops at once when that tx goes next), not popped and pushed again.
 pub fn walk<'a>(
     senders: impl IntoIterator<Item = Run<'a>>,
     txs: &[PoolTx],
@@ -175,62 +195,65 @@ pub fn walk<'a>(
     stop_at: u32,
     mut visit: impl FnMut(usize, u32, FillKey),
 ) -> (u32, bool) {
-    // (tip, sender, run, index in run). One entry per sender at most, so (tip, sender) decides
-    // every comparison. Kept small (48 bytes): a full walk pops every tx through it.
-    type Entry = (i128, Reverse<Address>, u32, u32);
-    let mut runs: Vec<&[(u64, u32)]> = Vec::new();
-    let mut heads: Vec<Entry> = Vec::new();
-    for (sender, run) in senders {
-        let Some(&(_, pos)) = run.first() else { continue };
-        let tx = &txs[pos as usize];
-        if tx.gas > gas_limit {
-            continue;
-        }
-        heads.push((tx.fees.effective_tip(base_fee), Reverse(*sender), runs.len() as u32, 0));
-        runs.push(run);
-    }
-    // The lowest tip of each run's txs placed so far (for fill keys).
-    let mut lowest = vec![i128::MAX; runs.len()];
+    let mut runs: Vec<Run<'a>> = senders
+        .into_iter()
+        .filter(|(_, run)| run.first().is_some_and(|&p| txs[p as usize].gas <= gas_limit))
+        .collect();
+    runs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let heads: Vec<Head> = (runs.iter().enumerate())
+        .map(|(r, (_, run))| {
+            let (high, low) = split(txs[run[0] as usize].fees.effective_tip(base_fee));
+            (high, low, Reverse(r as u32), 0)
+        })
+        .collect();
     let mut heap = BinaryHeap::from(heads);
     let (mut block, mut used, mut placed_any) = (0u32, 0u64, false);
-    while let Some((tip, Reverse(sender), r, i)) = heap.pop() {
-        let run = runs[r as usize];
-        let (nonce, pos) = run[i as usize];
-        let gas = txs[pos as usize].gas;
-        if used.saturating_add(gas) > gas_limit {
+    while let Some(mut top) = heap.peek_mut() {
+        let (high, low, Reverse(r), i) = *top;
+        let (sender, run) = runs[r as usize];
+        let pos = run[i as usize];
+        let tx = &txs[pos as usize];
+        if used.saturating_add(tx.gas) > gas_limit {
             block += 1;
             used = 0;
         }
         if block >= stop_at {
             return (block, false);
         }
-        used += gas;
+        used += tx.gas;
         placed_any = true;
-        let low = &mut lowest[r as usize];
-        *low = (*low).min(tip);
-        visit(pos as usize, block, FillKey { tip: Reverse(*low), sender, nonce });
-        if let Some(&(next_nonce, next)) = run.get(i as usize + 1) {
-            let next_tx = &txs[next as usize];
-            if nonce.checked_add(1) == Some(next_nonce) && next_tx.gas <= gas_limit {
-                heap.push((next_tx.fees.effective_tip(base_fee), Reverse(sender), r, i + 1));
+        let tip = join(high, low);
+        visit(pos as usize, block, FillKey { tip: Reverse(tip), sender: *sender, nonce: tx.nonce });
+        let next = (run.get(i as usize + 1).map(|&p| &txs[p as usize]))
+            .filter(|n| tx.nonce.checked_add(1) == Some(n.nonce) && n.gas <= gas_limit);
+        match next {
+            Some(n) => {
+                let (high, low) = split(tip.min(n.fees.effective_tip(base_fee)));
+                *top = (high, low, Reverse(r), i + 1);
+            }
+            None => {
+                PeekMut::pop(top);
             }
         }
     }
     (if placed_any { block + 1 } else { 0 }, true)
 }
 
-/// A full walk: the block of every tx (by position, `None` when unplaced) and the boundaries
-/// kept for near passes.
+/// In a full walk's blocks, a tx that has none (behind a nonce gap, or over the gas limit).
+pub const UNPLACED: u32 = u32::MAX;
+
+/// A full walk: the block of every tx by position ([`UNPLACED`] when it has none: 4 bytes a tx
+/// rather than the 8 of an `Option<u32>`), and the boundaries kept for near passes.
 pub fn walk_all<'a>(
     senders: impl IntoIterator<Item = Run<'a>>,
     txs: &[PoolTx],
     base_fee: u128,
     gas_limit: u64,
-) -> (Vec<Option<u32>>, FullPlacement) {
-    let mut block_of = vec![None; txs.len()];
+) -> (Vec<u32>, FullPlacement) {
+    let mut block_of = vec![UNPLACED; txs.len()];
     let mut last_of_block: Vec<FillKey> = Vec::new();
     let (blocks, _) = walk(senders, txs, base_fee, gas_limit, u32::MAX, |pos, block, key| {
-        block_of[pos] = Some(block);
+        block_of[pos] = block;
         match last_of_block.get_mut(block as usize) {
             Some(last) => *last = key,
             None => last_of_block.push(key),
@@ -380,6 +403,8 @@ mod incremental {
                 let txs = &m.snapshot().txs;
                 let want = place(txs, base_fee, gas_limit);
                 let (block_of, full) = walk_all(runs(&m), txs, base_fee, gas_limit);
+                let block_of: Vec<_> =
+                    block_of.iter().map(|&b| (b != UNPLACED).then_some(b)).collect();
                 assert_eq!(block_of, want.block_of, "seed {seed} step {step}");
                 assert_eq!(full.blocks, want.blocks, "seed {seed} step {step}");
                 for stop in [1u32, 2] {
@@ -394,7 +419,7 @@ mod incremental {
                     assert_eq!(complete, want.blocks <= stop);
                 }
                 for (sender, run) in m.senders() {
-                    for (i, &(_, pos)) in run.iter().enumerate() {
+                    for (i, &pos) in run.iter().enumerate() {
                         let key = fill_key((sender, run), i, txs, base_fee, gas_limit);
                         let got = key.map(|k| full.block_of(&k));
                         assert_eq!(got, want.block_of[pos as usize], "seed {seed} step {step}");
