@@ -37,7 +37,7 @@ use serde_json::{json, Value};
 
 use super::{Peer, PEER_LIMITS};
 use crate::interop::{build_access_list, Message};
-use crate::revalidator::pool::{Fees, Head};
+use crate::revalidator::pool::{FeeFields, Fees, Head};
 use crate::rpc::server::{encode, parse_request, rpc_router, serve, CallContext, Handler};
 use crate::rpc::types::{to_raw, Call, RpcError};
 
@@ -101,12 +101,12 @@ impl MockTx {
             "yParity": "0x0",
             "v": "0x0",
         });
-        match self.fees {
-            Fees::Legacy { gas_price } => {
+        match self.fees.fields() {
+            FeeFields::Legacy { gas_price } => {
                 v["type"] = json!("0x1");
                 v["gasPrice"] = json!(format!("{gas_price:#x}"));
             }
-            Fees::Dynamic { max_fee, max_priority_fee } => {
+            FeeFields::Dynamic { max_fee, max_priority_fee } => {
                 v["type"] = json!("0x2");
                 v["maxFeePerGas"] = json!(format!("{max_fee:#x}"));
                 v["maxPriorityFeePerGas"] = json!(format!("{max_priority_fee:#x}"));
@@ -136,7 +136,7 @@ pub fn generate_pool(
             let i = out.len();
             let interop = interop_every > 0 && i % interop_every == 0;
             let tip = 1 + (i as u128 * 7_919) % 100;
-            let fees = Fees::Dynamic { max_fee: 1_000 + tip, max_priority_fee: tip };
+            let fees = Fees::dynamic(1_000 + tip, tip);
             let gas = 21_000 + (i as u64 % 5) * 20_000;
             let msgs = if interop { messages(i) } else { Vec::new() };
             out.push(MockTx::new(from, n as u64, gas, fees, &msgs));

@@ -440,7 +440,7 @@ mod tests {
             sender: Address::repeat_byte(sender),
             nonce,
             gas: 21_000,
-            fees: Fees::Legacy { gas_price: 1 + u128::from(salt) },
+            fees: Fees::legacy(1 + u128::from(salt)),
             inbox: None,
         }
     }

@@ -456,7 +456,7 @@ mod tests {
             sender: Address::from(a),
             nonce,
             gas: 21_000 + (i % 3) * 20_000,
-            fees: Fees::Dynamic { max_fee: 1_000, max_priority_fee: tip },
+            fees: Fees::dynamic(1_000, tip),
             inbox: (i % 2 == 0).then(|| encode_entries(&[m])),
         }
     }

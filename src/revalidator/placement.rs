@@ -274,7 +274,7 @@ mod tests {
             sender: Address::repeat_byte(sender),
             nonce,
             gas,
-            fees: Fees::Dynamic { max_fee, max_priority_fee: tip },
+            fees: Fees::dynamic(max_fee, tip),
             inbox: None,
         }
     }
@@ -316,7 +316,7 @@ mod tests {
     #[test]
     fn legacy_txs_and_exact_fits() {
         let mut a = tx(1, 0, 50_000, 0, 0);
-        a.fees = Fees::Legacy { gas_price: 130 }; // tip 30
+        a.fees = Fees::legacy(130); // tip 30
         let b = tx(2, 0, 50_000, 1_000, 20);
         let c = tx(3, 0, 1, 1_000, 10);
         let p = place(&[a, b, c], 100, 100_000);
@@ -357,9 +357,9 @@ mod incremental {
         // Few distinct tips, so ties between senders are common.
         let tip = u128::from(r.below(6)) * 10;
         let fees = if r.below(4) == 0 {
-            Fees::Legacy { gas_price: 80 + tip }
+            Fees::legacy(80 + tip)
         } else {
-            Fees::Dynamic { max_fee: 90 + u128::from(r.below(4)) * 10, max_priority_fee: tip }
+            Fees::dynamic(90 + u128::from(r.below(4)) * 10, tip)
         };
         let mut hash = [0u8; 32];
         hash[..8].copy_from_slice(&salt.to_be_bytes());

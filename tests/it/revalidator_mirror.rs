@@ -51,7 +51,7 @@ async fn mirrored(el: Arc<MockElPool>, tweak: impl FnOnce(&mut RevalidatorConfig
 }
 
 fn dynamic(tip: u128) -> Fees {
-    Fees::Dynamic { max_fee: 10_000, max_priority_fee: tip }
+    Fees::dynamic(10_000, tip)
 }
 
 impl Mirrored {

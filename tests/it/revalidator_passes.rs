@@ -17,7 +17,7 @@ async fn placement_over_http_matches_the_hand_computed_blocks() {
     // Effective gas limit: 200k - 100k margin = 100k. Base fee 100.
     let h = harness(|c| c.near_blocks = 4).await;
     h.el.set_head(Head { gas_limit: 200_000, ..HEAD });
-    let dynamic = |max_fee, tip| Fees::Dynamic { max_fee, max_priority_fee: tip };
+    let dynamic = |max_fee, tip| Fees::dynamic(max_fee, tip);
     let a = Address::repeat_byte(0x0a);
     let (b, c, d, e) = (
         Address::repeat_byte(0x0b),

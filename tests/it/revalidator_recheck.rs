@@ -17,7 +17,7 @@ async fn a_reorg_rechecks_only_the_txs_in_affected_blocks_one_request_per_presum
     // Effective gas limit 100k: t1 fills block 0, t2 and t3 share block 1, t4 is in block 2.
     let h = harness(|_| {}).await;
     h.el.set_head(Head { gas_limit: 200_000, ..HEAD });
-    let fees = |tip| Fees::Dynamic { max_fee: 10_000, max_priority_fee: tip };
+    let fees = |tip| Fees::dynamic(10_000, tip);
     let other_chain = Message { chain_id: U256::from(902), ..msg(30) };
     let t1 = MockTx::new(Address::repeat_byte(1), 0, 60_000, fees(50), &[msg(10)]);
     let t2 = MockTx::new(Address::repeat_byte(2), 0, 60_000, fees(40), &[msg(11)]);
@@ -177,7 +177,7 @@ impl EventApp {
 }
 
 fn tip(t: u128) -> Fees {
-    Fees::Dynamic { max_fee: 10_000, max_priority_fee: t }
+    Fees::dynamic(10_000, t)
 }
 
 #[tokio::test]
