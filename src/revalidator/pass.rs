@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 
 use super::mirror::PoolMirror;
 use super::placement::{
-    effective_gas_limit, expected_timestamp, fill_key, place, walk, walk_all, Run, UNPLACED,
+    effective_gas_limit, expected_timestamp, fill_key, place, walk, walk_all, Run,
 };
 use super::pool::{PoolSnapshot, PoolTx};
 use super::tracker::{Tracker, TxStatus};
@@ -222,9 +222,9 @@ pub fn plan_mirror(
             walk_all(runs(mirror), txs, head.base_fee, gas_limit)
         };
         let mut groups = Groups::new(kind, p, now_unix, head.timestamp, placed.blocks);
-        for (tx, &block) in mirror.snapshot().txs.iter().zip(&block_of) {
+        for (pos, tx) in mirror.snapshot().txs.iter().enumerate() {
             if tx.inbox.is_some() {
-                groups.assign(tracker, tx.hash, (block != UNPLACED).then_some(block), false);
+                groups.assign(tracker, tx.hash, block_of.get(pos), false);
             }
         }
         mirror.set_placed(placed);
