@@ -82,7 +82,7 @@ fn pool_tx(t: &MockTx) -> PoolTx {
         sender: t.from,
         nonce: t.nonce,
         gas: t.gas,
-        fees: t.fees,
+        fees: t.fees.clone(),
         inbox: has_inbox_entries(&t.access_list).then(|| inbox_entries(&t.access_list)),
     }
 }
@@ -116,10 +116,7 @@ fn gen_tx(s: usize, n: u64, i: usize, interop: bool) -> PoolTx {
         sender: from,
         nonce: n,
         gas: 21_000 + (i as u64 % 5) * 20_000,
-        fees: interop_gate::revalidator::pool::Fees::Dynamic {
-            max_fee: 1_000 + tip,
-            max_priority_fee: tip,
-        },
+        fees: interop_gate::revalidator::pool::Fees::dynamic(1_000 + tip, tip),
         inbox: interop.then(|| interop_gate::interop::encode_entries(&[msg(i)])),
     }
 }
@@ -147,7 +144,7 @@ fn memory_child(n: usize, interop_pct: usize) {
                         from: t.sender,
                         nonce: 0,
                         gas: t.gas,
-                        fees: t.fees,
+                        fees: t.fees.clone(),
                         access_list: if interop(i) {
                             interop_gate::interop::build_access_list(&[msg(i)])
                         } else {
