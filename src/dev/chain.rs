@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::dev::el_pool::MockTx;
 use crate::dev::wallet_rpc;
-use crate::dev::ws_hub::{WsHub, WsPeer};
+use crate::dev::ws_hub::{el_subscription, WsHub, WsPeer};
 use crate::interop::tx::decode_tx;
 use crate::interop::{Message, CROSS_L2_INBOX};
 use crate::revalidator::pool::Fees;
@@ -499,10 +499,7 @@ impl WsPeer for SimChain {
     }
 
     fn subscribe(&self, params: &[Value]) -> Result<String, RpcError> {
-        match params.first().and_then(Value::as_str) {
-            Some(k @ (PENDING | HEADS)) => Ok(k.to_owned()),
-            _ => Err(RpcError::invalid_params("unsupported subscription")),
-        }
+        el_subscription(params)
     }
 }
 

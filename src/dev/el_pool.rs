@@ -31,7 +31,7 @@ use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::ws_hub::{WsHub, WsPeer};
+use super::ws_hub::{el_subscription, WsHub, WsPeer};
 use super::Peer;
 use crate::interop::{build_access_list, Message};
 use crate::revalidator::pool::{Fees, Head};
@@ -453,10 +453,7 @@ impl WsPeer for MockElPool {
         if self.no_subscriptions.load(Ordering::SeqCst) {
             return Err(RpcError::method_not_found("eth_subscribe"));
         }
-        match params.first().and_then(Value::as_str) {
-            Some(k @ (PENDING | HEADS)) => Ok(k.to_owned()),
-            _ => Err(RpcError::invalid_params("unsupported subscription")),
-        }
+        el_subscription(params)
     }
 }
 

@@ -175,6 +175,14 @@ fn note(subscription: &str, result: &Value) -> WsMessage {
     WsMessage::Text(note.to_string().into())
 }
 
+/// The subscriptions an EL serves the revalidator: `newPendingTransactions` and `newHeads`.
+pub fn el_subscription(params: &[Value]) -> Result<String, RpcError> {
+    match params.first().and_then(Value::as_str) {
+        Some(k @ ("newPendingTransactions" | "newHeads")) => Ok(k.to_owned()),
+        _ => Err(RpcError::invalid_params("unsupported subscription")),
+    }
+}
+
 /// A peer that also speaks WebSocket.
 pub trait WsPeer: Send + Sync + 'static {
     /// Its connections.
