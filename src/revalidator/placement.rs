@@ -17,7 +17,8 @@
 //!
 //! [`place`] is the reference: it sorts a snapshot by sender and nonce, then fills. A mirrored
 //! pool already keeps each sender's txs sorted by nonce, so [`walk`] fills straight from those
-//! runs (a heap over sender heads, built in linear time, no sort of the pool) and can stop after
+//! runs (a heap over sender heads, built in linear time once the senders are sorted by address;
+//! no sort of the pool) and can stop after
 //! the first `n` blocks: a near pass walks only the blocks it checks. Both give the same blocks
 //! (a property test checks it over random pools and mutations).
 //!
