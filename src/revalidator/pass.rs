@@ -204,9 +204,9 @@ pub fn plan(
     let placement =
         place(&snap.txs, head.base_fee, effective_gas_limit(head.gas_limit, p.system_gas_margin));
     let mut groups = Groups::new(kind, p, now_unix, head.timestamp, placement.blocks);
-    for (tx, block) in snap.txs.iter().zip(&placement.block_of) {
+    for (pos, (tx, block)) in snap.txs.iter().zip(&placement.block_of).enumerate() {
         if tx.inbox.is_some() {
-            groups.assign_hash(tracker, &tx.hash, *block, false);
+            groups.assign_at(tracker, pos, &tx.hash, *block, false);
         }
     }
     groups.into_plan()
@@ -230,9 +230,9 @@ pub fn plan_mirror(
             walk_all(runs(mirror), txs, head.base_fee, gas_limit)
         };
         let mut groups = Groups::new(kind, p, now_unix, head.timestamp, placed.blocks);
-        for (tx, block) in mirror.snapshot().txs.iter().zip(&block_of) {
+        for (pos, (tx, block)) in mirror.snapshot().txs.iter().zip(&block_of).enumerate() {
             if tx.inbox.is_some() {
-                groups.assign_hash(tracker, &tx.hash, *block, false);
+                groups.assign_at(tracker, pos, &tx.hash, *block, false);
             }
         }
         mirror.set_placed(placed);
@@ -252,7 +252,7 @@ pub fn plan_mirror(
     for &(pos, block) in &near {
         let tx = &txs[pos];
         if tx.inbox.is_some() {
-            groups.assign_hash(tracker, &tx.hash, Some(block), true);
+            groups.assign_at(tracker, pos, &tx.hash, Some(block), true);
         }
     }
     // New and retried txs beyond the near blocks (or unplaced).
@@ -325,10 +325,18 @@ impl<'a> Groups<'a> {
         whole_secs(if near { p.interval } else { p.next_full_in.max(p.interval) })
     }
 
-    /// [`Self::assign`] for the tracked tx with `hash` (nothing when it is not tracked).
-    fn assign_hash(&mut self, tracker: &mut Tracker, hash: &B256, b: Option<u32>, remember: bool) {
-        if let Some(key) = tracker.txs.key_of(hash) {
-            self.assign(tracker, key, b, remember);
+    /// [`Self::assign`] for the tracked tx with `hash` at pool position `pos` (nothing when
+    /// it is not tracked).
+    fn assign_at(
+        &mut self,
+        tracker: &mut Tracker,
+        pos: usize,
+        hash: &B256,
+        block: Option<u32>,
+        remember: bool,
+    ) {
+        if let Some(key) = tracker.key_at(pos, hash) {
+            self.assign(tracker, key, block, remember);
         }
     }
 

@@ -53,6 +53,8 @@ pub struct TrackedTxs {
     hasher: RandomState,
     /// Slots a near pass checks whatever their presumed block.
     soon: Bits,
+    /// Slots published invalid.
+    invalid: Bits,
 }
 
 impl Default for TrackedTxs {
@@ -67,10 +69,13 @@ impl TrackedTxs {
     pub(super) fn with_capacity(n: usize) -> Self {
         Self {
             slots: Slab::with_capacity(n.min(1 << 22)),
-            by_hash: HashTable::new(),
-            by_messages: HashTable::new(),
+            // Sized once for the cap: no rehash (and no old table beside the new) as it fills;
+            // 5 bytes a bucket, ~10 MB each at 1M.
+            by_hash: HashTable::with_capacity(n.min(1 << 22)),
+            by_messages: HashTable::with_capacity(n.min(1 << 22)),
             hasher: RandomState::default(),
             soon: Bits::default(),
+            invalid: Bits::default(),
         }
     }
 
@@ -254,12 +259,23 @@ impl TrackedTxs {
             }
         }
         self.soon.set(key, false);
+        self.invalid.set(key, false);
         self.slots.remove(key as usize).tx
     }
 
     /// Marks (or unmarks) slot `key` for the next near pass.
     pub(super) fn set_soon(&mut self, key: TxKey, on: bool) {
         self.soon.set(key, on);
+    }
+
+    /// Marks (or unmarks) slot `key` as published invalid.
+    pub(super) fn set_invalid(&mut self, key: TxKey, on: bool) {
+        self.invalid.set(key, on);
+    }
+
+    /// The hashes of the slots marked invalid.
+    pub fn invalid(&self) -> impl Iterator<Item = &B256> + '_ {
+        self.invalid.ones().filter_map(|k| self.at(k).map(|(h, _)| h))
     }
 
     /// The slot keys marked for the next near pass, in key order.
