@@ -225,6 +225,29 @@ pub struct TrackerLimits {
     pub chain_id: Option<U256>,
 }
 
+/// A pool a whole sync reads by position: a snapshot read whole, or a mirror, whose tracked
+/// txs' inbox entries are dropped (the store keeps their parsed messages).
+trait WholePool {
+    fn txs(&self) -> &[PoolTx];
+    /// The tx at `pos` is tracked.
+    fn tracked(&mut self, _pos: usize) {}
+}
+
+impl WholePool for &[PoolTx] {
+    fn txs(&self) -> &[PoolTx] {
+        self
+    }
+}
+
+impl WholePool for PoolMirror {
+    fn txs(&self) -> &[PoolTx] {
+        &self.snapshot().txs
+    }
+    fn tracked(&mut self, pos: usize) {
+        self.strip_inbox(pos);
+    }
+}
+
 /// The store.
 #[derive(Debug)]
 pub struct Tracker {
@@ -312,18 +335,7 @@ impl Tracker {
     ) -> SyncReport {
         let changes = mirror.take_changes();
         if self.synced_epoch != Some(mirror.epoch()) {
-            let report = self.sync_whole(&mirror.snapshot().txs, now, now_unix);
-            // Every tracked tx's entries leave the mirror (found by the position hints the
-            // sync just set: no hash lookups, and no list of positions beside the pool).
-            for pos in 0..mirror.snapshot().txs.len() {
-                let tx = &mirror.snapshot().txs[pos];
-                let hash = tx.hash;
-                if tx.inbox.as_ref().is_some_and(|i| !i.is_empty())
-                    && self.key_at(pos, &hash).is_some()
-                {
-                    mirror.strip_inbox(pos);
-                }
-            }
+            let report = self.sync_whole(mirror, now, now_unix);
             // Over the cap, the txs left out are retried by the next whole sync.
             self.synced_epoch = (report.over_limit == 0).then_some(mirror.epoch());
             return report;
@@ -389,23 +401,31 @@ impl Tracker {
     /// ones at once). A whole-pool scan: for full reads; a mirror is followed by
     /// [`Self::sync_mirror`].
     pub fn sync(&mut self, pool: &[PoolTx], now: Instant, now_unix: u64) -> SyncReport {
-        self.sync_whole(pool, now, now_unix)
+        self.sync_whole(&mut { pool }, now, now_unix)
     }
 
-    /// [`Self::sync`]. Mark and sweep: one lookup per pooled interop tx (by its position's
-    /// hint, else by hash) and a bit per slot, not a set of every pooled hash.
-    fn sync_whole(&mut self, pool: &[PoolTx], now: Instant, now_unix: u64) -> SyncReport {
+    /// [`Self::sync`] over a snapshot or a mirror. Mark and sweep: one lookup per pooled
+    /// interop tx (by its position's hint, else by hash) and a bit per slot, not a set of every
+    /// pooled hash. A mirror drops each tracked tx's inbox entries as soon as it is tracked, so
+    /// their memory is freed while the store's grows (at a first sync of 1M interop txs the
+    /// two are not held whole at once).
+    fn sync_whole(&mut self, pool: &mut impl WholePool, now: Instant, now_unix: u64) -> SyncReport {
         self.synced_epoch = None;
         let mut report = SyncReport::default();
         let mut present = Bits::with_bound(self.txs.key_bound());
         // Positions as u32: a first sync of 1M txs lists them all (pools are bounded far below).
         let mut untracked: Vec<u32> = Vec::new();
-        for (pos, tx) in pool.iter().enumerate() {
-            if tx.inbox.is_none() {
-                continue;
-            }
-            match self.key_at(pos, &tx.hash) {
-                Some(k) => present.set(k, true),
+        for pos in 0..pool.txs().len() {
+            let tx = &pool.txs()[pos];
+            let Some(inbox) = &tx.inbox else { continue };
+            let (hash, entries) = (tx.hash, !inbox.is_empty());
+            match self.key_at(pos, &hash) {
+                Some(k) => {
+                    present.set(k, true);
+                    if entries {
+                        pool.tracked(pos);
+                    }
+                }
                 None => untracked.push(pos as u32),
             }
         }
@@ -418,12 +438,14 @@ impl Tracker {
         }
         for pos in untracked {
             let pos = pos as usize;
-            let tx = &pool[pos];
+            let tx = &pool.txs()[pos];
             // The same hash twice in the pool is tracked by its first occurrence.
-            if !self.txs.contains_key(&tx.hash) {
-                if let Some(key) = self.track(tx, now, now_unix, &mut report) {
-                    self.hint(pos, key);
-                }
+            if self.txs.contains_key(&tx.hash) {
+                continue;
+            }
+            if let Some(key) = self.track(tx, now, now_unix, &mut report) {
+                self.hint(pos, key);
+                pool.tracked(pos);
             }
         }
         report
