@@ -1,6 +1,7 @@
 //! The tracked txs' table: one slot per tx in a slab (stable keys), found by hash or by
-//! messages through tables that hold only the 4-byte keys, plus the set of txs a near pass
-//! checks whatever their presumed block ("soon").
+//! messages through tables that hold only the 4-byte keys, plus one bit per slot for the txs
+//! a near pass checks whatever their presumed block ("soon") and one for those published
+//! invalid (so neither needs a walk over every tracked tx).
 //!
 //! Why this shape, at a million tracked txs (issue 19's 1M-interop goal): a
 //! `HashMap<B256, TrackedTx>` holds twice the entries' room at its worst load, and the old
