@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::dev::el_pool::MockTx;
 use crate::dev::wallet_rpc;
+use crate::dev::ws_hub::{el_subscription, WsHub, WsPeer};
 use crate::interop::tx::decode_tx;
 use crate::interop::{Message, CROSS_L2_INBOX};
 use crate::revalidator::pool::Fees;
@@ -51,6 +52,10 @@ pub struct SimBlock {
     pub txs: Vec<B256>,
 }
 
+/// Subscription kinds served over WebSocket.
+const PENDING: &str = "newPendingTransactions";
+const HEADS: &str = "newHeads";
+
 /// Raw txs kept for wallet queries (tx by hash, receipts); older ones are forgotten beyond this.
 const MAX_KEPT_TXS: usize = 100_000;
 
@@ -81,6 +86,8 @@ pub struct SimChain {
     calls: Mutex<HashMap<String, u64>>,
     delay_ms: AtomicU64,
     block_time: u64,
+    /// WebSocket subscribers (`newHeads`, `newPendingTransactions` with full objects).
+    ws: WsHub,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,6 +108,7 @@ impl SimChain {
             calls: Mutex::new(HashMap::new()),
             delay_ms: AtomicU64::new(0),
             block_time,
+            ws: WsHub::default(),
         });
         c.push_block_at(genesis_ts, Vec::new());
         c
@@ -167,7 +175,21 @@ impl SimChain {
         let txs = due.into_iter().map(|(_, t, _)| t.hash).collect();
         let block = SimBlock { number, hash, parent, timestamp, logs, txs };
         s.blocks.push(block.clone());
+        drop(s);
+        self.announce_head(&block);
         block
+    }
+
+    /// Tells `newHeads` subscribers about `b` (a header: no transactions).
+    fn announce_head(&self, b: &SimBlock) {
+        if self.ws.has_subscribers(HEADS) {
+            let mut header = self.block_json(b);
+            if let Some(h) = header.as_object_mut() {
+                h.remove("transactions");
+                h.remove("uncles");
+            }
+            self.ws.notify(HEADS, &header);
+        }
     }
 
     /// Appends a block one block time after the head (never in the past of `now`'s clock).
@@ -213,6 +235,12 @@ impl SimChain {
             let parent = s.blocks.last().map_or(B256::ZERO, |p| p.hash);
             let hash = self.block_hash(b.number, b.timestamp, salt);
             s.blocks.push(SimBlock { hash, parent, logs: Vec::new(), txs: Vec::new(), ..b });
+        }
+        let head = s.blocks.last().cloned();
+        drop(s);
+        // Subscribers see the new head, whose ancestry differs from the one they followed.
+        if let Some(head) = head.filter(|h| h.number >= from) {
+            self.announce_head(&head);
         }
     }
 
@@ -366,7 +394,12 @@ impl SimChain {
         let next = s.nonces.entry(sender).or_default();
         *next = (*next).max(tx.nonce + 1);
         let head = s.blocks.last().map_or(0, |b| b.number);
+        let announced = self.ws.has_subscribers(PENDING).then(|| mock.to_json(self.chain_id));
         s.pool.push((raw, mock, head));
+        drop(s);
+        if let Some(tx) = announced {
+            self.ws.notify(PENDING, &tx);
+        }
         Ok(json!(tx.hash))
     }
 
@@ -453,6 +486,20 @@ impl SimChain {
             "web3_clientVersion" => Ok(json!("interop-gate-simchain")),
             other => Err(RpcError::method_not_found(other)),
         }
+    }
+}
+
+impl WsPeer for SimChain {
+    fn hub(&self) -> &WsHub {
+        &self.ws
+    }
+
+    fn handler(&self) -> &dyn Handler {
+        self
+    }
+
+    fn subscribe(&self, params: &[Value]) -> Result<String, RpcError> {
+        el_subscription(params)
     }
 }
 

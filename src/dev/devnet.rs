@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::chain::SimChain;
 use super::wallet::{dev_signer, sign_1559, TxSpec};
-use super::{endpoint, light_chain, spawn_peer, Peer};
+use super::{endpoint, light_chain, spawn_peer, spawn_ws_peer, Peer};
 use crate::app::{self, Running};
 use crate::interop::Message;
 use crate::metrics::metrics;
@@ -80,7 +80,8 @@ pub async fn run(opts: DevOptions, stop: CancellationToken) -> Result<String, St
     let b = SimChain::new(CHAIN_B, genesis, 2);
     let io = |e: std::io::Error| e.to_string();
     let peer_a = spawn_peer("chain-a", a.clone(), "127.0.0.1:0").await.map_err(io)?;
-    let peer_b = spawn_peer("chain-b", b.clone(), "127.0.0.1:0").await.map_err(io)?;
+    // Chain B also speaks WebSocket, as op-geth does: the revalidator mirrors its pool.
+    let peer_b = spawn_ws_peer("chain-b", b.clone(), "127.0.0.1:0").await.map_err(io)?;
     // Chain B is busy: a tx waits a few blocks in its pool, so the revalidator tracks it.
     b.set_pool_wait(POOL_WAIT_BLOCKS);
     for c in [a.clone(), b.clone()] {
@@ -107,6 +108,7 @@ pub async fn run(opts: DevOptions, stop: CancellationToken) -> Result<String, St
         vec![light_chain(CHAIN_A, &[peer_a.url()]), light_chain(CHAIN_B, &[peer_b.url()])];
     cfg.revalidator.enabled = true;
     cfg.revalidator.el_url = super::parse_url(&peer_b.url());
+    cfg.revalidator.el_ws_url = Some(super::parse_url(&peer_b.ws_url()));
     cfg.revalidator.chain_id = Some(CHAIN_B);
     let gate = app::start(cfg, stop.clone()).await.map_err(|e| e.to_string())?;
     print_addresses(&gate, &sup_url, &peer_a, &peer_b);
@@ -201,8 +203,12 @@ async fn revalidator_status(url: &str) -> Option<String> {
         .iter()
         .map(|l| metrics().revalidator_invalid.with_label_values(&[l]).get())
         .sum();
+    let mirror = match r["mirror"]["mode"].as_str() {
+        Some(mode) => format!("pool mirror: {mode}, {} txs", r["mirror"]["txs"]),
+        None => "no pool mirror".into(),
+    };
     Some(format!(
-        "{} passes, {} tracked, {published} invalid published, {feed} feed entries",
+        "{} passes, {} tracked, {published} invalid published, {feed} feed entries, {mirror}",
         r["passes"], r["tracked"]
     ))
 }

@@ -18,15 +18,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::State as Shared;
-use axum::response::Response;
-use axum::routing::get;
+use axum::extract::ws::Message as WsMessage;
 use futures::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use alloy_eips::eip2930::AccessList;
@@ -35,10 +31,11 @@ use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::{Peer, PEER_LIMITS};
+use super::ws_hub::{el_subscription, WsHub, WsPeer};
+use super::Peer;
 use crate::interop::{build_access_list, Message};
 use crate::revalidator::pool::{Fees, Head};
-use crate::rpc::server::{encode, parse_request, rpc_router, serve, CallContext, Handler};
+use crate::rpc::server::{CallContext, Handler};
 use crate::rpc::types::{to_raw, Call, RpcError};
 
 /// One pool tx as the mock serves it.
@@ -167,25 +164,16 @@ struct State {
     fork: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SubKind {
-    Pending,
-    Heads,
-}
-
-struct WsClient {
-    tx: mpsc::Sender<WsMessage>,
-    subs: Vec<(String, SubKind)>,
-    kick: CancellationToken,
-}
+/// Subscription kinds.
+const PENDING: &str = "newPendingTransactions";
+const HEADS: &str = "newHeads";
 
 /// The mock EL.
 #[derive(Default)]
 pub struct MockElPool {
     state: Mutex<State>,
     calls: Mutex<HashMap<String, u64>>,
-    clients: Mutex<HashMap<u64, WsClient>>,
-    next_id: AtomicU64,
+    ws: WsHub,
     no_subscriptions: AtomicBool,
     hashes_only: AtomicBool,
     hold_blocks: AtomicBool,
@@ -234,7 +222,7 @@ impl MockElPool {
         for tx in txs {
             let json = tx.to_json(chain_id);
             self.with(|s| s.pending.entry(tx.from).or_default().insert(tx.nonce, tx));
-            self.notify(SubKind::Pending, &json);
+            self.notify(PENDING, &json);
         }
     }
 
@@ -275,7 +263,7 @@ impl MockElPool {
             s.head = head;
             header_json(&s.chain[s.chain.len() - 1])
         });
-        self.notify(SubKind::Heads, &header);
+        self.notify(HEADS, &header);
         self.head()
     }
 
@@ -321,73 +309,25 @@ impl MockElPool {
 
     /// Sends `frame` as is to every WebSocket connection.
     pub fn send_ws(&self, frame: WsMessage) {
-        if let Ok(c) = self.clients.lock() {
-            for c in c.values() {
-                let _ = c.tx.try_send(frame.clone());
-            }
-        }
+        self.ws.send_all(frame);
     }
 
     /// Closes every WebSocket connection (the EL restarting).
     pub fn drop_ws(&self) {
-        if let Ok(c) = self.clients.lock() {
-            for c in c.values() {
-                c.kick.cancel();
-            }
-        }
+        self.ws.drop_all();
     }
 
     /// Open subscriptions over all connections.
     pub fn subscriptions(&self) -> usize {
-        self.clients.lock().map(|c| c.values().map(|c| c.subs.len()).sum()).unwrap_or(0)
+        self.ws.subscriptions()
     }
 
-    fn notify(&self, kind: SubKind, result: &Value) {
-        let hash_only;
-        let result = match (kind, self.hashes_only.load(Ordering::SeqCst)) {
-            (SubKind::Pending, true) => {
-                hash_only = result.get("hash").cloned().unwrap_or(Value::Null);
-                &hash_only
-            }
-            _ => result,
-        };
-        let Ok(clients) = self.clients.lock() else { return };
-        for c in clients.values() {
-            for (id, k) in &c.subs {
-                if *k == kind {
-                    let note = json!({"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": id, "result": result}});
-                    let _ = c.tx.try_send(WsMessage::Text(note.to_string().into()));
-                }
-            }
+    fn notify(&self, kind: &str, result: &Value) {
+        if kind == PENDING && self.hashes_only.load(Ordering::SeqCst) {
+            self.ws.notify(kind, &result.get("hash").cloned().unwrap_or(Value::Null));
+        } else {
+            self.ws.notify(kind, result);
         }
-    }
-
-    fn subscribe(&self, client: u64, call: &Call) -> Result<Value, RpcError> {
-        let params: Vec<Value> = call.parse_params().unwrap_or_default();
-        if call.method == "eth_unsubscribe" {
-            let target = params.first().and_then(Value::as_str).unwrap_or_default().to_owned();
-            let mut clients = self.clients.lock().map_err(|_| RpcError::internal("lock"))?;
-            let removed = clients.get_mut(&client).is_some_and(|c| {
-                let before = c.subs.len();
-                c.subs.retain(|(s, _)| *s != target);
-                c.subs.len() < before
-            });
-            return Ok(json!(removed));
-        }
-        if self.no_subscriptions.load(Ordering::SeqCst) {
-            return Err(RpcError::method_not_found("eth_subscribe"));
-        }
-        let kind = match params.first().and_then(Value::as_str) {
-            Some("newPendingTransactions") => SubKind::Pending,
-            Some("newHeads") => SubKind::Heads,
-            _ => return Err(RpcError::invalid_params("unsupported subscription")),
-        };
-        let id = format!("{:#x}", 0x5b000 + self.next_id.fetch_add(1, Ordering::SeqCst));
-        let mut clients = self.clients.lock().map_err(|_| RpcError::internal("lock"))?;
-        if let Some(c) = clients.get_mut(&client) {
-            c.subs.push((id.clone(), kind));
-        }
-        Ok(json!(id))
     }
 
     /// Adds a queued tx (served under `queued`).
@@ -497,62 +437,23 @@ fn header_json(b: &MockBlock) -> Value {
 /// Serves `el` on `127.0.0.1:0`: HTTP JSON-RPC (`POST /`) and WebSocket (`GET /`) on one port,
 /// as op-geth can. The WebSocket URL is `ws://{peer.addr}/`.
 pub async fn spawn_el_pool(el: Arc<MockElPool>) -> std::io::Result<Peer> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr: SocketAddr = listener.local_addr()?;
-    let stop = CancellationToken::new();
-    let router = rpc_router("el", el.clone(), PEER_LIMITS).route("/", get(upgrade).with_state(el));
-    let token = stop.clone();
-    tokio::spawn(async move {
-        let _ = serve(listener, router, token, std::time::Duration::from_secs(1)).await;
-    });
-    Ok(Peer { addr, stop })
+    super::spawn_ws_peer("el", el, "127.0.0.1:0").await
 }
 
-async fn upgrade(Shared(el): Shared<Arc<MockElPool>>, up: WebSocketUpgrade) -> Response {
-    up.max_message_size(64 << 20).on_upgrade(move |socket| serve_ws(el, socket))
-}
-
-async fn serve_ws(el: Arc<MockElPool>, socket: WebSocket) {
-    let id = el.next_id.fetch_add(1, Ordering::SeqCst);
-    let (tx, mut rx) = mpsc::channel::<WsMessage>(65_536);
-    let kick = CancellationToken::new();
-    if let Ok(mut c) = el.clients.lock() {
-        c.insert(id, WsClient { tx, subs: Vec::new(), kick: kick.clone() });
+impl WsPeer for MockElPool {
+    fn hub(&self) -> &WsHub {
+        &self.ws
     }
-    let ctx = CallContext {
-        client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-        request_id: "ws".into(),
-        in_batch: false,
-        api_key: None,
-    };
-    let (mut sink, mut stream) = socket.split();
-    loop {
-        tokio::select! {
-            _ = kick.cancelled() => break,
-            m = rx.recv() => match m {
-                Some(frame) => if sink.send(frame).await.is_err() { break },
-                None => break,
-            },
-            m = stream.next() => match m {
-                Some(Ok(WsMessage::Text(t))) => {
-                    let Ok(raw) = serde_json::from_str::<Box<RawValue>>(&t) else { continue };
-                    let parsed = parse_request(&raw);
-                    let Ok(call) = parsed.call else { continue };
-                    let answer = if call.method == "eth_subscribe" || call.method == "eth_unsubscribe" {
-                        el.subscribe(id, &call).map(|v| to_raw(&v))
-                    } else {
-                        el.call(&ctx, call).await
-                    };
-                    let text = encode(&parsed.reply_id, answer.as_deref()).0;
-                    if sink.send(WsMessage::Text(text.into())).await.is_err() { break }
-                }
-                Some(Ok(_)) => {}
-                _ => break,
-            },
+
+    fn handler(&self) -> &dyn Handler {
+        self
+    }
+
+    fn subscribe(&self, params: &[Value]) -> Result<String, RpcError> {
+        if self.no_subscriptions.load(Ordering::SeqCst) {
+            return Err(RpcError::method_not_found("eth_subscribe"));
         }
-    }
-    if let Ok(mut c) = el.clients.lock() {
-        c.remove(&id);
+        el_subscription(params)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod supervisor;
 pub mod upstream;
 pub mod wallet;
 pub mod wallet_rpc;
+pub mod ws_hub;
 pub mod ws_upstream;
 
 use std::net::SocketAddr;
@@ -31,6 +32,11 @@ impl Peer {
     /// `http://addr/`.
     pub fn url(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+
+    /// `ws://addr/` (peers started by [`spawn_ws_peer`]).
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/", self.addr)
     }
 
     /// Stops serving (connections in flight finish).
@@ -91,6 +97,25 @@ pub const PEER_LIMITS: Limits = Limits {
     trusted_proxy_depth: 0,
     error_status: false,
 };
+
+/// Serves `peer` as JSON-RPC on `addr`, over HTTP (`POST /`) and WebSocket (`GET /`, with its
+/// subscriptions) on one port, as geth, op-geth and op-reth do. The WebSocket URL is
+/// `ws://{addr}/`.
+pub async fn spawn_ws_peer<P: ws_hub::WsPeer + Handler>(
+    name: &'static str,
+    peer: Arc<P>,
+    addr: &str,
+) -> std::io::Result<Peer> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let router = rpc_router(name, peer.clone(), PEER_LIMITS).route("/", ws_hub::ws_get(peer));
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let _ = serve(listener, router, token, std::time::Duration::from_secs(1)).await;
+    });
+    Ok(Peer { addr, stop })
+}
 
 /// Serves `handler` as JSON-RPC on `addr` (use `127.0.0.1:0` for an ephemeral port).
 pub async fn spawn_peer(

@@ -38,6 +38,16 @@ fn spawn<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> Join
     tokio::spawn(f)
 }
 
+/// Waits for the start of the next whole second. The ingress stamps each check's executing
+/// descriptor with the current second, and checks with different descriptors rightly go as
+/// different batches: txs sent right after this share one.
+async fn start_of_a_second() {
+    let into = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    tokio::time::sleep(Duration::from_nanos(1_000_000_000 - u64::from(into))).await;
+}
+
 fn code(v: &Value) -> i64 {
     v["error"]["code"].as_i64().unwrap_or_else(|| panic!("expected an error: {v}"))
 }
@@ -63,6 +73,7 @@ async fn cold_submissions_in_flight_together_reach_the_supervisor_as_one_batch_e
     };
     let first = send(0);
     until("the first check to reach the supervisor", || g.supervisor.checks() == 1).await;
+    start_of_a_second().await;
     let rest: Vec<_> = (1..4).map(send).collect();
     until("three checks waiting for the next batch", || batcher.queued() == 3).await;
     g.supervisor.release();
@@ -104,6 +115,7 @@ async fn a_batch_answer_with_wrong_ids_is_no_verdict_and_the_ingress_refuses_ret
     };
     let first = send(0);
     until("the first check to reach the supervisor", || liar.requests() == 1).await;
+    start_of_a_second().await;
     let rest: Vec<_> = (1..3).map(send).collect();
     until("two checks waiting for the next batch", || batcher.queued() == 2).await;
     liar.release();

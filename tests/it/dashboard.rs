@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use interop_gate::dev::chain::SimChain;
-use interop_gate::dev::spawn_peer;
+use interop_gate::dev::spawn_ws_peer;
 use serde_json::{json, Value};
 
 pub(crate) fn dashboard_metrics() -> BTreeSet<String> {
@@ -45,14 +45,16 @@ async fn every_metric_on_the_dashboard_is_exported() {
 
     // Every role, against a supervisor that knows nothing (so the backends split) and a chain.
     let dest = SimChain::new(DEST, now() - 3_600, 2);
-    let dest_peer = spawn_peer("dest", dest.clone(), "127.0.0.1:0").await.unwrap();
-    let dest_url = dest_peer.url();
+    // HTTP and WebSocket, as op-geth: the revalidator mirrors its pool.
+    let dest_peer = spawn_ws_peer("dest", dest.clone(), "127.0.0.1:0").await.unwrap();
+    let (dest_url, dest_ws) = (dest_peer.url(), dest_peer.ws_url());
     let g = interop_gateway(move |c| {
         c.validation.policy = interop_gate::config::PolicyMode::Both;
         c.light.head_ttl_ms = std::time::Duration::from_millis(50);
         c.light_server.enabled = true;
         c.revalidator.enabled = true;
         c.revalidator.el_url = interop_gate::dev::parse_url(&dest_url);
+        c.revalidator.el_ws_url = Some(interop_gate::dev::parse_url(&dest_ws));
         c.revalidator.chain_id = Some(DEST);
         c.revalidator.interval_ms = std::time::Duration::from_millis(200);
         c.revalidator.full_interval_ms = std::time::Duration::from_millis(400);

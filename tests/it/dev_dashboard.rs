@@ -1,7 +1,8 @@
 //! `interop-gate dev` shows all three roles working: within 30 s of start every metric the
 //! Grafana dashboard queries has a series, every histogram it plots has observations, the
 //! revalidator has tracked txs and published invalid ones (chain A reorgs away the message of a
-//! tx waiting in chain B's pool), and the summary line says so.
+//! tx waiting in chain B's pool), the pool mirror follows chain B's pool over its WebSocket, and
+//! the summary line says so.
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::Stdio;
@@ -86,6 +87,14 @@ async fn dev_mode_gives_every_dashboard_metric_data_within_30_s() {
         if sums.get("interop_gate_revalidator_invalid_total").copied().unwrap_or(0.0) == 0.0 {
             missing.push("interop_gate_revalidator_invalid_total (nothing published)".into());
         }
+        // Chain B speaks WebSocket: the revalidator follows its pool by deltas.
+        let mirrored = text.lines().any(|l| {
+            l.starts_with("interop_gate_revalidator_mirror_events_total{event=\"added\"}")
+                && l.rsplit_once(' ').is_some_and(|(_, v)| v != "0")
+        });
+        if !mirrored {
+            missing.push("revalidator_mirror_events_total{added} (nothing mirrored)".into());
+        }
         if !tracked_seen {
             missing.push("revalidator_state{tracked_txs} (never above 0)".into());
         }
@@ -102,6 +111,7 @@ async fn dev_mode_gives_every_dashboard_metric_data_within_30_s() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("summary without invalid published: {summary}"));
     assert!(summary.contains(" tracked, ") && summary.contains(" feed entries"), "{summary}");
+    assert!(summary.contains("pool mirror: subscription"), "{summary}");
     let _ = published;
     child.kill().await.ok();
 }
