@@ -182,39 +182,52 @@ impl TrackedTxs {
         .map(move |k| &slots[k as usize].tx)
     }
 
-    /// Tracks `tx` under `hash` (replacing the tx tracked under it, if any); returns its key.
-    pub(super) fn insert(&mut self, hash: B256, tx: TrackedTx) -> TxKey {
-        if let Some(k) = self.key_of(&hash) {
-            self.remove_at(k);
-        }
-        let messages = tx.messages.clone();
+    /// Tracks `tx` under `hash`; returns its key, `None` (and tracks nothing) when `hash` is
+    /// already tracked. One probe per index (`entry`): at 1M txs each probe is a cache miss or
+    /// two.
+    pub(super) fn insert(&mut self, hash: B256, tx: TrackedTx) -> Option<TxKey> {
         let key = self.slots.vacant_key();
         assert!(key < NONE as usize, "more tracked txs than slot keys");
         let key = key as TxKey;
-        self.slots.insert(Slot { hash, prev_same: key, next_same: NONE, tx });
         let (slots, hasher) = (&self.slots, &self.hasher);
-        self.by_hash.insert_unique(self.hasher.hash_one(hash), key, |&k| {
-            hasher.hash_one(slots[k as usize].hash)
-        });
-        if messages.is_empty() {
-            // A malformed list: published at once, never a drop-in answer.
-            return key;
+        let entry = self.by_hash.entry(
+            hasher.hash_one(hash),
+            |&k| slots[k as usize].hash == hash,
+            |&k| hasher.hash_one(slots[k as usize].hash),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(_) => return None,
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(key);
+            }
         }
-        let h = self.hasher.hash_one(&*messages);
-        let first = self.by_messages.find(h, |&k| slots[k as usize].tx.messages == messages);
-        match first.copied() {
-            Some(first) => {
+        let indexed = !tx.messages.is_empty();
+        let h = self.hasher.hash_one(&*tx.messages);
+        self.slots.insert(Slot { hash, prev_same: key, next_same: NONE, tx });
+        if !indexed {
+            // A malformed list: published at once, never a drop-in answer.
+            return Some(key);
+        }
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        let messages = &slots[key as usize].tx.messages;
+        let entry = self.by_messages.entry(
+            h,
+            |&k| slots[k as usize].tx.messages == *messages,
+            |&k| hasher.hash_one(&*slots[k as usize].tx.messages),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(e) => {
+                let first = *e.get();
                 let last = self.slots[first as usize].prev_same;
                 self.slots[last as usize].next_same = key;
                 self.slots[key as usize].prev_same = last;
                 self.slots[first as usize].prev_same = key;
             }
-            None => {
-                self.by_messages
-                    .insert_unique(h, key, |&k| hasher.hash_one(&*slots[k as usize].tx.messages));
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(key);
             }
         }
-        key
+        Some(key)
     }
 
     /// Forgets the tx with `hash`.
@@ -377,7 +390,7 @@ mod tests {
         for n in 0..5u8 {
             t.insert(h(n), tx(u64::from(n), a.clone()));
         }
-        let kb = t.insert(h(9), tx(9, b.clone()));
+        let kb = t.insert(h(9), tx(9, b.clone())).unwrap();
         t.insert(h(10), tx(10, vec![]));
         assert_eq!(nonces(&t, &a), vec![0, 1, 2, 3, 4]);
         assert_eq!((nonces(&t, &b), nonces(&t, &[])), (vec![9], vec![]), "malformed: unindexed");
@@ -398,7 +411,7 @@ mod tests {
         assert_eq!((t.distinct_messages(), nonces(&t, &b)), (1, vec![]));
         assert_eq!(t.soon().count(), 0, "a forgotten tx leaves the soon set");
         // Freed slots are reused, and found by hash.
-        let k = t.insert(h(11), tx(11, b.clone()));
+        let k = t.insert(h(11), tx(11, b.clone())).unwrap();
         assert!(k < 7, "slot {k} reused");
         assert_eq!(t.at(k).map(|(hash, tx)| (*hash, tx.nonce)), Some((h(11), 11)));
         assert_eq!(t.key_of(&h(11)), Some(k));
@@ -407,10 +420,14 @@ mod tests {
         }
         assert!(t.get(&h(0)).is_none() && t.get(&h(2)).is_none());
         assert_eq!(t.len(), 5);
+        // A hash tracked again is not: the first tx stays, in its index only.
+        assert_eq!(t.insert(h(3), tx(33, b.clone())), None);
+        assert_eq!((nonces(&t, &a), nonces(&t, &b)), (vec![1, 3, 5, 6], vec![11]));
+        assert_eq!((t.len(), t.get(&h(3)).map(|t| t.nonce)), (5, Some(3)));
         for n in [1, 3, 5, 6] {
             t.remove(&h(n));
         }
-        assert_eq!((nonces(&t, &a), t.distinct_messages()), (vec![], 1));
+        assert_eq!((nonces(&t, &a), nonces(&t, &b), t.distinct_messages()), (vec![], vec![11], 1));
     }
 
     #[test]

@@ -348,7 +348,7 @@ impl Tracker {
         let mut came = Vec::new();
         for c in changes {
             match mirror.get(&c.sender, c.nonce).filter(|(_, t)| t.hash == c.hash) {
-                Some((pos, _)) => came.push((pos, c.hash)),
+                Some((pos, _)) => came.push(pos),
                 None => {
                     if self.txs.remove(&c.hash).is_some() {
                         report.removed += 1;
@@ -356,10 +356,7 @@ impl Tracker {
                 }
             }
         }
-        for (pos, hash) in came {
-            if self.txs.contains_key(&hash) {
-                continue;
-            }
+        for pos in came {
             let tx = &mirror.snapshot().txs[pos];
             if let Some(key) = self.track(tx, now, now_unix, &mut report) {
                 self.hint(pos, key);
@@ -439,10 +436,8 @@ impl Tracker {
         for pos in untracked {
             let pos = pos as usize;
             let tx = &pool.txs()[pos];
-            // The same hash twice in the pool is tracked by its first occurrence.
-            if self.txs.contains_key(&tx.hash) {
-                continue;
-            }
+            // The same hash twice in the pool is tracked by its first occurrence (`track`
+            // tracks nothing already tracked).
             if let Some(key) = self.track(tx, now, now_unix, &mut report) {
                 self.hint(pos, key);
                 pool.tracked(pos);
@@ -452,7 +447,8 @@ impl Tracker {
     }
 
     /// Tracks a new interop tx (publishing a malformed one at once); its slot key, `None` when
-    /// it is not tracked (over `max_tracked`, or its entries were already dropped from a mirror).
+    /// it is not tracked (already tracked, over `max_tracked`, or its entries were already
+    /// dropped from a mirror).
     fn track(
         &mut self,
         tx: &PoolTx,
@@ -467,10 +463,11 @@ impl Tracker {
             return None;
         }
         if self.txs.len() >= self.limits.max_tracked {
-            report.over_limit += 1;
+            if !self.txs.contains_key(&tx.hash) {
+                report.over_limit += 1;
+            }
             return None;
         }
-        report.added += 1;
         let mut t = TrackedTx {
             sender: tx.sender,
             nonce: tx.nonce,
@@ -496,15 +493,24 @@ impl Tracker {
                 Rejection::new(codes::INVALID_PARAMS, format!("malformed interop access list: {e}"))
             }
         });
-        match parsed {
-            Ok(messages) => t.messages = Arc::from(messages),
-            Err(rejection) => {
-                report.malformed += 1;
-                let seq = self.publish(tx.hash, &rejection, now_unix);
+        let malformed = match parsed {
+            Ok(messages) => {
+                t.messages = Arc::from(messages);
+                None
+            }
+            Err(rejection) => Some(rejection),
+        };
+        // Already tracked (the same hash twice in a pool): nothing new. Checked by the insert
+        // itself, not by a probe before it (a first sync of 1M txs would probe twice).
+        let key = self.txs.insert(tx.hash, t)?;
+        report.added += 1;
+        if let Some(rejection) = malformed {
+            report.malformed += 1;
+            let seq = self.publish(tx.hash, &rejection, now_unix);
+            if let Some((_, t)) = self.txs.at_mut(key) {
                 t.status = TxStatus::invalid(rejection, None, seq);
             }
         }
-        let key = self.txs.insert(tx.hash, t);
         self.mark(key);
         Some(key)
     }
