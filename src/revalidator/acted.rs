@@ -21,7 +21,7 @@ use alloy_primitives::B256;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
 use serde::Serialize;
 
-use super::tracker::{Tracker, TxStatus};
+use super::tracker::Tracker;
 use crate::metrics::metrics;
 
 struct ActedMetrics {
@@ -109,12 +109,7 @@ impl Acted {
     /// Returns true when the failsafe answer must be on because of escalation.
     pub fn observe(&mut self, store: &Tracker, now: Instant) -> bool {
         let m = acted_metrics();
-        let invalid: HashSet<B256> = store
-            .txs
-            .iter()
-            .filter(|(_, t)| matches!(t.status, TxStatus::Invalid { .. }))
-            .map(|(h, _)| *h)
-            .collect();
+        let invalid: HashSet<B256> = store.invalid().copied().collect();
         self.pooled.retain(|hash, since| {
             let keep = invalid.contains(hash);
             if !keep {

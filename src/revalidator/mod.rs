@@ -9,6 +9,7 @@
 //! Files, one job each: [`pool`] (read the EL's pool and head), [`pool_stream`] (decode a
 //! `txpool_content` answer as it arrives), [`placement`] (presumed blocks,
 //! pure), [`pass`] (plan and send one pass), [`tracker`] (verdicts per tx, drop-in lookups),
+//! [`tracked`] (the tracked txs' table: slots, indices, the "soon" set),
 //! [`recheck`] (re-checks driven by source-chain reorgs and heads), [`waits`] (which heads
 //! "not yet known" txs wait on), [`mirror`] (the pool kept by
 //! deltas), [`follow`] (the EL WebSocket that feeds it),
@@ -30,6 +31,7 @@ pub mod pool_stream;
 pub mod push;
 pub mod recheck;
 pub mod service;
+pub mod tracked;
 pub mod tracker;
 pub mod waits;
 

@@ -13,7 +13,7 @@
 //! that changes ahead of it added or removed; the next full pass places it exactly). Other
 //! txs keep the presumed block of the last full walk, which re-places every tx.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use alloy_primitives::{B256, U256};
@@ -24,6 +24,7 @@ use super::placement::{
     effective_gas_limit, expected_timestamp, fill_key, place, walk, walk_all, Run,
 };
 use super::pool::{PoolSnapshot, PoolTx};
+use super::tracked::{Bits, TxKey};
 use super::tracker::{Tracker, TxStatus};
 use crate::interop::{ExecutingDescriptor, SafetyLevel};
 use crate::validation::{Backend, CheckRequest, Verdict};
@@ -76,6 +77,8 @@ pub struct Batch {
     pub block: Option<u32>,
     /// Tx of each check.
     pub hashes: Vec<B256>,
+    /// Its slot in the store (verdicts are recorded through it, without a hash lookup).
+    pub keys: Vec<TxKey>,
     /// The checks.
     pub reqs: Vec<CheckRequest>,
 }
@@ -108,8 +111,9 @@ pub struct Group {
     pub timestamp: u64,
     /// Descriptor timeout, seconds (until the next check).
     pub timeout: u64,
-    /// The due txs.
-    pub hashes: Vec<B256>,
+    /// The due txs, by slot key (4 bytes a check: a full pass over 1M tracked txs plans
+    /// 4 MB, not 32 MB of hashes; each hash is read when its request is built).
+    pub keys: Vec<TxKey>,
 }
 
 /// One backend request not yet built: a group, or a part of one over the request size.
@@ -118,23 +122,27 @@ pub struct Chunk {
     block: Option<u32>,
     descriptor: ExecutingDescriptor,
     min_safety: SafetyLevel,
-    hashes: Vec<B256>,
+    keys: Vec<TxKey>,
 }
 
 impl Chunk {
-    /// The request, with each tx's messages read from the store now (a tx that left the
-    /// store since planning is not checked).
+    /// The request, with each tx's hash and messages read from the store now (a tx that left
+    /// the store since planning is not checked; slot keys do not move while a pass is out, as
+    /// only the pool sync that starts a pass forgets txs).
     pub fn build(self, tracker: &Tracker) -> Batch {
+        let n = self.keys.len();
         let mut batch = Batch {
             block: self.block,
-            hashes: Vec::with_capacity(self.hashes.len()),
-            reqs: Vec::with_capacity(self.hashes.len()),
+            hashes: Vec::with_capacity(n),
+            keys: Vec::with_capacity(n),
+            reqs: Vec::with_capacity(n),
         };
-        for hash in self.hashes {
-            let Some(t) = tracker.txs.get(&hash) else {
+        for key in self.keys {
+            let Some((hash, t)) = tracker.txs.at(key) else {
                 continue;
             };
-            batch.hashes.push(hash);
+            batch.hashes.push(*hash);
+            batch.keys.push(key);
             batch.reqs.push(CheckRequest {
                 messages: t.messages.clone(),
                 min_safety: self.min_safety,
@@ -149,7 +157,7 @@ impl Plan {
     /// Backend requests the pass sends: one per group, split at `max_checks_per_request`.
     pub fn requests(&self) -> usize {
         let max = self.max_checks_per_request.max(1);
-        self.groups.iter().map(|g| g.hashes.len().div_ceil(max)).sum()
+        self.groups.iter().map(|g| g.keys.len().div_ceil(max)).sum()
     }
 
     /// The requests, in block order, each built when taken; a group's list is freed once
@@ -160,15 +168,15 @@ impl Plan {
         self.groups.into_iter().flat_map(move |g| {
             let descriptor =
                 ExecutingDescriptor { timestamp: g.timestamp, timeout: Some(g.timeout), chain_id };
-            let mut rest = g.hashes;
+            let mut rest = g.keys;
             let block = g.block;
             std::iter::from_fn(move || {
                 if rest.is_empty() {
                     return None;
                 }
                 let tail = rest.split_off(rest.len().min(max));
-                let hashes = std::mem::replace(&mut rest, tail);
-                Some(Chunk { block, descriptor, min_safety, hashes })
+                let keys = std::mem::replace(&mut rest, tail);
+                Some(Chunk { block, descriptor, min_safety, keys })
             })
         })
     }
@@ -196,9 +204,9 @@ pub fn plan(
     let placement =
         place(&snap.txs, head.base_fee, effective_gas_limit(head.gas_limit, p.system_gas_margin));
     let mut groups = Groups::new(kind, p, now_unix, head.timestamp, placement.blocks);
-    for (tx, block) in snap.txs.iter().zip(&placement.block_of) {
+    for (pos, (tx, block)) in snap.txs.iter().zip(&placement.block_of).enumerate() {
         if tx.inbox.is_some() {
-            groups.assign(tracker, tx.hash, *block, false);
+            groups.assign_at(tracker, pos, &tx.hash, *block, false);
         }
     }
     groups.into_plan()
@@ -224,7 +232,7 @@ pub fn plan_mirror(
         let mut groups = Groups::new(kind, p, now_unix, head.timestamp, placed.blocks);
         for (pos, tx) in mirror.snapshot().txs.iter().enumerate() {
             if tx.inbox.is_some() {
-                groups.assign(tracker, tx.hash, block_of.get(pos), false);
+                groups.assign_at(tracker, pos, &tx.hash, block_of.get(pos), false);
             }
         }
         mirror.set_placed(placed);
@@ -244,13 +252,13 @@ pub fn plan_mirror(
     for &(pos, block) in &near {
         let tx = &txs[pos];
         if tx.inbox.is_some() {
-            groups.assign(tracker, tx.hash, Some(block), true);
+            groups.assign_at(tracker, pos, &tx.hash, Some(block), true);
         }
     }
     // New and retried txs beyond the near blocks (or unplaced).
-    let soon: Vec<B256> = tracker.soon().filter(|h| !groups.seen.contains(*h)).copied().collect();
-    for hash in soon {
-        let Some(t) = tracker.txs.get(&hash) else { continue };
+    let soon: Vec<TxKey> = tracker.soon().filter(|&k| !groups.seen.get(k)).collect();
+    for key in soon {
+        let Some((_, t)) = tracker.txs.at(key) else { continue };
         let Some((run, i)) = mirror.find(&t.sender, t.nonce) else { continue };
         let block = fill_key(run, i, txs, head.base_fee, gas_limit).map(|_| {
             // In the run: the block its fill key had in the last full walk, at that walk's base
@@ -263,7 +271,7 @@ pub fn plan_mirror(
                 estimate.max(p.near_blocks)
             }
         });
-        groups.assign(tracker, hash, block, true);
+        groups.assign(tracker, key, block, true);
     }
     groups.into_plan()
 }
@@ -280,9 +288,9 @@ struct Groups<'a> {
     head_timestamp: u64,
     blocks: u32,
     /// Key: presumed block, unplaced last. Value: the due txs.
-    by_block: BTreeMap<u32, Vec<B256>>,
+    by_block: BTreeMap<u32, Vec<TxKey>>,
     /// Txs assigned (only kept when a pass assigns a subset: to not assign one twice).
-    seen: HashSet<B256>,
+    seen: Bits,
 }
 
 impl<'a> Groups<'a> {
@@ -316,26 +324,42 @@ impl<'a> Groups<'a> {
         whole_secs(if near { p.interval } else { p.next_full_in.max(p.interval) })
     }
 
-    /// Records `hash`'s presumed block and next check; queues its check when due.
-    fn assign(&mut self, tracker: &mut Tracker, hash: B256, block: Option<u32>, remember: bool) {
+    /// [`Self::assign`] for the tracked tx with `hash` at pool position `pos` (nothing when
+    /// it is not tracked).
+    fn assign_at(
+        &mut self,
+        tracker: &mut Tracker,
+        pos: usize,
+        hash: &B256,
+        block: Option<u32>,
+        remember: bool,
+    ) {
+        if let Some(key) = tracker.key_at(pos, hash) {
+            self.assign(tracker, key, block, remember);
+        }
+    }
+
+    /// Records the presumed block and next check of the tx in slot `key`; queues its check
+    /// when due.
+    fn assign(&mut self, tracker: &mut Tracker, key: TxKey, block: Option<u32>, remember: bool) {
         let expected_ts = self.ts_of(block);
-        let Some(t) = tracker.txs.get_mut(&hash) else {
+        let Some((_, t)) = tracker.txs.at_mut(key) else {
             return;
         };
         if remember {
-            self.seen.insert(hash);
+            self.seen.set(key, true);
         }
-        t.presumed_block = block;
+        t.set_presumed_block(block);
         t.expected_ts = expected_ts;
         if matches!(t.status, TxStatus::Invalid { .. }) {
-            t.next_check_unix = None;
+            t.set_next_check_unix(None);
             return;
         }
         let near = block.is_some_and(|b| b < self.p.near_blocks);
-        t.next_check_unix = Some(self.now_unix.saturating_add(self.timeout_of(block)));
+        t.set_next_check_unix(Some(self.now_unix.saturating_add(self.timeout_of(block))));
         let due = self.kind == PassKind::Full || near || t.retry || t.status == TxStatus::Unchecked;
         if due {
-            self.by_block.entry(block.unwrap_or(u32::MAX)).or_default().push(hash);
+            self.by_block.entry(block.unwrap_or(u32::MAX)).or_default().push(key);
         }
     }
 
@@ -344,14 +368,9 @@ impl<'a> Groups<'a> {
         let by_block = std::mem::take(&mut self.by_block);
         let groups: Vec<Group> = by_block
             .into_iter()
-            .map(|(key, hashes)| {
+            .map(|(key, keys)| {
                 let block = (key != u32::MAX).then_some(key);
-                Group {
-                    block,
-                    timestamp: self.ts_of(block),
-                    timeout: self.timeout_of(block),
-                    hashes,
-                }
+                Group { block, timestamp: self.ts_of(block), timeout: self.timeout_of(block), keys }
             })
             .collect();
         Plan {
@@ -462,8 +481,9 @@ mod tests {
     }
 
     /// (block, hash) of every check, in order.
-    fn checks(plan: &Plan) -> Vec<(Option<u32>, B256)> {
-        plan.groups.iter().flat_map(|g| g.hashes.iter().map(move |h| (g.block, *h))).collect()
+    fn checks(plan: &Plan, t: &Tracker) -> Vec<(Option<u32>, B256)> {
+        let hash = |k: &TxKey| *t.txs.at(*k).unwrap().0;
+        plan.groups.iter().flat_map(|g| g.keys.iter().map(move |k| (g.block, hash(k)))).collect()
     }
 
     fn record_valid(t: &mut Tracker, plan: &Plan) {
@@ -497,7 +517,7 @@ mod tests {
         let want = plan(&mut a, &snap, PassKind::Full, &p, 1);
         b.sync_mirror(&mut m, now, 1);
         let got = plan_mirror(&mut b, &mut m, PassKind::Full, &p, 1);
-        assert_eq!(checks(&got), checks(&want));
+        assert_eq!(checks(&got, &b), checks(&want, &a));
         assert_eq!(got.presumed_blocks, want.presumed_blocks);
         assert!(
             want.presumed_blocks > 4 && !got.groups.is_empty(),
@@ -531,7 +551,7 @@ mod tests {
             v.sort();
             v
         };
-        let (want_checks, got_checks) = (checks(&want), checks(&got));
+        let (want_checks, got_checks) = (checks(&want, &a), checks(&got, &b));
         assert!(!near(&want_checks).is_empty());
         assert_eq!(near(&got_checks), near(&want_checks));
         let set = |c: &[(Option<u32>, B256)]| c.iter().map(|x| x.1).collect::<BTreeSet<_>>();

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pass::{Batch, PassKind};
 use super::service::Revalidator;
+use super::tracked::TxKey;
 use super::tracker::{TrackedTx, Tracker, TxStatus};
 use crate::interop::{ExecutingDescriptor, SafetyLevel};
 use crate::validation::light::{HeadAdvance, HeadTag, ReorgEvent};
@@ -48,39 +49,43 @@ pub fn plan_affected(
     p: &RecheckParams,
 ) -> Vec<Batch> {
     // Key: (presumed block, unplaced last), its timestamp. Sorted by hash for a stable order.
-    let mut groups: BTreeMap<(u32, u64), Vec<B256>> = BTreeMap::new();
-    for (hash, t) in &tracker.txs {
+    let mut groups: BTreeMap<(u32, u64), Vec<(B256, TxKey)>> = BTreeMap::new();
+    for (key, hash, t) in tracker.txs.iter_keyed() {
         if matches!(t.status, TxStatus::Invalid { .. } | TxStatus::Unchecked) {
             // Unchecked txs are checked by the next pass anyway.
             continue;
         }
         if affected(t) {
-            let key = (t.presumed_block.unwrap_or(u32::MAX), t.expected_ts);
-            groups.entry(key).or_default().push(*hash);
+            let group = (t.presumed_block().unwrap_or(u32::MAX), t.expected_ts);
+            groups.entry(group).or_default().push((*hash, key));
         }
     }
     let mut out = Vec::new();
-    for ((block, timestamp), mut hashes) in groups {
-        hashes.sort_unstable();
-        for chunk in hashes.chunks(p.max_checks_per_request.max(1)) {
-            let reqs = chunk
-                .iter()
-                .filter_map(|h| tracker.txs.get(h))
-                .map(|t| CheckRequest {
+    for ((block, timestamp), mut txs) in groups {
+        txs.sort_unstable();
+        for chunk in txs.chunks(p.max_checks_per_request.max(1)) {
+            let descriptor = ExecutingDescriptor {
+                timestamp,
+                timeout: Some(p.timeout_secs),
+                chain_id: p.chain_id,
+            };
+            let mut batch = Batch {
+                block: (block != u32::MAX).then_some(block),
+                hashes: Vec::with_capacity(chunk.len()),
+                keys: Vec::with_capacity(chunk.len()),
+                reqs: Vec::with_capacity(chunk.len()),
+            };
+            for &(hash, key) in chunk {
+                let Some((_, t)) = tracker.txs.at(key) else { continue };
+                batch.hashes.push(hash);
+                batch.keys.push(key);
+                batch.reqs.push(CheckRequest {
                     messages: t.messages.clone(),
                     min_safety: p.min_safety,
-                    descriptor: ExecutingDescriptor {
-                        timestamp,
-                        timeout: Some(p.timeout_secs),
-                        chain_id: p.chain_id,
-                    },
-                })
-                .collect();
-            out.push(Batch {
-                block: (block != u32::MAX).then_some(block),
-                hashes: chunk.to_vec(),
-                reqs,
-            });
+                    descriptor,
+                });
+            }
+            out.push(batch);
         }
     }
     out

@@ -266,11 +266,13 @@ impl Revalidator {
         while let Some((batch, verdicts)) = sent.next().await {
             let (now, now_unix) = (Instant::now(), unix_now());
             let mut store = lock(store);
-            for ((hash, req), verdict) in batch.hashes.iter().zip(&batch.reqs).zip(verdicts) {
+            let checks = batch.keys.iter().zip(&batch.hashes).zip(&batch.reqs);
+            for (((key, hash), req), verdict) in checks.zip(verdicts) {
                 report.txs_checked += 1;
                 failsafe_seen |= verdict.is_failsafe();
                 answered |= !matches!(verdict, Verdict::Unavailable(_));
-                if store.record(*hash, verdict, &req.descriptor, req.min_safety, now, now_unix) {
+                let (d, safety) = (&req.descriptor, req.min_safety);
+                if store.record_at(*key, *hash, verdict, d, safety, now, now_unix) {
                     report.invalid_found += 1;
                 }
             }
@@ -406,12 +408,14 @@ impl Revalidator {
         let (now, now_unix) = (Instant::now(), unix_now());
         let mut store = lock(&self.store);
         for (batch, verdicts) in batches.iter().zip(verdicts) {
-            for ((hash, req), verdict) in batch.hashes.iter().zip(&batch.reqs).zip(verdicts) {
+            let checks = batch.keys.iter().zip(&batch.hashes).zip(&batch.reqs);
+            for (((key, hash), req), verdict) in checks.zip(verdicts) {
                 report.txs += 1;
                 if verdict.is_failsafe() {
                     store.set_failsafe(true);
                 }
-                if store.record(*hash, verdict, &req.descriptor, req.min_safety, now, now_unix) {
+                let (d, safety) = (&req.descriptor, req.min_safety);
+                if store.record_at(*key, *hash, verdict, d, safety, now, now_unix) {
                     report.invalid_found += 1;
                 }
             }

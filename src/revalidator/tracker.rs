@@ -10,7 +10,6 @@
 //! reason, and nothing is ever published on them: an EL must never drop a valid tx because a
 //! peer is broken (ELs evict on the failsafe flag themselves).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use serde_json::json;
 use super::feed::{Feed, FeedEntry};
 use super::mirror::PoolMirror;
 use super::pool::PoolTx;
+use super::tracked::{Bits, TrackedTxs, TxKey};
 use crate::interop::access_list::{parse_bounded, BoundedParseError, Bounds};
 use crate::interop::{ExecutingDescriptor, Message, SafetyLevel};
 use crate::rpc::codes;
@@ -47,17 +47,32 @@ pub enum TxStatus {
     },
     /// Published to the feed; never re-checked.
     Invalid {
-        /// Why.
-        rejection: Box<Rejection>,
-        /// The window and safety of the backend verdict, when the backend gave it (a malformed
-        /// list or an expired deadline has none and is never answered from here).
-        checked: Option<(Window, SafetyLevel)>,
-        /// Feed sequence number.
-        seq: u64,
+        /// Why, and where it was published (boxed: rare, and it would double the status).
+        published: Box<Published>,
     },
 }
 
-/// One tracked interop tx.
+/// A published invalid verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    /// Why.
+    pub rejection: Rejection,
+    /// The window and safety of the backend verdict, when the backend gave it (a malformed
+    /// list or an expired deadline has none and is never answered from here).
+    pub checked: Option<(Window, SafetyLevel)>,
+    /// Feed sequence number.
+    pub seq: u64,
+}
+
+impl TxStatus {
+    fn invalid(rejection: Rejection, checked: Option<(Window, SafetyLevel)>, seq: u64) -> Self {
+        Self::Invalid { published: Box::new(Published { rejection, checked, seq }) }
+    }
+}
+
+/// One tracked interop tx, kept small (a million of them at the 1M-tracked goal): unix seconds
+/// as `u32` (enough until 2106) with a sentinel instead of `Option`, the presumed block with a
+/// sentinel, the "no answer" reason behind one thin pointer (set only during outages).
 #[derive(Debug, Clone)]
 pub struct TrackedTx {
     /// Sender (with the nonce, where the mirror finds the tx).
@@ -66,26 +81,122 @@ pub struct TrackedTx {
     pub nonce: u64,
     /// De-duplicated messages (empty for a malformed list).
     pub messages: Arc<[Message]>,
-    /// The newest initiating timestamp among `messages`.
-    pub max_init_ts: u64,
-    /// First seen in the pool (unix seconds).
-    pub first_seen_unix: u64,
-    /// Start of the current run without a definitive answer.
-    pub unknown_since: Instant,
-    /// Presumed block index, `None` when unplaced (nonce gap, gas over the limit).
-    pub presumed_block: Option<u32>,
     /// Expected inclusion timestamp.
     pub expected_ts: u64,
+    /// Start of the current run without a definitive answer (see [`Stamp`]).
+    unknown_since: Stamp,
     /// Latest verdict.
     pub status: TxStatus,
-    /// Last check (unix seconds).
-    pub last_checked_unix: Option<u64>,
-    /// Next planned check (unix seconds).
-    pub next_check_unix: Option<u64>,
+    /// First seen in the pool (unix seconds).
+    first_seen_unix: u32,
+    /// Presumed block index, `UNSET` when unplaced (nonce gap, gas over the limit).
+    presumed_block: u32,
+    /// Last check (unix seconds, `UNSET`: never).
+    last_checked_unix: u32,
+    /// Next planned check (unix seconds, `UNSET`: none).
+    next_check_unix: u32,
     /// Re-check on the next pass whatever its presumed block.
     pub retry: bool,
     /// Why the latest check got no verdict (no answer, or failsafe); `None` after an answer.
-    pub no_answer: Option<Box<str>>,
+    /// Boxed for a thin pointer: 8 bytes in every tracked tx rather than 24 for a `String`
+    /// (or 16 for a `Box<str>`), and only set during outages.
+    #[allow(clippy::box_collection)]
+    no_answer: Option<Box<String>>,
+}
+
+/// The sentinel of [`TrackedTx`]'s optional `u32` fields.
+const UNSET: u32 = u32::MAX;
+
+fn opt(v: u32) -> Option<u32> {
+    (v != UNSET).then_some(v)
+}
+
+/// Unix seconds as stored: saturating below the sentinel.
+fn unix32(v: u64) -> u32 {
+    v.min(u64::from(UNSET - 1)) as u32
+}
+
+/// An `Instant` as signed nanoseconds from the store's epoch: 8 bytes instead of 16, exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp(i64);
+
+impl Stamp {
+    fn new(epoch: Instant, t: Instant) -> Self {
+        match t.checked_duration_since(epoch) {
+            Some(d) => Self(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            None => Self(-i64::try_from(epoch.duration_since(t).as_nanos()).unwrap_or(i64::MAX)),
+        }
+    }
+
+    fn instant(self, epoch: Instant) -> Instant {
+        let d = Duration::from_nanos(self.0.unsigned_abs());
+        if self.0 >= 0 {
+            epoch + d
+        } else {
+            epoch.checked_sub(d).unwrap_or(epoch)
+        }
+    }
+}
+
+impl TrackedTx {
+    /// An unchecked tx with `messages` (tests of the table).
+    #[cfg(test)]
+    pub(super) fn unchecked(messages: Vec<Message>) -> Self {
+        Self {
+            sender: Address::ZERO,
+            nonce: 0,
+            messages: Arc::from(messages),
+            expected_ts: 0,
+            unknown_since: Stamp(0),
+            status: TxStatus::Unchecked,
+            first_seen_unix: 0,
+            presumed_block: UNSET,
+            last_checked_unix: UNSET,
+            next_check_unix: UNSET,
+            retry: false,
+            no_answer: None,
+        }
+    }
+
+    /// Presumed block index, `None` when unplaced (nonce gap, gas over the limit).
+    pub fn presumed_block(&self) -> Option<u32> {
+        opt(self.presumed_block)
+    }
+
+    /// Sets the presumed block.
+    pub fn set_presumed_block(&mut self, block: Option<u32>) {
+        self.presumed_block = block.unwrap_or(UNSET);
+    }
+
+    /// Next planned check (unix seconds).
+    pub fn next_check_unix(&self) -> Option<u32> {
+        opt(self.next_check_unix)
+    }
+
+    /// Sets the next planned check (unix seconds).
+    pub fn set_next_check_unix(&mut self, at: Option<u64>) {
+        self.next_check_unix = at.map_or(UNSET, unix32);
+    }
+
+    /// Last check (unix seconds).
+    pub fn last_checked_unix(&self) -> Option<u32> {
+        opt(self.last_checked_unix)
+    }
+
+    /// First seen in the pool (unix seconds).
+    pub fn first_seen_unix(&self) -> u32 {
+        self.first_seen_unix
+    }
+
+    /// Why the latest check got no verdict (no answer, or failsafe); `None` after an answer.
+    pub fn no_answer(&self) -> Option<&str> {
+        self.no_answer.as_deref().map(String::as_str)
+    }
+
+    /// The newest initiating timestamp among the messages.
+    pub fn max_init_ts(&self) -> u64 {
+        self.messages.iter().map(|m| m.timestamp).max().unwrap_or(0)
+    }
 }
 
 /// What a pool sync changed.
@@ -114,100 +225,26 @@ pub struct TrackerLimits {
     pub chain_id: Option<U256>,
 }
 
-/// The tracked txs by hash: a dense vector of entries plus a hash -> index map, rather than one
-/// `HashMap<B256, TrackedTx>`, whose table holds twice the entries' room at its worst load and,
-/// while it grows, the old table too (at 1M tracked txs ~450 MB, ~670 MB while growing, against
-/// ~80 MB of index plus the entries themselves here). Removal swaps the last entry in.
-#[derive(Debug, Default)]
-pub struct TrackedTxs {
-    index: HashMap<B256, u32>,
-    entries: Vec<(B256, TrackedTx)>,
+/// A pool a whole sync reads by position: a snapshot read whole, or a mirror, whose tracked
+/// txs' inbox entries are dropped (the store keeps their parsed messages).
+trait WholePool {
+    fn txs(&self) -> &[PoolTx];
+    /// The tx at `pos` is tracked.
+    fn tracked(&mut self, _pos: usize) {}
 }
 
-impl TrackedTxs {
-    fn with_capacity(n: usize) -> Self {
-        // Address space only: pages count once written, and they are written in order.
-        Self { index: HashMap::new(), entries: Vec::with_capacity(n.min(1 << 22)) }
-    }
-
-    /// The tx with `hash`.
-    pub fn get(&self, hash: &B256) -> Option<&TrackedTx> {
-        self.index.get(hash).map(|&i| &self.entries[i as usize].1)
-    }
-
-    /// The tx with `hash`, to update.
-    pub fn get_mut(&mut self, hash: &B256) -> Option<&mut TrackedTx> {
-        let i = *self.index.get(hash)?;
-        Some(&mut self.entries[i as usize].1)
-    }
-
-    /// True when `hash` is tracked.
-    pub fn contains_key(&self, hash: &B256) -> bool {
-        self.index.contains_key(hash)
-    }
-
-    /// Number of tracked txs.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// True when nothing is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Every tracked tx, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&B256, &TrackedTx)> {
-        self.entries.iter().map(|(h, t)| (h, t))
-    }
-
-    /// Every tracked hash.
-    pub fn keys(&self) -> impl Iterator<Item = &B256> {
-        self.entries.iter().map(|(h, _)| h)
-    }
-
-    /// Every tracked tx.
-    pub fn values(&self) -> impl Iterator<Item = &TrackedTx> {
-        self.entries.iter().map(|(_, t)| t)
-    }
-
-    fn insert(&mut self, hash: B256, tx: TrackedTx) {
-        if let Some(t) = self.get_mut(&hash) {
-            *t = tx;
-            return;
-        }
-        self.index.insert(hash, self.entries.len() as u32);
-        self.entries.push((hash, tx));
-    }
-
-    fn remove(&mut self, hash: &B256) -> Option<TrackedTx> {
-        let i = self.index.remove(hash)? as usize;
-        let (_, tx) = self.entries.swap_remove(i);
-        if let Some((moved, _)) = self.entries.get(i) {
-            self.index.insert(*moved, i as u32);
-        }
-        Some(tx)
+impl WholePool for &[PoolTx] {
+    fn txs(&self) -> &[PoolTx] {
+        self
     }
 }
 
-impl<'a> IntoIterator for &'a TrackedTxs {
-    type Item = (&'a B256, &'a TrackedTx);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (B256, TrackedTx)>,
-        fn(&'a (B256, TrackedTx)) -> (&'a B256, &'a TrackedTx),
-    >;
-    fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter().map(|(h, t)| (h, t))
+impl WholePool for PoolMirror {
+    fn txs(&self) -> &[PoolTx] {
+        &self.snapshot().txs
     }
-}
-
-impl std::ops::Index<&B256> for TrackedTxs {
-    type Output = TrackedTx;
-    fn index(&self, hash: &B256) -> &TrackedTx {
-        match self.get(hash) {
-            Some(t) => t,
-            None => panic!("{hash} is not tracked"),
-        }
+    fn tracked(&mut self, pos: usize) {
+        self.strip_inbox(pos);
     }
 }
 
@@ -215,14 +252,18 @@ impl std::ops::Index<&B256> for TrackedTxs {
 #[derive(Debug)]
 pub struct Tracker {
     pub(super) txs: TrackedTxs,
-    by_messages: HashMap<Arc<[Message]>, Vec<B256>>,
     pub(super) feed: Feed,
     failsafe: bool,
     limits: TrackerLimits,
-    /// Txs a near pass checks whatever their block: never checked, or waiting for a retry.
-    soon: HashSet<B256>,
     /// The mirror epoch the store follows by its change log (`None`: sync over the whole pool).
     synced_epoch: Option<u64>,
+    /// What the txs' [`Stamp`]s count from.
+    epoch: Instant,
+    /// The slot key of the tx at each pool position when last seen there: a hint, checked
+    /// against the slot's hash. A full pass looks up every pooled interop tx, and at 1M tracked
+    /// a hash-table probe is a few cache misses (~400 ns, 40% of a full pass); positions rarely
+    /// move between passes, and the slot is read next anyway. 4 bytes per pool position.
+    pos_hint: Vec<TxKey>,
 }
 
 impl Tracker {
@@ -230,31 +271,55 @@ impl Tracker {
     pub fn new(limits: TrackerLimits, feed: Feed) -> Self {
         Self {
             txs: TrackedTxs::with_capacity(limits.max_tracked),
-            by_messages: HashMap::new(),
             feed,
             failsafe: false,
             limits,
-            soon: HashSet::new(),
             synced_epoch: None,
+            epoch: Instant::now(),
+            pos_hint: Vec::new(),
         }
     }
 
-    /// Tracked txs a near pass checks whatever their presumed block (never checked, or
-    /// waiting for a retry).
-    pub fn soon(&self) -> impl Iterator<Item = &B256> {
-        self.soon.iter()
+    /// Slot keys of the tracked txs a near pass checks whatever their presumed block (never
+    /// checked, or waiting for a retry).
+    pub fn soon(&self) -> impl Iterator<Item = TxKey> + '_ {
+        self.txs.soon()
     }
 
-    fn mark(&mut self, hash: B256) {
-        let due = self.txs.get(&hash).is_some_and(|t| {
-            !matches!(t.status, TxStatus::Invalid { .. })
-                && (t.retry || t.status == TxStatus::Unchecked)
-        });
-        if due {
-            self.soon.insert(hash);
-        } else {
-            self.soon.remove(&hash);
+    /// The slot key of the tracked tx with `hash`, at position `pos` of the pool (or mirror)
+    /// the store follows: by the position's hint when it still holds, else by hash.
+    pub fn key_at(&mut self, pos: usize, hash: &B256) -> Option<TxKey> {
+        if let Some(&k) = self.pos_hint.get(pos) {
+            if self.txs.at(k).is_some_and(|(h, _)| h == hash) {
+                return Some(k);
+            }
         }
+        let k = self.txs.key_of(hash)?;
+        self.hint(pos, k);
+        Some(k)
+    }
+
+    fn hint(&mut self, pos: usize, key: TxKey) {
+        if pos >= self.pos_hint.len() {
+            self.pos_hint.resize(pos + 1, TxKey::MAX);
+        }
+        self.pos_hint[pos] = key;
+    }
+
+    /// Files the tx in slot `key` by its status: "soon" (never checked, or waiting for a
+    /// retry) and published invalid. Called after every status change.
+    fn mark(&mut self, key: TxKey) {
+        let Some((_, t)) = self.txs.at(key) else { return };
+        let invalid = matches!(t.status, TxStatus::Invalid { .. });
+        let due = !invalid && (t.retry || t.status == TxStatus::Unchecked);
+        self.txs.set_soon(key, due);
+        self.txs.set_invalid(key, invalid);
+    }
+
+    /// The hashes of the tracked txs published invalid (still pooled, as the store holds only
+    /// pooled txs), without a walk over every tracked tx.
+    pub fn invalid(&self) -> impl Iterator<Item = &B256> + '_ {
+        self.txs.invalid()
     }
 
     /// Follows a pool mirror by its change log: only the interop txs that came or went since
@@ -270,52 +335,38 @@ impl Tracker {
     ) -> SyncReport {
         let changes = mirror.take_changes();
         if self.synced_epoch != Some(mirror.epoch()) {
-            let report = self.sync(&mirror.snapshot().txs, now, now_unix);
-            let tracked: Vec<usize> = (mirror.snapshot().txs.iter().enumerate())
-                .filter(|(_, t)| t.inbox.as_ref().is_some_and(|i| !i.is_empty()))
-                .filter(|(_, t)| self.txs.contains_key(&t.hash))
-                .map(|(pos, _)| pos)
-                .collect();
-            for pos in tracked {
-                mirror.strip_inbox(pos);
-            }
+            let report = self.sync_whole(mirror, now, now_unix);
             // Over the cap, the txs left out are retried by the next whole sync.
             self.synced_epoch = (report.over_limit == 0).then_some(mirror.epoch());
             return report;
         }
         let mut report = SyncReport::default();
+        // What left first, then what came: at `max_tracked`, a pass where as many txs leave as
+        // come tracks the newcomers instead of counting them over the cap (and syncing over the
+        // whole mirror next pass to pick them up). Each change is judged by the mirror as it
+        // is now, so the order changes nothing else.
+        let mut came = Vec::new();
         for c in changes {
-            let present = mirror.get(&c.sender, c.nonce).filter(|(_, t)| t.hash == c.hash);
-            match present {
-                Some((pos, tx)) => {
-                    if !self.txs.contains_key(&c.hash) && self.track(tx, now, now_unix, &mut report)
-                    {
-                        mirror.strip_inbox(pos);
-                    }
-                }
+            match mirror.get(&c.sender, c.nonce).filter(|(_, t)| t.hash == c.hash) {
+                Some((pos, _)) => came.push(pos),
                 None => {
-                    if self.forget(&c.hash) {
+                    if self.txs.remove(&c.hash).is_some() {
                         report.removed += 1;
                     }
                 }
+            }
+        }
+        for pos in came {
+            let tx = &mirror.snapshot().txs[pos];
+            if let Some(key) = self.track(tx, now, now_unix, &mut report) {
+                self.hint(pos, key);
+                mirror.strip_inbox(pos);
             }
         }
         if report.over_limit > 0 {
             self.synced_epoch = None;
         }
         report
-    }
-
-    fn forget(&mut self, hash: &B256) -> bool {
-        let Some(t) = self.txs.remove(hash) else { return false };
-        self.soon.remove(hash);
-        if let Some(hashes) = self.by_messages.get_mut(&t.messages) {
-            hashes.retain(|h| h != hash);
-            if hashes.is_empty() {
-                self.by_messages.remove(&t.messages);
-            }
-        }
-        true
     }
 
     /// Number of tracked txs.
@@ -347,50 +398,87 @@ impl Tracker {
     /// ones at once). A whole-pool scan: for full reads; a mirror is followed by
     /// [`Self::sync_mirror`].
     pub fn sync(&mut self, pool: &[PoolTx], now: Instant, now_unix: u64) -> SyncReport {
+        self.sync_whole(&mut { pool }, now, now_unix)
+    }
+
+    /// [`Self::sync`] over a snapshot or a mirror. Mark and sweep: one lookup per pooled
+    /// interop tx (by its position's hint, else by hash) and a bit per slot, not a set of every
+    /// pooled hash. A mirror drops each tracked tx's inbox entries as soon as it is tracked, so
+    /// their memory is freed while the store's grows (at a first sync of 1M interop txs the
+    /// two are not held whole at once).
+    fn sync_whole(&mut self, pool: &mut impl WholePool, now: Instant, now_unix: u64) -> SyncReport {
         self.synced_epoch = None;
         let mut report = SyncReport::default();
-        let present: HashSet<B256> =
-            pool.iter().filter(|t| t.inbox.is_some()).map(|t| t.hash).collect();
-        let gone: Vec<B256> = self.txs.keys().filter(|h| !present.contains(*h)).copied().collect();
+        let mut present = Bits::with_bound(self.txs.key_bound());
+        // Positions as u32: a first sync of 1M txs lists them all (pools are bounded far below).
+        let mut untracked: Vec<u32> = Vec::new();
+        for pos in 0..pool.txs().len() {
+            let tx = &pool.txs()[pos];
+            let Some(inbox) = &tx.inbox else { continue };
+            let (hash, entries) = (tx.hash, !inbox.is_empty());
+            match self.key_at(pos, &hash) {
+                Some(k) => {
+                    present.set(k, true);
+                    if entries {
+                        pool.tracked(pos);
+                    }
+                }
+                None => untracked.push(pos as u32),
+            }
+        }
+        let gone: Vec<TxKey> =
+            self.txs.iter_keyed().map(|(k, _, _)| k).filter(|&k| !present.get(k)).collect();
         drop(present);
-        for hash in gone {
-            self.forget(&hash);
+        for k in gone {
+            self.txs.remove_at(k);
             report.removed += 1;
         }
-        for tx in pool {
-            if tx.inbox.is_some() && !self.txs.contains_key(&tx.hash) {
-                self.track(tx, now, now_unix, &mut report);
+        for pos in untracked {
+            let pos = pos as usize;
+            let tx = &pool.txs()[pos];
+            // The same hash twice in the pool is tracked by its first occurrence (`track`
+            // tracks nothing already tracked).
+            if let Some(key) = self.track(tx, now, now_unix, &mut report) {
+                self.hint(pos, key);
+                pool.tracked(pos);
             }
         }
         report
     }
 
-    /// Tracks a new interop tx (publishing a malformed one at once); false when it is not
-    /// tracked (over `max_tracked`, or its entries were already dropped from a mirror).
-    fn track(&mut self, tx: &PoolTx, now: Instant, now_unix: u64, report: &mut SyncReport) -> bool {
-        let Some(inbox) = &tx.inbox else { return false };
+    /// Tracks a new interop tx (publishing a malformed one at once); its slot key, `None` when
+    /// it is not tracked (already tracked, over `max_tracked`, or its entries were already
+    /// dropped from a mirror).
+    fn track(
+        &mut self,
+        tx: &PoolTx,
+        now: Instant,
+        now_unix: u64,
+        report: &mut SyncReport,
+    ) -> Option<TxKey> {
+        let inbox = tx.inbox.as_ref()?;
         if inbox.is_empty() {
             // Entries dropped by the mirror once tracked: a tx the store forgot while the
             // mirror kept it. The next reconciliation brings its entries back.
-            return false;
+            return None;
         }
         if self.txs.len() >= self.limits.max_tracked {
-            report.over_limit += 1;
-            return false;
+            if !self.txs.contains_key(&tx.hash) {
+                report.over_limit += 1;
+            }
+            return None;
         }
-        report.added += 1;
         let mut t = TrackedTx {
             sender: tx.sender,
             nonce: tx.nonce,
             messages: Arc::from(Vec::new()),
-            max_init_ts: 0,
-            first_seen_unix: now_unix,
-            unknown_since: now,
-            presumed_block: None,
             expected_ts: 0,
+            unknown_since: Stamp::new(self.epoch, now),
             status: TxStatus::Unchecked,
-            last_checked_unix: None,
-            next_check_unix: None,
+            first_seen_unix: unix32(now_unix),
+            presumed_block: UNSET,
+            last_checked_unix: UNSET,
+            next_check_unix: UNSET,
             retry: false,
             no_answer: None,
         };
@@ -405,21 +493,26 @@ impl Tracker {
                 Rejection::new(codes::INVALID_PARAMS, format!("malformed interop access list: {e}"))
             }
         });
-        match parsed {
+        let malformed = match parsed {
             Ok(messages) => {
-                t.max_init_ts = messages.iter().map(|m| m.timestamp).max().unwrap_or(0);
                 t.messages = Arc::from(messages);
-                self.by_messages.entry(t.messages.clone()).or_default().push(tx.hash);
+                None
             }
-            Err(rejection) => {
-                report.malformed += 1;
-                let seq = self.publish(tx.hash, &rejection, now_unix);
-                t.status = TxStatus::Invalid { rejection: Box::new(rejection), checked: None, seq };
+            Err(rejection) => Some(rejection),
+        };
+        // Already tracked (the same hash twice in a pool): nothing new. Checked by the insert
+        // itself, not by a probe before it (a first sync of 1M txs would probe twice).
+        let key = self.txs.insert(tx.hash, t)?;
+        report.added += 1;
+        if let Some(rejection) = malformed {
+            report.malformed += 1;
+            let seq = self.publish(tx.hash, &rejection, now_unix);
+            if let Some((_, t)) = self.txs.at_mut(key) {
+                t.status = TxStatus::invalid(rejection, None, seq);
             }
         }
-        self.txs.insert(tx.hash, t);
-        self.mark(tx.hash);
-        true
+        self.mark(key);
+        Some(key)
     }
 
     fn publish(&mut self, hash: B256, r: &Rejection, now_unix: u64) -> u64 {
@@ -445,31 +538,54 @@ impl Tracker {
         now: Instant,
         now_unix: u64,
     ) -> bool {
-        let Some(t) = self.txs.get_mut(&hash) else {
-            return false;
+        match self.txs.key_of(&hash) {
+            Some(key) => self.record_at(key, hash, verdict, descriptor, safety, now, now_unix),
+            None => false,
+        }
+    }
+
+    /// [`Self::record`] for the tx a pass planned by its slot key: no hash lookup. Keys do not
+    /// move while a tx is tracked and only a pool sync forgets txs, which never runs while a
+    /// pass is out (passes run one at a time); a slot that holds another tx by now is found
+    /// by hash all the same.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_at(
+        &mut self,
+        key: TxKey,
+        hash: B256,
+        verdict: Verdict,
+        descriptor: &ExecutingDescriptor,
+        safety: SafetyLevel,
+        now: Instant,
+        now_unix: u64,
+    ) -> bool {
+        let key = match self.txs.at(key) {
+            Some((h, _)) if *h == hash => key,
+            _ => match self.txs.key_of(&hash) {
+                Some(k) => k,
+                None => return false,
+            },
         };
+        let epoch = self.epoch;
+        let Some((_, t)) = self.txs.at_mut(key) else { return false };
         if matches!(t.status, TxStatus::Invalid { .. }) {
             return false;
         }
-        t.last_checked_unix = Some(now_unix);
+        t.last_checked_unix = unix32(now_unix);
         t.retry = false;
         t.no_answer = None;
         let published = match verdict {
             Verdict::Valid { until } => {
                 t.status = TxStatus::Valid { from: descriptor.timestamp, until, safety };
-                t.unknown_since = now;
+                t.unknown_since = Stamp::new(epoch, now);
                 false
             }
             Verdict::Invalid(r) if r.code != codes::SUP_FAILSAFE => {
                 let window =
                     Window { from: descriptor.timestamp, to: descriptor.end().unwrap_or(u64::MAX) };
                 let seq = self.publish(hash, &r, now_unix);
-                if let Some(t) = self.txs.get_mut(&hash) {
-                    t.status = TxStatus::Invalid {
-                        rejection: Box::new(r),
-                        checked: Some((window, safety)),
-                        seq,
-                    };
+                if let Some((_, t)) = self.txs.at_mut(key) {
+                    t.status = TxStatus::invalid(r, Some((window, safety)), seq);
                 }
                 true
             }
@@ -480,33 +596,38 @@ impl Tracker {
             }
             // No answer or failsafe: nothing learned about the tx; it keeps its last verdict.
             Verdict::Invalid(r) => {
-                t.no_answer = Some(format!("failsafe: {}", r.reason).into());
+                t.no_answer = Some(Box::new(format!("failsafe: {}", r.reason)));
                 t.retry = true;
                 false
             }
             Verdict::Unavailable(why) => {
-                t.no_answer = Some(why.into());
+                t.no_answer = Some(Box::new(why));
                 t.retry = true;
                 false
             }
         };
-        self.mark(hash);
+        self.mark(key);
         published
     }
 
     /// Publishes the txs the backends kept calling "not yet known" past the deadline; returns
     /// how many. A tx whose latest check got no answer is never published here.
+    ///
+    /// Only the "soon" txs are looked at: a not-yet-known verdict always sets `retry`, which
+    /// keeps the tx there until its next verdict, so a pass does not walk every tracked tx.
     pub fn expire(&mut self, now: Instant, now_unix: u64) -> usize {
         let max = self.limits.max_unknown;
-        let due: Vec<(B256, Rejection)> = self
+        let epoch = self.epoch;
+        let due: Vec<(TxKey, Rejection)> = self
             .txs
-            .iter()
+            .soon()
+            .filter_map(|k| self.txs.at(k).map(|(_, t)| (k, t)))
             .filter(|(_, t)| t.no_answer.is_none())
-            .filter(|(_, t)| now.saturating_duration_since(t.unknown_since) >= max)
-            .filter_map(|(h, t)| match &t.status {
+            .filter(|(_, t)| now.saturating_duration_since(t.unknown_since.instant(epoch)) >= max)
+            .filter_map(|(k, t)| match &t.status {
                 TxStatus::Pending { last } => match &**last {
                     Verdict::NotYetKnown(r) => Some((
-                        *h,
+                        k,
                         Rejection {
                             reason: format!("not known within {} s: {}", max.as_secs(), r.reason),
                             ..r.clone()
@@ -517,16 +638,14 @@ impl Tracker {
                 _ => None,
             })
             .collect();
-        for (hash, rejection) in &due {
-            let seq = self.publish(*hash, rejection, now_unix);
-            if let Some(t) = self.txs.get_mut(hash) {
-                t.status = TxStatus::Invalid {
-                    rejection: Box::new(rejection.clone()),
-                    checked: None,
-                    seq,
-                };
+        for (key, rejection) in &due {
+            let Some((hash, _)) = self.txs.at(*key) else { continue };
+            let hash = *hash;
+            let seq = self.publish(hash, rejection, now_unix);
+            if let Some((_, t)) = self.txs.at_mut(*key) {
+                t.status = TxStatus::invalid(rejection.clone(), None, seq);
             }
-            self.soon.remove(hash);
+            self.mark(*key);
         }
         due.len()
     }
@@ -551,21 +670,22 @@ impl Tracker {
             return None;
         }
         let end = d.end()?;
-        for hash in self.by_messages.get(messages)? {
-            let Some(t) = self.txs.get(hash) else {
-                continue;
-            };
+        for t in self.txs.with_messages(messages) {
             match &t.status {
                 TxStatus::Valid { until, safety: checked, .. }
-                    if safety <= *checked && d.timestamp > t.max_init_ts && end <= *until =>
+                    if safety <= *checked && d.timestamp > t.max_init_ts() && end <= *until =>
                 {
                     return Some(Ok(()));
                 }
-                TxStatus::Invalid { rejection, checked: Some((judged, checked)), .. }
-                    if safety >= *checked
-                        && judged.within(&Window { from: d.timestamp, to: end }) =>
-                {
-                    return Some(Err((**rejection).clone()));
+                TxStatus::Invalid { published } => {
+                    let Published { rejection, checked, .. } = &**published;
+                    if let Some((judged, checked)) = checked {
+                        if safety >= *checked
+                            && judged.within(&Window { from: d.timestamp, to: end })
+                        {
+                            return Some(Err(rejection.clone()));
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -582,11 +702,14 @@ impl Tracker {
             TxStatus::Unchecked => ("unchecked", serde_json::Value::Null, None),
             TxStatus::Valid { until, .. } => ("valid", json!({ "kind": "valid" }), Some(*until)),
             TxStatus::Pending { last } => ("pending", verdict_view(last), None),
-            TxStatus::Invalid { rejection, seq, .. } => (
-                "invalid",
-                json!({ "kind": "invalid", "code": rejection.code, "reason": rejection.reason, "cursor": format!("{seq:#x}") }),
-                None,
-            ),
+            TxStatus::Invalid { published } => {
+                let Published { rejection, seq, .. } = &**published;
+                (
+                    "invalid",
+                    json!({ "kind": "invalid", "code": rejection.code, "reason": rejection.reason, "cursor": format!("{seq:#x}") }),
+                    None,
+                )
+            }
         };
         if t.no_answer.is_some() {
             // The latest check got no verdict: say so, with why, beside the last verdict.
@@ -595,16 +718,16 @@ impl Tracker {
         json!({
             "hash": hash,
             "tracked": true,
-            "reason": t.no_answer,
+            "reason": t.no_answer(),
             "status": status,
             "messages": t.messages.len(),
-            "presumedBlock": t.presumed_block,
+            "presumedBlock": t.presumed_block(),
             "expectedTimestamp": t.expected_ts,
             "lastVerdict": last,
             "validUntil": valid_until,
             "firstSeen": t.first_seen_unix,
-            "lastChecked": t.last_checked_unix,
-            "nextCheck": t.next_check_unix,
+            "lastChecked": t.last_checked_unix(),
+            "nextCheck": t.next_check_unix(),
         })
     }
 }
@@ -681,12 +804,15 @@ mod tests {
         assert!(
             codes.contains(&codes::INVALID_PARAMS) && codes.contains(&codes::ACCESS_LIST_TOO_LARGE)
         );
+        let mut invalid: Vec<B256> = t.invalid().copied().collect();
+        invalid.sort();
+        assert_eq!(invalid, vec![B256::with_last_byte(2), B256::with_last_byte(4)]);
         // A second sync publishes nothing new; dropping tx 1 forgets it and its lookup key.
         assert_eq!(t.sync(&pool, now, 1_001).added, 0);
         assert_eq!(t.feed().next_seq(), 3);
         let r = t.sync(&pool[1..], now, 1_002);
         assert_eq!(r.removed, 1);
-        assert!(t.by_messages.is_empty());
+        assert_eq!(t.txs.distinct_messages(), 0);
         assert_eq!(t.view(&B256::with_last_byte(1))["tracked"], false);
     }
 
@@ -728,6 +854,26 @@ mod tests {
         assert_eq!((r.added, r.removed), (1, 0));
         assert!(t.txs.contains_key(&B256::with_last_byte(9)) && stripped(&m, 9));
         assert_eq!(t.sync_mirror(&mut m, now, 5), SyncReport::default(), "nothing changed");
+    }
+
+    /// At `max_tracked`, a pass where one tx leaves and one comes tracks the newcomer: the
+    /// change log frees room before it tracks.
+    #[test]
+    fn at_the_cap_a_leaving_tx_makes_room_for_a_coming_one_in_the_same_sync() {
+        let limits = TrackerLimits { max_tracked: 2, ..tracker().limits };
+        let mut t = Tracker::new(limits, Feed::new(10));
+        let mut m = PoolMirror::new(100);
+        let now = Instant::now();
+        let interop = |h: u8| ptx(h, Some(encode_entries(&[msg(u64::from(h))])));
+        m.insert(interop(1));
+        m.insert(interop(2));
+        assert_eq!(t.sync_mirror(&mut m, now, 1).added, 2);
+        m.insert(interop(3)); // logged before the inclusion that makes room
+        m.include(Address::repeat_byte(1), 0);
+        let r = t.sync_mirror(&mut m, now, 2);
+        assert_eq!((r.added, r.removed, r.over_limit), (1, 1, 0));
+        assert!(t.txs.contains_key(&B256::with_last_byte(3)));
+        assert_eq!(t.sync_mirror(&mut m, now, 3), SyncReport::default(), "still by the log");
     }
 
     #[test]
@@ -788,6 +934,7 @@ mod tests {
         assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(210, 0)), None, "after it");
         assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(206, 0)), None, "narrower");
         assert_eq!(t.lookup(&m, SafetyLevel::CrossUnsafe, &desc(150, 0)), None);
+        assert_eq!(t.invalid().collect::<Vec<_>>(), vec![&h]);
         let page = t.feed().read(None, 10);
         assert_eq!(page.entries.len(), 1);
         assert_eq!(page.entries[0].data.as_ref().unwrap()["logIndex"], 0);
