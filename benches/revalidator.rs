@@ -198,17 +198,51 @@ fn memory_child(n: usize, interop_pct: usize) {
     let full = rt.block_on(reval.run_pass_on_mirror(&mut mirror, PassKind::Full, Instant::now()));
     let full_cpu = cpu_ms() - cpu;
     let hwm = proc_status_kib("VmHWM:");
+    // A periodic reconciliation: the EL's whole pool as `txpool_content` decodes it (every
+    // interop tx with its inbox entries again; the decode's own cost is benches/reconcile.rs),
+    // put in place of the mirror, then the pass after it (a new epoch: the store syncs over the
+    // whole mirror once).
+    let cpu = cpu_ms();
+    mirror.begin_reconcile();
+    // As the follower applies it: batch by batch as the read is decoded (here the read holds
+    // every tx the mirror has, so nothing moves while it is applied).
+    let read_batch = |m: &PoolMirror, from: usize| -> Vec<PoolTx> {
+        let txs = &m.snapshot().txs;
+        (from..txs.len().min(from + 4096))
+            .map(|i| PoolTx {
+                inbox: txs[i]
+                    .inbox
+                    .as_ref()
+                    .map(|_| interop_gate::interop::encode_entries(&[msg(i)])),
+                ..txs[i].clone()
+            })
+            .collect()
+    };
+    let mut from = 0;
+    while from < mirror.len() {
+        let batch = read_batch(&mirror, from);
+        from += batch.len();
+        mirror.apply_read(batch);
+    }
+    let repair = mirror.finish_reconcile(HEAD, Vec::new(), None);
+    let after = rt.block_on(reval.run_pass_on_mirror(&mut mirror, PassKind::Full, Instant::now()));
+    let reconcile_cpu = cpu_ms() - cpu;
+    let hwm_reconciled = proc_status_kib("VmHWM:");
     println!(
         "{n} txs, {interop_pct}% interop: {} tracked, {} presumed blocks; first full pass \
          {first_cpu:.0} ms CPU; steady-state round ({churn} announced + {churn} included + near \
          pass) {round_cpu:.0} ms CPU; full pass {full_cpu:.0} ms CPU ({} checks); RSS before the \
-         pool {} MiB, peak RSS {} MiB",
+         pool {} MiB, peak RSS {} MiB; a reconciliation (the decoded read put in place + the \
+         full pass after it, {} tracked) {reconcile_cpu:.0} ms CPU, peak RSS with it {} MiB",
         full.tracked,
         full.presumed_blocks,
         full.txs_checked,
         rss_before / 1024,
         hwm / 1024,
+        after.tracked,
+        hwm_reconciled / 1024,
     );
+    assert_eq!(repair, Default::default(), "the read holds what the mirror holds");
     assert_eq!(first.tracked, first.txs_checked);
 }
 

@@ -106,6 +106,15 @@ enum Op {
     Include(Address, u64),
 }
 
+/// A mirrored tx neither the read nor a delta since it began has had (yet).
+const UNSEEN: u8 = 0;
+/// A mirrored tx the read (or a delta since it began) has too.
+const SEEN: u8 = 1;
+/// A tx the read put in: the mirror had nothing with its sender and nonce.
+const READ_ADDED: u8 = 2;
+/// A tx the read put in place of another with its sender and nonce.
+const READ_REPLACED: u8 = 3;
+
 /// The mirror.
 #[derive(Debug)]
 pub struct PoolMirror {
@@ -117,6 +126,12 @@ pub struct PoolMirror {
     /// Deltas seen since a reconciliation read began (`None`: no read in flight).
     journal: Option<Vec<Op>>,
     journal_overflow: bool,
+    /// While a reconciliation read is applied (and its deltas re-applied): per position, what
+    /// the read knows of the tx ([`UNSEEN`], [`SEEN`], [`READ_ADDED`], [`READ_REPLACED`]);
+    /// empty otherwise.
+    seen: Vec<u8>,
+    /// What the read applied so far repaired (txs it added, txs it replaced away).
+    repair: Repair,
     /// Interop txs added or removed since the last [`Self::take_changes`].
     changes: Vec<Change>,
     /// Whether a store follows this epoch by the log (until then nothing is logged: the
@@ -139,6 +154,8 @@ impl PoolMirror {
             max_txs,
             journal: None,
             journal_overflow: false,
+            seen: Vec::new(),
+            repair: Repair::default(),
             changes: Vec::new(),
             logging: false,
             epoch: next_epoch(),
@@ -258,23 +275,51 @@ impl PoolMirror {
     }
 
     /// Takes an announced pending tx.
-    pub fn insert(&mut self, mut tx: PoolTx) -> Insert {
+    pub fn insert(&mut self, tx: PoolTx) -> Insert {
+        self.put(tx, false)
+    }
+
+    /// The cap on mirrored txs: while a reconciliation read is applied the mirror holds the
+    /// txs it had and the read's side by side (until [`Self::finish_reconcile`] drops what the
+    /// read did not have), so up to twice `max_txs`, as when the read was held apart.
+    fn cap(&self) -> usize {
+        if self.journal.is_some() {
+            self.max_txs.saturating_mul(2)
+        } else {
+            self.max_txs
+        }
+    }
+
+    /// Inserts `tx`: an announced delta (logged while a read is in flight, to be re-applied
+    /// over it) or a tx of the read itself (`from_read`: counted as repair when new).
+    fn put(&mut self, mut tx: PoolTx, from_read: bool) -> Insert {
         // A collected inbox list has room for 4 entries at least (a one-message tx has 2): a
         // mirrored list is exact, 64 bytes less for such a tx (~61 MB at 1M interop txs until
         // the store has parsed them).
         if let Some(inbox) = tx.inbox.as_mut() {
             inbox.shrink_to_fit();
         }
+        // Every delta while a read is applied, even one the mirror holds already: the copy it
+        // holds may be the read's, and a delta seen before it must not win over this one.
+        if self.journal.is_some() && !from_read {
+            self.log(Op::Insert(tx.clone()));
+        }
         let at = self.position(&tx.sender, tx.nonce);
         if let Some(pos) = at {
             if self.snap.txs[pos].hash == tx.hash {
+                if pos < self.seen.len() {
+                    if from_read {
+                        self.seen[pos] = self.seen[pos].max(SEEN);
+                    } else {
+                        // A delta has it too: not a repair of the read's.
+                        self.unrepair(pos);
+                        self.seen[pos] = SEEN;
+                    }
+                }
                 return Insert::Known;
             }
-        } else if self.snap.txs.len() >= self.max_txs {
+        } else if self.snap.txs.len() >= self.cap() {
             return Insert::OverLimit;
-        }
-        if self.journal.is_some() {
-            self.log(Op::Insert(tx.clone()));
         }
         match at {
             // Same sender and nonce, another hash: the EL replaced it (a fee bump).
@@ -282,6 +327,15 @@ impl PoolMirror {
                 self.changed(&tx);
                 let old = std::mem::replace(&mut self.snap.txs[pos], tx);
                 self.changed(&old);
+                if pos < self.seen.len() {
+                    // A delta over the read's tx: the read's repair did not last.
+                    self.unrepair(pos);
+                    self.seen[pos] = if from_read { READ_REPLACED } else { SEEN };
+                    if from_read {
+                        self.repair.added += 1;
+                        self.repair.removed += 1;
+                    }
+                }
                 Insert::Replaced
             }
             None => {
@@ -298,6 +352,12 @@ impl PoolMirror {
                 }
                 run.insert(at, pos);
                 self.snap.txs.push(tx);
+                if self.journal.is_some() || !self.seen.is_empty() {
+                    self.seen.push(if from_read { READ_ADDED } else { SEEN });
+                }
+                if from_read {
+                    self.repair.added += 1;
+                }
                 Insert::Added
             }
         }
@@ -326,6 +386,11 @@ impl PoolMirror {
             }
         }
         let tx = self.snap.txs.swap_remove(pos);
+        if pos < self.seen.len() {
+            // Gone by a delta (an inclusion): whatever the read repaired there did not last.
+            self.unrepair(pos);
+            self.seen.swap_remove(pos);
+        }
         self.changed(&tx);
     }
 
@@ -372,30 +437,43 @@ impl PoolMirror {
     pub fn begin_reconcile(&mut self) {
         self.journal = Some(Vec::new());
         self.journal_overflow = false;
+        self.seen = vec![UNSEEN; self.snap.txs.len()];
+        self.repair = Repair::default();
     }
 
-    /// Drops a reconciliation whose read failed.
-    pub fn abandon_reconcile(&mut self) {
-        self.journal = None;
-    }
-
-    /// Replaces the mirror by `fresh` (a full read begun at [`Self::begin_reconcile`]) plus the
-    /// deltas seen since, and returns what that repaired. `head_hash` is the hash of the head
-    /// the read was made against (`None`: keep following the current one).
-    pub fn finish_reconcile(&mut self, fresh: PoolSnapshot, head_hash: Option<B256>) -> Repair {
-        let journal = self.journal.take().unwrap_or_default();
-        let mut before: Vec<B256> = self.snap.txs.iter().map(|t| t.hash).collect();
-        let old_head = (self.snap.head, self.head_hash);
-        let mut txs = std::mem::take(&mut self.snap.txs);
-        txs.clear();
-        self.snap = PoolSnapshot { head: fresh.head, txs, ..Default::default() };
-        self.by_sender.clear();
-        // A new epoch: the store syncs over the whole mirror once, not by the log.
-        self.new_epoch();
-        for tx in fresh.txs {
-            self.insert(tx);
+    /// Applies txs of the reconciliation read begun at [`Self::begin_reconcile`], as they
+    /// stream in: each one is marked as still in the EL's pool, and put in (a tx the mirror
+    /// missed) or in place of the mirrored one with its sender and nonce (a replacement it
+    /// missed). Why not a second copy replacing the mirror at the end: at 1M txs that copy is
+    /// ~120 MB more at the peak of every reconciliation. Deltas seen meanwhile are re-applied
+    /// by [`Self::finish_reconcile`] (the read may be older than they are).
+    pub fn apply_read(&mut self, txs: impl IntoIterator<Item = PoolTx>) {
+        if self.journal.is_none() {
+            return;
         }
-        for op in journal {
+        for tx in txs {
+            self.put(tx, true);
+        }
+    }
+
+    /// Takes back what the read counted as repaired at `pos` (a delta replaced or removed the
+    /// tx there): a repair counts only what the read changed and the deltas did not explain,
+    /// as comparing the mirror before and after would.
+    fn unrepair(&mut self, pos: usize) {
+        let r = &mut self.repair;
+        match self.seen.get(pos).copied() {
+            Some(READ_ADDED) => r.added = r.added.saturating_sub(1),
+            Some(READ_REPLACED) => {
+                r.added = r.added.saturating_sub(1);
+                r.removed = r.removed.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+
+    /// Re-applies the deltas seen since the read began, newest last, and ends the read.
+    fn replay_journal(&mut self) {
+        for op in self.journal.take().unwrap_or_default() {
             match op {
                 Op::Insert(tx) => {
                     self.insert(tx);
@@ -405,33 +483,43 @@ impl PoolMirror {
                 }
             }
         }
+        self.seen = Vec::new();
+    }
+
+    /// Drops a reconciliation whose read failed: what it applied stays (txs the EL had), the
+    /// deltas seen since it began are re-applied over it, nothing is removed.
+    pub fn abandon_reconcile(&mut self) {
+        self.replay_journal();
+    }
+
+    /// Ends the reconciliation read begun at [`Self::begin_reconcile`] once `rest` (its last
+    /// txs) is applied: the txs neither the read nor a delta since it began had are dropped,
+    /// the deltas are re-applied on top, and what the read repaired is returned. `head` and
+    /// `head_hash` are the head the read was made against (`None`: keep following the current
+    /// one).
+    pub fn finish_reconcile(
+        &mut self,
+        head: Head,
+        rest: Vec<PoolTx>,
+        head_hash: Option<B256>,
+    ) -> Repair {
+        self.apply_read(rest);
+        // From the end: the tx a removal swaps in was already looked at (and kept).
+        for pos in (0..self.seen.len().min(self.snap.txs.len())).rev() {
+            if self.seen[pos] == UNSEEN {
+                self.remove_at(pos);
+                self.repair.removed += 1;
+            }
+        }
+        self.replay_journal();
+        let repair = std::mem::take(&mut self.repair);
         // A head that arrived during the read is newer than the read's.
-        match head_hash {
-            Some(h) if old_head.0.number <= fresh.head.number => self.head_hash = Some(h),
-            _ => (self.snap.head, self.head_hash) = old_head,
+        if let Some(h) = head_hash.filter(|_| self.snap.head.number <= head.number) {
+            (self.snap.head, self.head_hash) = (head, Some(h));
         }
-        // One sorted hash list (32 bytes a tx) rather than hash sets (~80 bytes a tx at 1M),
-        // and a flag a tx for what the new mirror still holds rather than a second list.
-        before.sort_unstable();
-        let mut kept = vec![false; before.len()];
-        let mut added = 0;
-        for t in &self.snap.txs {
-            let Ok(i) = before.binary_search(&t.hash) else {
-                added += 1;
-                continue;
-            };
-            // Every copy of the hash counts as kept (no EL has two, but stay exact).
-            let (mut lo, mut hi) = (i, i + 1);
-            while lo > 0 && before[lo - 1] == t.hash {
-                lo -= 1;
-            }
-            while hi < before.len() && before[hi] == t.hash {
-                hi += 1;
-            }
-            kept[lo..hi].fill(true);
-        }
-        let removed = kept.iter().filter(|k| !**k).count();
-        Repair { added, removed }
+        // A new epoch: the store syncs over the whole mirror once, not by the log.
+        self.new_epoch();
+        repair
     }
 }
 
@@ -539,7 +627,7 @@ mod tests {
             txs: vec![tx(1, 0, 0), tx(3, 0, 0)], // tx 3: never announced
             ..Default::default()
         };
-        let r = m.finish_reconcile(fresh, Some(B256::repeat_byte(9)));
+        let r = m.finish_reconcile(fresh.head, fresh.txs, Some(B256::repeat_byte(9)));
         assert_eq!(hashes(&m), [tx(3, 0, 0).hash, tx(4, 0, 0).hash].into());
         // Before: {2, 4} (the deltas applied); after: {3, 4}: 3 was missed, 2 was stale.
         assert_eq!(r, Repair { added: 1, removed: 1 });
@@ -551,6 +639,110 @@ mod tests {
             head: m.snapshot().head,
             ..Default::default()
         };
-        assert_eq!(m.finish_reconcile(same, None), Repair::default());
+        assert_eq!(m.finish_reconcile(same.head, same.txs, None), Repair::default());
+    }
+
+    /// The reconciliation as it was (the read held apart, the mirror rebuilt from it and the
+    /// deltas re-applied; repairs = the hashes before vs after): final txs and repair.
+    fn reconciled_apart(
+        with_deltas: &PoolMirror,
+        read: &[PoolTx],
+        journal: &[Op],
+    ) -> (HashSet<B256>, Repair) {
+        let mut m = PoolMirror::new(usize::MAX >> 2);
+        for t in read {
+            m.insert(t.clone());
+        }
+        for op in journal {
+            match op {
+                Op::Insert(t) => {
+                    m.insert(t.clone());
+                }
+                Op::Include(s, n) => {
+                    m.include(*s, *n);
+                }
+            }
+        }
+        let (before, after) = (hashes(with_deltas), hashes(&m));
+        let repair = Repair {
+            added: after.difference(&before).count(),
+            removed: before.difference(&after).count(),
+        };
+        (after, repair)
+    }
+
+    #[test]
+    fn a_read_applied_in_batches_between_deltas_equals_the_read_held_apart() {
+        for seed in 1..=1000u64 {
+            let mut r = fastrand::Rng::with_seed(seed);
+            let random_tx = |r: &mut fastrand::Rng| tx(r.u8(1..6), r.u64(0..6), r.u8(0..3));
+            let mut m = PoolMirror::new(usize::MAX >> 2);
+            for _ in 0..r.usize(0..20) {
+                m.insert(random_tx(&mut r));
+            }
+            // The mirror a pass would see without the read: the deltas applied to it only.
+            let mut deltas_only = PoolMirror::new(usize::MAX >> 2);
+            for t in &m.snapshot().txs {
+                deltas_only.insert(t.clone());
+            }
+            // The EL's pool as the read sees it (one tx per sender and nonce).
+            let mut read: Vec<PoolTx> = Vec::new();
+            for _ in 0..r.usize(0..20) {
+                let t = random_tx(&mut r);
+                if !read.iter().any(|x| (x.sender, x.nonce) == (t.sender, t.nonce)) {
+                    read.push(t);
+                }
+            }
+            let mut journal = Vec::new();
+            m.begin_reconcile();
+            let mut rest = read.as_slice();
+            while !rest.is_empty() || r.bool() {
+                // Deltas (announcements and inclusions) between batches.
+                for _ in 0..r.usize(0..3) {
+                    if r.bool() {
+                        let t = random_tx(&mut r);
+                        m.insert(t.clone());
+                        deltas_only.insert(t.clone());
+                        journal.push(Op::Insert(t));
+                    } else {
+                        let (s, n) = (Address::repeat_byte(r.u8(1..6)), r.u64(0..6));
+                        m.include(s, n);
+                        deltas_only.include(s, n);
+                        journal.push(Op::Include(s, n));
+                    }
+                }
+                let take = r.usize(0..=rest.len().min(4));
+                m.apply_read(rest[..take].to_vec());
+                rest = &rest[take..];
+                if rest.is_empty() && r.u8(0..3) == 0 {
+                    break;
+                }
+            }
+            let repair = m.finish_reconcile(Head::default(), Vec::new(), None);
+            let (want, want_repair) = reconciled_apart(&deltas_only, &read, &journal);
+            assert_eq!(hashes(&m), want, "seed {seed}");
+            assert_eq!(repair, want_repair, "seed {seed}");
+            // The indexes stay consistent.
+            for (i, t) in m.snapshot().txs.iter().enumerate() {
+                assert_eq!(m.position(&t.sender, t.nonce), Some(i), "seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_abandoned_read_keeps_what_it_applied_under_the_deltas_and_removes_nothing() {
+        let mut m = PoolMirror::new(100);
+        m.insert(tx(1, 0, 0));
+        m.insert(tx(2, 0, 0)); // the read will not have it: kept, the read did not finish
+        m.begin_reconcile();
+        m.apply_read(vec![tx(1, 0, 0), tx(3, 0, 0), tx(4, 0, 1)]);
+        m.insert(tx(4, 0, 2)); // announced after the read's copy: newer
+        m.abandon_reconcile();
+        let want = [tx(1, 0, 0).hash, tx(2, 0, 0).hash, tx(3, 0, 0).hash, tx(4, 0, 2).hash];
+        assert_eq!(hashes(&m), want.into());
+        // The next reconciliation starts clean.
+        m.begin_reconcile();
+        let all = m.snapshot().txs.clone();
+        assert_eq!(m.finish_reconcile(Head::default(), all, None), Repair::default());
     }
 }

@@ -381,6 +381,21 @@ impl ElPool {
         Ok((PoolSnapshot { head: head.head, txs, undecodable, over_limit }, head.hash))
     }
 
+    /// As [`Self::fetch_ref`], but the pool's txs go to `batches` as they are decoded (see
+    /// [`super::pool_stream::read_txpool_content_batched`]); the snapshot holds the last ones.
+    pub async fn fetch_ref_batched(
+        &self,
+        batches: tokio::sync::mpsc::Sender<Vec<PoolTx>>,
+    ) -> Result<(PoolSnapshot, Option<B256>), PoolError> {
+        let (head, content) = tokio::join!(
+            self.rpc.call_raw("eth_getBlockByNumber", &("latest", false)),
+            super::pool_stream::read_txpool_content_batched(&self.rpc, self.max_txs, batches),
+        );
+        let head = decode_head_ref(head.map_err(PoolError::El)?.get())?;
+        let (txs, undecodable, over_limit) = content?;
+        Ok((PoolSnapshot { head: head.head, txs, undecodable, over_limit }, head.hash))
+    }
+
     /// The (sender, nonce) of every tx in block `hash`.
     pub async fn included(&self, hash: B256) -> Result<Vec<(Address, u64)>, PoolError> {
         let raw = self.rpc.call_raw("eth_getBlockByHash", &(hash, true)).await;

@@ -23,7 +23,25 @@ pub type Decoded = (Vec<PoolTx>, usize, usize);
 
 /// Calls `txpool_content` on `rpc` and decodes its result while the body streams in.
 pub async fn read_txpool_content(rpc: &RpcClient, max_txs: usize) -> Result<Decoded, PoolError> {
-    match rpc.call_streamed("txpool_content", &[(); 0], TxpoolContent { max_txs }).await {
+    read_with(rpc, TxpoolContent { max_txs, batches: None }).await
+}
+
+/// Txs handed over at a time by [`read_txpool_content_batched`] (~0.5 MB of decoded txs).
+pub const BATCH: usize = 4096;
+
+/// As [`read_txpool_content`], but the decoded txs go to `batches` [`BATCH`] at a time as the
+/// body streams in (waiting while the receiver is behind), so the reader never holds the
+/// whole pool; the txs returned are the last, partial batch. The counts cover every tx.
+pub async fn read_txpool_content_batched(
+    rpc: &RpcClient,
+    max_txs: usize,
+    batches: tokio::sync::mpsc::Sender<Vec<PoolTx>>,
+) -> Result<Decoded, PoolError> {
+    read_with(rpc, TxpoolContent { max_txs, batches: Some(batches) }).await
+}
+
+async fn read_with(rpc: &RpcClient, content: TxpoolContent) -> Result<Decoded, PoolError> {
+    match rpc.call_streamed("txpool_content", &[(); 0], content).await {
         Ok(decoded) => decoded,
         Err(e) => Err(PoolError::El(e)),
     }
@@ -36,7 +54,7 @@ pub fn decode_txpool_content_from<R: std::io::Read>(
     max_txs: usize,
 ) -> Result<Decoded, PoolError> {
     let mut de = serde_json::Deserializer::from_reader(reader);
-    let decoded = TxpoolContent { max_txs }
+    let decoded = TxpoolContent { max_txs, batches: None }
         .decode(&mut de)
         .map_err(|e| PoolError::Decode(format!("txpool_content: {e}")))?;
     de.end().map_err(|e| PoolError::Decode(format!("txpool_content: {e}")))?;
@@ -44,10 +62,14 @@ pub fn decode_txpool_content_from<R: std::io::Read>(
 }
 
 /// The `result` of `txpool_content`, decoded into at most `max_txs` txs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TxpoolContent {
     /// Txs kept at most; the rest are counted.
     pub max_txs: usize,
+    /// Where decoded txs go [`BATCH`] at a time (`None`: all are returned at the end). The
+    /// decoder runs on a blocking thread, so it waits for room here without stalling the
+    /// runtime; a receiver that is gone gets nothing more (the read is counted to its end).
+    pub batches: Option<tokio::sync::mpsc::Sender<Vec<PoolTx>>>,
 }
 
 impl StreamedResult for TxpoolContent {
@@ -56,7 +78,15 @@ impl StreamedResult for TxpoolContent {
     type Output = Result<Decoded, PoolError>;
 
     fn decode<'de, D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Output, D::Error> {
-        let mut state = State { max_txs: self.max_txs, txs: Vec::new(), bad: 0, over: 0 };
+        let mut state = State {
+            max_txs: self.max_txs,
+            txs: Vec::new(),
+            kept: 0,
+            batches: self.batches,
+            abandoned: false,
+            bad: 0,
+            over: 0,
+        };
         let shape = MapOr(Content(&mut state)).deserialize(d)?;
         Ok(match shape {
             Ok(()) => Ok((state.txs, state.bad, state.over)),
@@ -68,9 +98,33 @@ impl StreamedResult for TxpoolContent {
 /// What the walk has gathered so far.
 struct State {
     max_txs: usize,
+    /// Decoded txs not handed over yet.
     txs: Vec<PoolTx>,
+    /// Txs kept so far, handed over or not (what `max_txs` bounds).
+    kept: usize,
+    batches: Option<tokio::sync::mpsc::Sender<Vec<PoolTx>>>,
+    /// The receiver of `batches` is gone.
+    abandoned: bool,
     bad: usize,
     over: usize,
+}
+
+impl State {
+    fn keep(&mut self, tx: PoolTx) {
+        self.kept += 1;
+        if self.abandoned {
+            return;
+        }
+        self.txs.push(tx);
+        if self.txs.len() < BATCH {
+            return;
+        }
+        if let Some(to) = &self.batches {
+            let batch = std::mem::replace(&mut self.txs, Vec::with_capacity(BATCH));
+            // A receiver that is gone takes nothing more: the rest is only counted.
+            self.abandoned = to.blocking_send(batch).is_err();
+        }
+    }
 }
 
 /// The part of the walk that reads one JSON object; `Err(why)` when its content is of the
@@ -213,14 +267,14 @@ impl<'de> OnMap<'de> for Sender<'_> {
     fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Result<(), String>, A::Error> {
         let s = self.0;
         while map.next_key::<IgnoredAny>()?.is_some() {
-            if s.txs.len() >= s.max_txs {
+            if s.kept >= s.max_txs {
                 map.next_value::<IgnoredAny>()?;
                 s.over += 1;
                 continue;
             }
             let raw = map.next_value::<Box<RawValue>>()?;
             match decode_pool_tx(raw.get()) {
-                Some(tx) => s.txs.push(tx),
+                Some(tx) => s.keep(tx),
                 None => s.bad += 1,
             }
         }

@@ -391,3 +391,32 @@ async fn a_socket_breaking_the_websocket_protocol_falls_back_to_polling_and_keep
         assert_eq!((r.pool_txs, r.tracked), (1, 1), "{frame:?}: passes read the pool whole");
     }
 }
+
+#[tokio::test]
+async fn a_pool_of_several_read_batches_is_reconciled_batch_by_batch_to_the_els() {
+    // 14,000 txs: over three of the read's 4,096-tx batches, so the mirror takes the read in
+    // pieces as it is decoded (no second copy of the pool) and must still end up exact.
+    let pool = interop_gate::dev::el_pool::generate_pool(700, 20, 10, |i| vec![msg(i)]);
+    let (first, later) = pool.split_at(10_000);
+    let el = Arc::new(MockElPool::new(HEAD, 10));
+    el.insert_quietly(first.iter().cloned());
+    let h = mirrored(el.clone(), |c| c.reconcile_interval_ms = Duration::from_millis(200)).await;
+    h.until("live with the 10,000 pooled txs", |h| h.live() && h.status()["txs"] == 10_000).await;
+    // Unannounced: the EL evicts 1,000 txs (50 senders) and takes 4,000 new ones.
+    let (evicted, kept) = first.split_at(1_000);
+    for t in evicted {
+        assert!(el.remove(&t.hash));
+    }
+    el.insert_quietly(later.iter().cloned());
+    h.until("the drift repaired", |h| h.status()["txs"] == 13_000).await;
+    for t in [&evicted[0], &evicted[999]] {
+        assert!(!h.mirrored(t), "evicted {} gone", t.hash);
+    }
+    for t in [&kept[0], &kept[8_999], &later[0], &later[3_999]] {
+        assert!(h.mirrored(t), "{} mirrored", t.hash);
+    }
+    // Passes read the repaired mirror: every interop tx of the pool is tracked.
+    let r = h.reval.core.run_pass(PassKind::Full).await.unwrap();
+    assert_eq!((r.pool_txs, r.tracked), (13_000, 1_300));
+    assert!(h.live(), "reconciling does not interrupt the mirror");
+}
