@@ -39,6 +39,18 @@ use super::pool::{decode_head_ref, decode_pool_tx, ElPool, HeadRef};
 use crate::config::RevalidatorConfig;
 use crate::metrics::metrics;
 
+/// The periodic reconciliation waits at least this many times as long as the last read took:
+/// a full read's cost grows with the pool (~5 s of CPU at 1M txs), so at most ~1/50 of the
+/// time goes to them whatever the pool's size (at 1M, every ~4 min rather than every 30 s).
+/// Reads a reorg, a resubscription or a dropped head ask for run at once all the same.
+const READ_SHARE: u32 = 50;
+
+/// How long the periodic reconciliation waits after one that took `took` (a read is bounded by
+/// `el_timeout_ms`, and the wait by an hour whatever it took).
+fn periodic_wait(every: Duration, took: Duration) -> Duration {
+    every.max(took.saturating_mul(READ_SHARE).min(Duration::from_secs(3_600)))
+}
+
 /// Heads queued between the reader and the keeper; beyond it a head is dropped and the mirror
 /// reconciled instead (a keeper that far behind is better served by one full read).
 const HEAD_QUEUE: usize = 64;
@@ -74,6 +86,8 @@ pub struct Follower {
     live: AtomicBool,
     reconcile_now: Notify,
     reconciliations: AtomicU64,
+    /// The periodic reconciliation's current wait, ms (see [`periodic_wait`]).
+    reconcile_wait_ms: AtomicU64,
     /// Why the mirror is not live (`None` while it is, or before the first attempt).
     reason: Mutex<Option<String>>,
 }
@@ -100,6 +114,7 @@ impl Follower {
             live: AtomicBool::new(false),
             reconcile_now: Notify::new(),
             reconciliations: AtomicU64::new(0),
+            reconcile_wait_ms: AtomicU64::new(cfg.reconcile_interval_ms.as_millis() as u64),
             reason: Mutex::new(None),
         }))
     }
@@ -121,6 +136,7 @@ impl Follower {
             "txs": lock(&self.mirror).len(),
             "subscriptions": self.epoch.load(Ordering::SeqCst),
             "reconciliations": self.reconciliations.load(Ordering::SeqCst),
+            "reconcileEveryMs": self.reconcile_wait_ms.load(Ordering::SeqCst),
             "reason": if self.is_live() { None } else { self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone() },
         })
     }
@@ -327,9 +343,7 @@ impl Follower {
         mut heads: mpsc::Receiver<HeadRef>,
         shutdown: CancellationToken,
     ) {
-        let mut tick = tokio::time::interval(self.reconcile_every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
+        let mut next = tokio::time::Instant::now() + self.reconcile_every;
         loop {
             let reconcile = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -337,11 +351,17 @@ impl Follower {
                     Some(h) => self.apply_head(h).await,
                     None => return,
                 },
-                _ = tick.tick() => true,
+                _ = tokio::time::sleep_until(next) => true,
                 _ = self.reconcile_now.notified() => true,
             };
             if reconcile && self.subscribed.load(Ordering::SeqCst) {
+                let started = tokio::time::Instant::now();
                 self.reconcile().await;
+                let wait = periodic_wait(self.reconcile_every, started.elapsed());
+                self.reconcile_wait_ms.store(wait.as_millis() as u64, Ordering::SeqCst);
+                next = tokio::time::Instant::now() + wait;
+            } else if reconcile {
+                next = tokio::time::Instant::now() + self.reconcile_every;
             }
         }
     }
@@ -466,4 +486,18 @@ struct NoteParams<'a> {
     subscription: String,
     #[serde(borrow)]
     result: &'a RawValue,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_periodic_read_waits_the_interval_or_fifty_times_the_last_read() {
+        let every = Duration::from_secs(30);
+        assert_eq!(periodic_wait(every, Duration::from_millis(20)), every, "a small pool");
+        assert_eq!(periodic_wait(every, Duration::from_secs(1)), Duration::from_secs(50));
+        assert_eq!(periodic_wait(every, Duration::from_millis(4_600)), Duration::from_secs(230));
+        assert_eq!(periodic_wait(every, Duration::MAX), Duration::from_secs(3_600), "bounded");
+    }
 }

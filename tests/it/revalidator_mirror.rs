@@ -400,7 +400,7 @@ async fn a_pool_of_several_read_batches_is_reconciled_batch_by_batch_to_the_els(
     let (first, later) = pool.split_at(10_000);
     let el = Arc::new(MockElPool::new(HEAD, 10));
     el.insert_quietly(first.iter().cloned());
-    let h = mirrored(el.clone(), |c| c.reconcile_interval_ms = Duration::from_millis(200)).await;
+    let h = mirrored(el.clone(), |_| {}).await;
     h.until("live with the 10,000 pooled txs", |h| h.live() && h.status()["txs"] == 10_000).await;
     // Unannounced: the EL evicts 1,000 txs (50 senders) and takes 4,000 new ones.
     let (evicted, kept) = first.split_at(1_000);
@@ -408,6 +408,11 @@ async fn a_pool_of_several_read_batches_is_reconciled_batch_by_batch_to_the_els(
         assert!(el.remove(&t.hash));
     }
     el.insert_quietly(later.iter().cloned());
+    // A periodic read waits 50 times as long as the last one took (a debug build reads 10,000
+    // txs slowly): a resubscription reconciles at once.
+    let done = h.reconciliations();
+    el.drop_ws();
+    h.until("a new reconciliation", |h| h.reconciliations() > done).await;
     h.until("the drift repaired", |h| h.status()["txs"] == 13_000).await;
     for t in [&evicted[0], &evicted[999]] {
         assert!(!h.mirrored(t), "evicted {} gone", t.hash);
