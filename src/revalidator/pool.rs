@@ -92,19 +92,12 @@ impl Fees {
     /// fee (it is not includable in the next block).
     pub fn effective_tip(&self, base_fee: u128) -> i128 {
         let signed = |v: u128| i128::try_from(v).unwrap_or(i128::MAX);
-        match *self {
-            Self::Legacy { gas_price } => i128::from(gas_price) - signed(base_fee),
-            Self::Dynamic { max_fee, max_priority_fee } => {
-                let headroom = i128::from(max_fee) - signed(base_fee);
-                headroom.min(i128::from(max_priority_fee))
+        match self.fields() {
+            FeeFields::Legacy { gas_price } => signed(gas_price) - signed(base_fee),
+            FeeFields::Dynamic { max_fee, max_priority_fee } => {
+                let headroom = signed(max_fee) - signed(base_fee);
+                headroom.min(signed(max_priority_fee))
             }
-            Self::Wide(ref f) => match **f {
-                FeeFields::Legacy { gas_price } => signed(gas_price) - signed(base_fee),
-                FeeFields::Dynamic { max_fee, max_priority_fee } => {
-                    let headroom = signed(max_fee) - signed(base_fee);
-                    headroom.min(signed(max_priority_fee))
-                }
-            },
         }
     }
 }
@@ -366,30 +359,27 @@ impl ElPool {
     /// Reads the head and the pending pool (two calls in parallel; a tx that lands in between
     /// is re-placed on the next pass).
     pub async fn fetch(&self) -> Result<PoolSnapshot, PoolError> {
-        self.fetch_ref().await.map(|(snap, _)| snap)
+        self.fetch_to(None).await.map(|(snap, _)| snap)
     }
 
-    /// [`Self::fetch`], with the hash of the head read (the mirror follows heads by hash).
-    pub async fn fetch_ref(&self) -> Result<(PoolSnapshot, Option<B256>), PoolError> {
-        // The pool is decoded as it streams in: a 1M-tx answer is ~490 MB of JSON, never held.
-        let (head, content) = tokio::join!(
-            self.rpc.call_raw("eth_getBlockByNumber", &("latest", false)),
-            super::pool_stream::read_txpool_content(&self.rpc, self.max_txs),
-        );
-        let head = decode_head_ref(head.map_err(PoolError::El)?.get())?;
-        let (txs, undecodable, over_limit) = content?;
-        Ok((PoolSnapshot { head: head.head, txs, undecodable, over_limit }, head.hash))
-    }
-
-    /// As [`Self::fetch_ref`], but the pool's txs go to `batches` as they are decoded (see
-    /// [`super::pool_stream::read_txpool_content_batched`]); the snapshot holds the last ones.
+    /// [`Self::fetch`], but the pool's txs go to `batches` as they are decoded (see
+    /// [`super::pool_stream::read_txpool_content_batched`]); the snapshot holds the last ones,
+    /// with the hash of the head read (the mirror follows heads by hash).
     pub async fn fetch_ref_batched(
         &self,
         batches: tokio::sync::mpsc::Sender<Vec<PoolTx>>,
     ) -> Result<(PoolSnapshot, Option<B256>), PoolError> {
+        self.fetch_to(Some(batches)).await
+    }
+
+    async fn fetch_to(
+        &self,
+        batches: Option<tokio::sync::mpsc::Sender<Vec<PoolTx>>>,
+    ) -> Result<(PoolSnapshot, Option<B256>), PoolError> {
+        // The pool is decoded as it streams in: a 1M-tx answer is ~490 MB of JSON, never held.
         let (head, content) = tokio::join!(
             self.rpc.call_raw("eth_getBlockByNumber", &("latest", false)),
-            super::pool_stream::read_txpool_content_batched(&self.rpc, self.max_txs, batches),
+            super::pool_stream::read_to(&self.rpc, self.max_txs, batches),
         );
         let head = decode_head_ref(head.map_err(PoolError::El)?.get())?;
         let (txs, undecodable, over_limit) = content?;

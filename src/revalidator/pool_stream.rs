@@ -23,7 +23,7 @@ pub type Decoded = (Vec<PoolTx>, usize, usize);
 
 /// Calls `txpool_content` on `rpc` and decodes its result while the body streams in.
 pub async fn read_txpool_content(rpc: &RpcClient, max_txs: usize) -> Result<Decoded, PoolError> {
-    read_with(rpc, TxpoolContent { max_txs, batches: None }).await
+    read_to(rpc, max_txs, None).await
 }
 
 /// Txs handed over at a time by [`read_txpool_content_batched`] (~0.5 MB of decoded txs).
@@ -37,10 +37,16 @@ pub async fn read_txpool_content_batched(
     max_txs: usize,
     batches: tokio::sync::mpsc::Sender<Vec<PoolTx>>,
 ) -> Result<Decoded, PoolError> {
-    read_with(rpc, TxpoolContent { max_txs, batches: Some(batches) }).await
+    read_to(rpc, max_txs, Some(batches)).await
 }
 
-async fn read_with(rpc: &RpcClient, content: TxpoolContent) -> Result<Decoded, PoolError> {
+/// [`read_txpool_content`] (`batches`: `None`) or [`read_txpool_content_batched`].
+pub(super) async fn read_to(
+    rpc: &RpcClient,
+    max_txs: usize,
+    batches: Option<tokio::sync::mpsc::Sender<Vec<PoolTx>>>,
+) -> Result<Decoded, PoolError> {
+    let content = TxpoolContent { max_txs, batches };
     match rpc.call_streamed("txpool_content", &[(); 0], content).await {
         Ok(decoded) => decoded,
         Err(e) => Err(PoolError::El(e)),
