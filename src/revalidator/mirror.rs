@@ -304,8 +304,13 @@ impl PoolMirror {
         if self.journal.is_some() && !from_read {
             self.log(Op::Insert(tx.clone()));
         }
-        let at = self.position(&tx.sender, tx.nonce);
-        if let Some(pos) = at {
+        // Where the sender's run has (Ok: its position) or would put (Err: the index in the
+        // run) this nonce: one lookup and one search for the whole insert.
+        let slot = match self.by_sender.get(&tx.sender) {
+            Some(run) => self.index_in(run, tx.nonce).map(|i| run[i] as usize),
+            None => Err(0),
+        };
+        if let Ok(pos) = slot {
             if self.snap.txs[pos].hash == tx.hash {
                 if pos < self.seen.len() {
                     if from_read {
@@ -321,9 +326,9 @@ impl PoolMirror {
         } else if self.snap.txs.len() >= self.cap() {
             return Insert::OverLimit;
         }
-        match at {
+        match slot {
             // Same sender and nonce, another hash: the EL replaced it (a fee bump).
-            Some(pos) => {
+            Ok(pos) => {
                 self.changed(&tx);
                 let old = std::mem::replace(&mut self.snap.txs[pos], tx);
                 self.changed(&old);
@@ -338,13 +343,9 @@ impl PoolMirror {
                 }
                 Insert::Replaced
             }
-            None => {
+            Err(at) => {
                 self.changed(&tx);
                 let pos = self.snap.txs.len() as u32;
-                let at = match self.by_sender.get(&tx.sender) {
-                    Some(run) => self.index_in(run, tx.nonce).unwrap_or_else(|at| at),
-                    None => 0,
-                };
                 let run = self.by_sender.entry(tx.sender).or_default();
                 if run.len() == run.capacity() {
                     // Grown by half rather than doubled: runs are long-lived and many.
