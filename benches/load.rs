@@ -38,11 +38,14 @@ mod forwarder;
 mod peers;
 #[path = "support/procs.rs"]
 mod procs;
+#[path = "support/self_usage.rs"]
+mod self_usage;
 use child::Child;
 #[path = "support/shared.rs"]
 mod shared;
 use peers::{BLOCKS, LOGS_PER_BLOCK, SOURCE};
-use procs::{cpu_secs, RoleProc};
+use procs::RoleProc;
+use self_usage::cpu_secs;
 
 /// The executing chain (the upstream's).
 const CHAIN_ID: u64 = 10;

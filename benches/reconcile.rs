@@ -111,7 +111,7 @@ fn child(mode: &str, path: String) {
         let url = reqwest::Url::parse(&format!("http://{addr}/")).expect("url");
         let rpc = RpcClient::new("el", "el", url.clone(), Duration::from_secs(600), http_client(2))
             .with_max_response_bytes(2 << 30);
-        let base_hwm = proc_status_kib("VmHWM:");
+        let base_hwm = proc_status_kib("VmHWM");
         let (cpu0, t0) = (cpu_ms(), Instant::now());
         let txs = match mode {
             "drain" => {
@@ -135,7 +135,7 @@ fn child(mode: &str, path: String) {
             _ => read_txpool_content(&rpc, usize::MAX).await.expect("content").0.len(),
         };
         let (wall, cpu) = (t0.elapsed().as_secs_f64() * 1e3, cpu_ms() - cpu0);
-        let hwm = proc_status_kib("VmHWM:");
+        let hwm = proc_status_kib("VmHWM");
         println!("{mode} {txs} {wall:.0} {cpu:.0} {} {}", hwm / 1024, base_hwm / 1024);
     });
 }

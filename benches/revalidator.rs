@@ -156,7 +156,7 @@ fn memory_child(n: usize, interop_pct: usize) {
                 .collect()
         })
         .collect();
-    let rss_before = proc_status_kib("VmRSS:");
+    let rss_before = proc_status_kib("VmRSS");
     let mut mirror = PoolMirror::new(n + ROUNDS * churn);
     mirror.follow_head(HEAD, Default::default(), Default::default(), &[]);
     let mut i = 0;
@@ -197,7 +197,7 @@ fn memory_child(n: usize, interop_pct: usize) {
     let cpu = cpu_ms();
     let full = rt.block_on(reval.run_pass_on_mirror(&mut mirror, PassKind::Full, Instant::now()));
     let full_cpu = cpu_ms() - cpu;
-    let hwm = proc_status_kib("VmHWM:");
+    let hwm = proc_status_kib("VmHWM");
     // A periodic reconciliation: the EL's whole pool as `txpool_content` decodes it (every
     // interop tx with its inbox entries again; the decode's own cost is benches/reconcile.rs),
     // put in place of the mirror, then the pass after it (a new epoch: the store syncs over the
@@ -227,7 +227,7 @@ fn memory_child(n: usize, interop_pct: usize) {
     let repair = mirror.finish_reconcile(HEAD, Vec::new(), None);
     let after = rt.block_on(reval.run_pass_on_mirror(&mut mirror, PassKind::Full, Instant::now()));
     let reconcile_cpu = cpu_ms() - cpu;
-    let hwm_reconciled = proc_status_kib("VmHWM:");
+    let hwm_reconciled = proc_status_kib("VmHWM");
     println!(
         "{n} txs, {interop_pct}% interop: {} tracked, {} presumed blocks; first full pass \
          {first_cpu:.0} ms CPU; steady-state round ({churn} announced + {churn} included + near \

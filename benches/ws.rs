@@ -25,6 +25,8 @@ use tokio_tungstenite::tungstenite::Message;
 #[path = "support/child.rs"]
 mod child;
 use child::Child;
+#[path = "support/self_usage.rs"]
+mod self_usage;
 
 const CHAIN_ID: u64 = 10;
 const SOURCE: u64 = 901;

@@ -65,11 +65,6 @@ impl Child {
     /// A `/proc/<pid>/status` memory field (`VmRSS`, `VmHWM`), KiB; 0 when unreadable.
     pub fn status_kib(&self, field: &str) -> f64 {
         let Some(pid) = self.child.id() else { return 0.0 };
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
+        super::self_usage::status_kib(pid, field)
     }
 }

@@ -2,11 +2,11 @@
 //! so that the peers (upstream, supervisor, chain) and the minimal forwarder run in processes of
 //! their own, apart from the load client (the bench process) and the gateway (its own child).
 //! Each helper prints one `ready {json}` line on stdout when it serves, then answers one-line
-//! commands read on stdin. Also: a process's CPU time from `/proc`, for CPU per request.
+//! commands read on stdin.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child as StdChild, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 /// A helper process (the bench binary in another role); killed when dropped.
 pub struct RoleProc {
@@ -91,28 +91,4 @@ pub fn announce(ready: serde_json::Value) {
 pub fn announce_line(answer: serde_json::Value) {
     println!("{answer}");
     let _ = std::io::stdout().flush();
-}
-
-fn clock_ticks() -> f64 {
-    static TICKS: OnceLock<f64> = OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
-/// User + system CPU seconds a process has used so far (0 when unreadable).
-pub fn cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
-    // Fields after the `(comm)`, which may contain spaces: state is field 3, utime 14, stime 15.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // `rest` starts at field 3, so field n is at index n - 3.
-    (ticks(14 - 3) + ticks(15 - 3)) / clock_ticks()
 }

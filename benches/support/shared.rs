@@ -21,7 +21,7 @@ use interop_gate::dev::redis_server::RedisServer;
 use interop_gate::dev::wallet::{dev_signer, sign_1559, TxSpec};
 
 use super::child::Child;
-use super::procs::cpu_secs;
+use super::self_usage::cpu_secs;
 use super::{body, drive_all, quantile, row, Opts, Peers, Scenario, Stats, CHAIN_ID};
 
 /// Limits high enough never to refuse, so every bucket is evaluated on every call.

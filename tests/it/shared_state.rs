@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 #[allow(dead_code)]
 #[path = "../../benches/support/child.rs"]
 mod child;
+#[path = "../../benches/support/self_usage.rs"]
+mod self_usage;
 
 const DEST: u64 = 10;
 
