@@ -221,11 +221,7 @@ impl RpcClient {
         let bytes = self.post(body).instrument(span).await?;
         let resp: WireResponse = serde_json::from_slice(&bytes)
             .map_err(|e| self.decode_err(format!("not a JSON-RPC response: {e}")))?;
-        if resp.id.as_ref().and_then(serde_json::Value::as_u64) != Some(id) {
-            return Err(
-                self.decode_err(format!("answer id {:?} is not the request id {id}", resp.id))
-            );
-        }
+        self.check_id(id, resp.id.as_ref())?;
         self.to_result(resp)
     }
 
@@ -325,6 +321,19 @@ impl RpcClient {
     /// The bound on one answer's body.
     pub(super) fn max_response_bytes(&self) -> usize {
         self.max_response_bytes
+    }
+
+    /// An answer to a single call must carry the request's id: another id answers some other
+    /// request (a broken proxy, a mixed-up connection), not this one.
+    pub(super) fn check_id(
+        &self,
+        sent: u64,
+        got: Option<&serde_json::Value>,
+    ) -> Result<(), ClientError> {
+        if got.and_then(serde_json::Value::as_u64) == Some(sent) {
+            return Ok(());
+        }
+        Err(self.decode_err(format!("answer id {got:?} is not the request id {sent}")))
     }
 
     pub(super) fn decode_err(&self, detail: String) -> ClientError {

@@ -101,11 +101,7 @@ impl RpcClient {
             .await
             .map_err(|e| self.decode_err(format!("decoder task: {e}")))?
             .map_err(|e| self.decode_err(format!("not a JSON-RPC response: {e}")))?;
-        if answer.id.as_ref().and_then(serde_json::Value::as_u64) != Some(id) {
-            return Err(
-                self.decode_err(format!("answer id {:?} is not the request id {id}", answer.id))
-            );
-        }
+        self.check_id(id, answer.id.as_ref())?;
         self.answer(answer.jsonrpc, answer.result, answer.error)
     }
 }
