@@ -195,45 +195,43 @@ impl Leases {
         let mut sources = Vec::with_capacity(buckets.len());
         let mut leases: Vec<Option<Arc<Mutex<Lease>>>> = Vec::with_capacity(buckets.len());
         let mut fetching = Fetching(Vec::new());
-        for b in buckets {
+        // The buckets Redis is asked for (their index, the bucket, how many tokens).
+        let (mut ask, mut shared, mut want) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, b) in buckets.iter().enumerate() {
             let size = self.policy.size(b.burst());
-            if size <= 1 {
-                sources.push(Source::Redis { want: 1, fetch: false });
-                leases.push(None);
-                continue;
-            }
-            let lease = self.held.get_with_by_ref(&b.key, || Arc::new(Mutex::new(Lease::new())));
-            let step = lock(&lease).step(now, size, self.policy.lifetime);
-            let source = match step {
-                Step::Spent(None) => Source::Lease,
-                Step::Spent(Some(n)) => {
-                    self.prefetch(state, b.clone(), lease.clone(), n);
-                    Source::Lease
+            let (source, lease) = if size <= 1 {
+                (Source::Redis { want: 1, fetch: false }, None)
+            } else {
+                let lease =
+                    self.held.get_with_by_ref(&b.key, || Arc::new(Mutex::new(Lease::new())));
+                let step = lock(&lease).step(now, size, self.policy.lifetime);
+                let source = match step {
+                    Step::Spent(None) => Source::Lease,
+                    Step::Spent(Some(n)) => {
+                        self.prefetch(state, b.clone(), lease.clone(), n);
+                        Source::Lease
+                    }
+                    Step::Ask { want, fetch } => Source::Redis { want, fetch },
+                };
+                if let Source::Redis { fetch: true, .. } = source {
+                    fetching.0.push(lease.clone());
                 }
-                Step::Ask { want, fetch } => Source::Redis { want, fetch },
+                (source, Some(lease))
             };
-            if let Source::Redis { fetch: true, .. } = source {
-                fetching.0.push(lease.clone());
+            if let Source::Redis { want: n, .. } = source {
+                ask.push(i);
+                shared.push(b.clone());
+                want.push(n);
             }
             sources.push(source);
-            leases.push(Some(lease));
+            leases.push(lease);
         }
-        let ask: Vec<usize> =
-            (0..buckets.len()).filter(|&i| matches!(sources[i], Source::Redis { .. })).collect();
         let m = metrics();
         if ask.is_empty() {
             m.rate_decisions.with_label_values(&["lease"]).inc();
             return Ok(None);
         }
         m.rate_decisions.with_label_values(&["redis"]).inc();
-        let shared: Vec<SharedBucket> = ask.iter().map(|&i| buckets[i].clone()).collect();
-        let want: Vec<u32> = ask
-            .iter()
-            .map(|&i| match sources[i] {
-                Source::Redis { want, .. } => want,
-                Source::Lease => 1,
-            })
-            .collect();
         let granted = match state.take_many("rate_limit", &shared, &want).await {
             Ok(g) => g,
             Err(e) => {
