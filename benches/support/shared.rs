@@ -59,11 +59,11 @@ async fn decision_latency(redis: &RedisServer, conns: usize) {
             SharedBucket { key: state.key("bench:m:eth_sendRawTransaction"), limit },
         ]
     }
-    let _ = state.take(&buckets(&state, 0)).await;
+    let _ = state.take_many("rate_limit", &buckets(&state, 0), &[1, 1]).await;
     let mut lat = Vec::with_capacity(5_000);
     for i in 0..5_000 {
         let t = Instant::now();
-        let _ = state.take(&buckets(&state, i)).await;
+        let _ = state.take_many("rate_limit", &buckets(&state, i), &[1, 1]).await;
         lat.push(t.elapsed().as_micros() as u32);
     }
     lat.sort_unstable();
@@ -80,7 +80,9 @@ async fn decision_latency(redis: &RedisServer, conns: usize) {
                 let mut lat = Vec::with_capacity(1_000);
                 for i in 0..1_000 {
                     let t = Instant::now();
-                    let _ = state.take(&buckets(&state, w * 1_000 + i)).await;
+                    let _ = state
+                        .take_many("rate_limit", &buckets(&state, w * 1_000 + i), &[1, 1])
+                        .await;
                     lat.push(t.elapsed().as_micros() as u32);
                 }
                 lat

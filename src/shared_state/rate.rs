@@ -72,13 +72,6 @@ pub struct Granted {
 }
 
 impl SharedState {
-    /// Takes one token from each bucket in order. `Ok(None)` when every bucket admitted the
-    /// call, `Ok(Some(i))` when bucket `i` (0-based) was exhausted (later ones are untouched).
-    pub async fn take(&self, buckets: &[SharedBucket]) -> Result<Option<usize>, StoreError> {
-        let want = vec![1; buckets.len()];
-        Ok(self.take_many("rate_limit", buckets, &want).await?.exhausted)
-    }
-
     /// Takes up to `want[i]` tokens (at least 1) from each bucket `i` in order, in one script
     /// call: every bucket before the first exhausted one gets between 1 and `want[i]` tokens.
     /// `op` names the call in metrics (`rate_limit`, `rate_prefetch`).
