@@ -23,7 +23,7 @@
 //! reconciliation (or a change log that outgrew its bound) starts a new *epoch*: the store then
 //! syncs over the whole mirror once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use alloy_primitives::{Address, B256};
@@ -132,6 +132,10 @@ pub struct PoolMirror {
     seen: Vec<u8>,
     /// What the read applied so far repaired (txs it added, txs it replaced away).
     repair: Repair,
+    /// Txs whose inbox entries the store dropped but no longer tracks (see
+    /// [`Self::want_inbox`]): the next reconciliation read puts their entries back. Empty but
+    /// for that rare case (the store followed full reads while the mirror kept stripped txs).
+    want_inbox: HashSet<B256>,
     /// Interop txs added or removed since the last [`Self::take_changes`].
     changes: Vec<Change>,
     /// Whether a store follows this epoch by the log (until then nothing is logged: the
@@ -156,6 +160,7 @@ impl PoolMirror {
             journal_overflow: false,
             seen: Vec::new(),
             repair: Repair::default(),
+            want_inbox: HashSet::new(),
             changes: Vec::new(),
             logging: false,
             epoch: next_epoch(),
@@ -211,6 +216,16 @@ impl PoolMirror {
     pub fn strip_inbox(&mut self, pos: usize) {
         if let Some(inbox) = self.snap.txs.get_mut(pos).and_then(|t| t.inbox.as_mut()) {
             *inbox = Vec::new();
+        }
+    }
+
+    /// The tx at `pos` lost its inbox entries to [`Self::strip_inbox`] but the store does not
+    /// track it (any more): the next reconciliation read gives them back, so the store can
+    /// track it again. (Rebuilding the mirror from each read gave every tx its entries back;
+    /// applied in place, a read keeps the stripped copy of a tx it already has.)
+    pub fn want_inbox(&mut self, pos: usize) {
+        if let Some(t) = self.snap.txs.get(pos) {
+            self.want_inbox.insert(t.hash);
         }
     }
 
@@ -312,6 +327,10 @@ impl PoolMirror {
         };
         if let Ok(pos) = slot {
             if self.snap.txs[pos].hash == tx.hash {
+                if from_read && !self.want_inbox.is_empty() && self.want_inbox.remove(&tx.hash) {
+                    // The store lost this tx's parsed messages: the read gives them back.
+                    self.snap.txs[pos].inbox = tx.inbox;
+                }
                 if pos < self.seen.len() {
                     if from_read {
                         self.seen[pos] = self.seen[pos].max(SEEN);
@@ -513,6 +532,9 @@ impl PoolMirror {
             }
         }
         self.replay_journal();
+        // What the read could give back it gave (a tx it did not have is gone); a store that
+        // still misses entries asks again at its next whole sync.
+        self.want_inbox.clear();
         let repair = std::mem::take(&mut self.repair);
         // A head that arrived during the read is newer than the read's.
         if let Some(h) = head_hash.filter(|_| self.snap.head.number <= head.number) {
@@ -745,5 +767,25 @@ mod tests {
         m.begin_reconcile();
         let all = m.snapshot().txs.clone();
         assert_eq!(m.finish_reconcile(Head::default(), all, None), Repair::default());
+    }
+
+    #[test]
+    fn a_read_gives_back_the_inbox_entries_of_a_stripped_tx_the_store_no_longer_tracks() {
+        let mut m = PoolMirror::new(10);
+        let mut t = tx(1, 0, 0);
+        t.inbox = Some(vec![B256::repeat_byte(7)]);
+        m.insert(t.clone());
+        m.strip_inbox(0);
+        assert_eq!(m.snapshot().txs[0].inbox, Some(vec![]));
+        // Tracked (stripped, and nobody asks for the entries): the read keeps the stripped copy.
+        m.begin_reconcile();
+        m.finish_reconcile(Head::default(), vec![t.clone()], None);
+        assert_eq!(m.snapshot().txs[0].inbox, Some(vec![]));
+        // No longer tracked: the next read gives the entries back.
+        m.want_inbox(0);
+        m.begin_reconcile();
+        let r = m.finish_reconcile(Head::default(), vec![t.clone()], None);
+        assert_eq!((r, &m.snapshot().txs[0].inbox), (Repair::default(), &t.inbox));
+        assert!(m.want_inbox.is_empty());
     }
 }

@@ -231,6 +231,8 @@ trait WholePool {
     fn txs(&self) -> &[PoolTx];
     /// The tx at `pos` is tracked.
     fn tracked(&mut self, _pos: usize) {}
+    /// The interop tx at `pos` lost its inbox entries to an earlier sync but is not tracked.
+    fn untracked_without_entries(&mut self, _pos: usize) {}
 }
 
 impl WholePool for &[PoolTx] {
@@ -245,6 +247,9 @@ impl WholePool for PoolMirror {
     }
     fn tracked(&mut self, pos: usize) {
         self.strip_inbox(pos);
+    }
+    fn untracked_without_entries(&mut self, pos: usize) {
+        self.want_inbox(pos);
     }
 }
 
@@ -441,6 +446,10 @@ impl Tracker {
             if let Some(key) = self.track(tx, now, now_unix, &mut report) {
                 self.hint(pos, key);
                 pool.tracked(pos);
+            } else if tx.inbox.as_ref().is_some_and(Vec::is_empty) {
+                // Forgotten while the mirror kept it stripped (the store followed full reads
+                // for a while): the next reconciliation brings its entries back.
+                pool.untracked_without_entries(pos);
             }
         }
         report
@@ -814,6 +823,24 @@ mod tests {
         assert_eq!(r.removed, 1);
         assert_eq!(t.txs.distinct_messages(), 0);
         assert_eq!(t.view(&B256::with_last_byte(1))["tracked"], false);
+    }
+
+    /// A tx the mirror holds stripped (an earlier store parsed its entries) but this store does
+    /// not track is not lost: the store asks for its entries, the next reconciliation read
+    /// gives them back, and the whole sync after it tracks the tx.
+    #[test]
+    fn a_stripped_tx_the_store_does_not_track_is_tracked_after_the_next_reconciliation() {
+        let mut m = PoolMirror::new(100);
+        let tx = ptx(1, Some(encode_entries(&[msg(1)])));
+        m.insert(tx.clone());
+        let now = Instant::now();
+        assert_eq!(tracker().sync_mirror(&mut m, now, 1).added, 1, "stripped by a first store");
+        let mut t = tracker();
+        assert_eq!(t.sync_mirror(&mut m, now, 2).added, 0, "no entries to parse");
+        m.begin_reconcile();
+        m.finish_reconcile(m.snapshot().head, vec![tx.clone()], None);
+        assert_eq!(t.sync_mirror(&mut m, now, 3).added, 1);
+        assert!(t.txs.contains_key(&tx.hash));
     }
 
     /// The store follows a mirror by its change log: adds, inclusions and a replacement by a
