@@ -70,6 +70,13 @@ pub struct PlanParams {
     pub max_checks_per_request: usize,
 }
 
+impl PlanParams {
+    /// True for a presumed block every pass re-checks (one of the next `near_blocks`).
+    fn is_near(&self, block: Option<u32>) -> bool {
+        block.is_some_and(|b| b < self.near_blocks)
+    }
+}
+
 /// The checks of one presumed block (or a part of one, when it is over the request size).
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -81,6 +88,44 @@ pub struct Batch {
     pub keys: Vec<TxKey>,
     /// The checks.
     pub reqs: Vec<CheckRequest>,
+}
+
+/// What recording one request's verdicts found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Recorded {
+    /// Verdicts recorded (one per check).
+    pub checked: usize,
+    /// Txs they published invalid.
+    pub invalid: usize,
+    /// Some verdict was the failsafe.
+    pub failsafe: bool,
+    /// Some verdict was an answer (not "unavailable").
+    pub answered: bool,
+}
+
+impl Batch {
+    /// Records `verdicts` (one per check, in order) in `store`, each for the window and safety
+    /// its check asked.
+    pub fn record(
+        &self,
+        store: &mut Tracker,
+        verdicts: Vec<Verdict>,
+        now: std::time::Instant,
+        now_unix: u64,
+    ) -> Recorded {
+        let mut r = Recorded::default();
+        let checks = self.keys.iter().zip(&self.hashes).zip(&self.reqs);
+        for (((key, hash), req), verdict) in checks.zip(verdicts) {
+            r.checked += 1;
+            r.failsafe |= verdict.is_failsafe();
+            r.answered |= !matches!(verdict, Verdict::Unavailable(_));
+            let (d, safety) = (&req.descriptor, req.min_safety);
+            if store.record_at(*key, *hash, verdict, d, safety, now, now_unix) {
+                r.invalid += 1;
+            }
+        }
+        r
+    }
 }
 
 /// A planned pass: its due txs by presumed block. The backend requests are built from the
@@ -126,6 +171,17 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// The checks of the txs in slots `keys`, with `descriptor` and `min_safety`, for presumed
+    /// block `block`.
+    pub(super) fn new(
+        block: Option<u32>,
+        descriptor: ExecutingDescriptor,
+        min_safety: SafetyLevel,
+        keys: Vec<TxKey>,
+    ) -> Self {
+        Self { block, descriptor, min_safety, keys }
+    }
+
     /// The request, with each tx's hash and messages read from the store now (a tx that left
     /// the store since planning is not checked; slot keys do not move while a pass is out, as
     /// only the pool sync that starts a pass forgets txs).
@@ -181,7 +237,8 @@ impl Plan {
         })
     }
 
-    /// Every request at once (tests and small plans).
+    /// Every request at once (tests; a pass builds them as it sends them).
+    #[cfg(test)]
     pub fn batches(&self, tracker: &Tracker) -> Vec<Batch> {
         self.clone().into_chunks().map(|c| c.build(tracker)).collect()
     }
@@ -320,8 +377,7 @@ impl<'a> Groups<'a> {
     /// blocks, else the next full pass.
     fn timeout_of(&self, block: Option<u32>) -> u64 {
         let p = self.p;
-        let near = block.is_some_and(|b| b < p.near_blocks);
-        whole_secs(if near { p.interval } else { p.next_full_in.max(p.interval) })
+        whole_secs(if p.is_near(block) { p.interval } else { p.next_full_in.max(p.interval) })
     }
 
     /// [`Self::assign`] for the tracked tx with `hash` at pool position `pos` (nothing when
@@ -355,9 +411,11 @@ impl<'a> Groups<'a> {
             t.set_next_check_unix(None);
             return;
         }
-        let near = block.is_some_and(|b| b < self.p.near_blocks);
         t.set_next_check_unix(Some(self.now_unix.saturating_add(self.timeout_of(block))));
-        let due = self.kind == PassKind::Full || near || t.retry || t.status == TxStatus::Unchecked;
+        let due = self.kind == PassKind::Full
+            || self.p.is_near(block)
+            || t.retry
+            || t.status == TxStatus::Unchecked;
         if due {
             self.by_block.entry(block.unwrap_or(u32::MAX)).or_default().push(key);
         }

@@ -20,13 +20,13 @@ use alloy_primitives::{B256, U256};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::pass::{Batch, PassKind};
+use super::pass::{Batch, Chunk, PassKind};
 use super::service::Revalidator;
 use super::tracked::TxKey;
 use super::tracker::{TrackedTx, Tracker, TxStatus};
 use crate::interop::{ExecutingDescriptor, SafetyLevel};
 use crate::validation::light::{HeadAdvance, HeadTag, ReorgEvent};
-use crate::validation::{CheckRequest, Verdict};
+use crate::validation::Verdict;
 
 /// What planning an event re-check needs.
 #[derive(Debug, Clone)]
@@ -69,23 +69,9 @@ pub fn plan_affected(
                 timeout: Some(p.timeout_secs),
                 chain_id: p.chain_id,
             };
-            let mut batch = Batch {
-                block: (block != u32::MAX).then_some(block),
-                hashes: Vec::with_capacity(chunk.len()),
-                keys: Vec::with_capacity(chunk.len()),
-                reqs: Vec::with_capacity(chunk.len()),
-            };
-            for &(hash, key) in chunk {
-                let Some((_, t)) = tracker.txs.at(key) else { continue };
-                batch.hashes.push(hash);
-                batch.keys.push(key);
-                batch.reqs.push(CheckRequest {
-                    messages: t.messages.clone(),
-                    min_safety: p.min_safety,
-                    descriptor,
-                });
-            }
-            out.push(batch);
+            let keys = chunk.iter().map(|&(_, key)| key).collect();
+            let block = (block != u32::MAX).then_some(block);
+            out.push(Chunk::new(block, descriptor, p.min_safety, keys).build(tracker));
         }
     }
     out

@@ -264,18 +264,11 @@ impl Revalidator {
             .buffered(self.cfg.max_concurrent_requests.max(1));
         let (mut failsafe_seen, mut answered) = (false, false);
         while let Some((batch, verdicts)) = sent.next().await {
-            let (now, now_unix) = (Instant::now(), unix_now());
-            let mut store = lock(store);
-            let checks = batch.keys.iter().zip(&batch.hashes).zip(&batch.reqs);
-            for (((key, hash), req), verdict) in checks.zip(verdicts) {
-                report.txs_checked += 1;
-                failsafe_seen |= verdict.is_failsafe();
-                answered |= !matches!(verdict, Verdict::Unavailable(_));
-                let (d, safety) = (&req.descriptor, req.min_safety);
-                if store.record_at(*key, *hash, verdict, d, safety, now, now_unix) {
-                    report.invalid_found += 1;
-                }
-            }
+            let r = batch.record(&mut lock(store), verdicts, Instant::now(), unix_now());
+            report.txs_checked += r.checked;
+            report.invalid_found += r.invalid;
+            failsafe_seen |= r.failsafe;
+            answered |= r.answered;
         }
         (failsafe_seen, answered)
     }
@@ -408,16 +401,11 @@ impl Revalidator {
         let (now, now_unix) = (Instant::now(), unix_now());
         let mut store = lock(&self.store);
         for (batch, verdicts) in batches.iter().zip(verdicts) {
-            let checks = batch.keys.iter().zip(&batch.hashes).zip(&batch.reqs);
-            for (((key, hash), req), verdict) in checks.zip(verdicts) {
-                report.txs += 1;
-                if verdict.is_failsafe() {
-                    store.set_failsafe(true);
-                }
-                let (d, safety) = (&req.descriptor, req.min_safety);
-                if store.record_at(*key, *hash, verdict, d, safety, now, now_unix) {
-                    report.invalid_found += 1;
-                }
+            let r = batch.record(&mut store, verdicts, now, now_unix);
+            report.txs += r.checked;
+            report.invalid_found += r.invalid;
+            if r.failsafe {
+                store.set_failsafe(true);
             }
         }
         drop(store);

@@ -536,8 +536,8 @@ impl Tracker {
         })
     }
 
-    /// Records the verdict of a check made with `descriptor` at `safety`. Returns true when it
-    /// published the tx as invalid.
+    /// [`Self::record_at`] by hash (tests; passes record by slot key).
+    #[cfg(test)]
     pub fn record(
         &mut self,
         hash: B256,
@@ -553,10 +553,11 @@ impl Tracker {
         }
     }
 
-    /// [`Self::record`] for the tx a pass planned by its slot key: no hash lookup. Keys do not
-    /// move while a tx is tracked and only a pool sync forgets txs, which never runs while a
-    /// pass is out (passes run one at a time); a slot that holds another tx by now is found
-    /// by hash all the same.
+    /// Records the verdict of a check made with `descriptor` at `safety` for the tx a pass
+    /// planned by its slot key (no hash lookup); true when it published the tx as invalid.
+    /// Keys do not move while a tx is tracked and only a pool sync forgets txs, which never
+    /// runs while a pass is out (passes run one at a time); a slot that holds another tx by
+    /// now is found by hash all the same.
     #[allow(clippy::too_many_arguments)]
     pub fn record_at(
         &mut self,
