@@ -356,8 +356,10 @@ impl Follower {
             };
             if reconcile && self.subscribed.load(Ordering::SeqCst) {
                 let started = tokio::time::Instant::now();
-                self.reconcile().await;
-                let wait = periodic_wait(self.reconcile_every, started.elapsed());
+                // A read that failed is retried at the interval: its cost says nothing of the
+                // pool's size (it may have waited for a timeout).
+                let took = if self.reconcile().await { started.elapsed() } else { Duration::ZERO };
+                let wait = periodic_wait(self.reconcile_every, took);
                 self.reconcile_wait_ms.store(wait.as_millis() as u64, Ordering::SeqCst);
                 next = tokio::time::Instant::now() + wait;
             } else if reconcile {
@@ -396,8 +398,9 @@ impl Follower {
         failed || step == HeadStep::Discontinuous
     }
 
-    /// One full read that replaces the mirror, the deltas since its start re-applied on top.
-    async fn reconcile(&self) {
+    /// One full read that repairs the mirror, the deltas since its start re-applied on top;
+    /// false when the read failed (the mirror is left as the deltas made it).
+    async fn reconcile(&self) -> bool {
         let epoch = self.epoch.load(Ordering::SeqCst);
         lock(&self.mirror).begin_reconcile();
         let m = metrics();
@@ -439,10 +442,12 @@ impl Follower {
                     tracing::info!(target: "interop_gate::revalidator", txs = len, "pool mirror: live; passes read it instead of txpool_content");
                 }
                 self.set_live(same_socket);
+                true
             }
             Err(e) => {
                 lock(&self.mirror).abandon_reconcile();
                 tracing::warn!(target: "interop_gate::revalidator", error = %e, "pool mirror: reconciliation read failed; retrying on the next head or interval");
+                false
             }
         }
     }

@@ -132,6 +132,9 @@ pub struct PoolMirror {
     seen: Vec<u8>,
     /// What the read applied so far repaired (txs it added, txs it replaced away).
     repair: Repair,
+    /// The txs the read replaced (rare: replacements the deltas missed), put back if the read
+    /// fails: a read that does not complete is no answer, and changes nothing.
+    read_replaced: Vec<PoolTx>,
     /// Txs whose inbox entries the store dropped but no longer tracks (see
     /// [`Self::want_inbox`]): the next reconciliation read puts their entries back. Empty but
     /// for that rare case (the store followed full reads while the mirror kept stripped txs).
@@ -160,6 +163,7 @@ impl PoolMirror {
             journal_overflow: false,
             seen: Vec::new(),
             repair: Repair::default(),
+            read_replaced: Vec::new(),
             want_inbox: HashSet::new(),
             changes: Vec::new(),
             logging: false,
@@ -358,6 +362,7 @@ impl PoolMirror {
                     if from_read {
                         self.repair.added += 1;
                         self.repair.removed += 1;
+                        self.read_replaced.push(old);
                     }
                 }
                 Insert::Replaced
@@ -459,6 +464,7 @@ impl PoolMirror {
         self.journal_overflow = false;
         self.seen = vec![UNSEEN; self.snap.txs.len()];
         self.repair = Repair::default();
+        self.read_replaced = Vec::new();
     }
 
     /// Applies txs of the reconciliation read begun at [`Self::begin_reconcile`], as they
@@ -506,9 +512,28 @@ impl PoolMirror {
         self.seen = Vec::new();
     }
 
-    /// Drops a reconciliation whose read failed: what it applied stays (txs the EL had), the
-    /// deltas seen since it began are re-applied over it, nothing is removed.
+    /// Drops a reconciliation whose read failed (an answer cut short, malformed, or to another
+    /// request is no answer): what it put in is taken out and what it replaced is put back,
+    /// so the mirror is what the deltas alone made it; nothing the read did not have is
+    /// removed.
     pub fn abandon_reconcile(&mut self) {
+        for old in std::mem::take(&mut self.read_replaced) {
+            if let Some(pos) = self.position(&old.sender, old.nonce) {
+                if self.seen.get(pos) == Some(&READ_REPLACED) {
+                    self.changed(&old);
+                    let read_copy = std::mem::replace(&mut self.snap.txs[pos], old);
+                    self.changed(&read_copy);
+                    self.seen[pos] = SEEN;
+                }
+            }
+        }
+        // From the end: the tx a removal swaps in was already looked at.
+        for pos in (0..self.seen.len().min(self.snap.txs.len())).rev() {
+            if self.seen[pos] == READ_ADDED {
+                self.remove_at(pos);
+            }
+        }
+        self.repair = Repair::default();
         self.replay_journal();
     }
 
@@ -535,6 +560,7 @@ impl PoolMirror {
         // What the read could give back it gave (a tx it did not have is gone); a store that
         // still misses entries asks again at its next whole sync.
         self.want_inbox.clear();
+        self.read_replaced = Vec::new();
         let repair = std::mem::take(&mut self.repair);
         // A head that arrived during the read is newer than the read's.
         if let Some(h) = head_hash.filter(|_| self.snap.head.number <= head.number) {
@@ -695,7 +721,7 @@ mod tests {
     }
 
     #[test]
-    fn a_read_applied_in_batches_between_deltas_equals_the_read_held_apart() {
+    fn a_read_applied_in_batches_between_deltas_equals_the_read_held_apart_or_changes_nothing() {
         for seed in 1..=1000u64 {
             let mut r = fastrand::Rng::with_seed(seed);
             let random_tx = |r: &mut fastrand::Rng| tx(r.u8(1..6), r.u64(0..6), r.u8(0..3));
@@ -741,6 +767,15 @@ mod tests {
                     break;
                 }
             }
+            if seed % 3 == 0 {
+                // A read that fails part way is no answer: the mirror is what the deltas made.
+                m.abandon_reconcile();
+                assert_eq!(hashes(&m), hashes(&deltas_only), "seed {seed}");
+                for (i, t) in m.snapshot().txs.iter().enumerate() {
+                    assert_eq!(m.position(&t.sender, t.nonce), Some(i), "seed {seed}");
+                }
+                continue;
+            }
             let repair = m.finish_reconcile(Head::default(), Vec::new(), None);
             let (want, want_repair) = reconciled_apart(&deltas_only, &read, &journal);
             assert_eq!(hashes(&m), want, "seed {seed}");
@@ -753,16 +788,26 @@ mod tests {
     }
 
     #[test]
-    fn an_abandoned_read_keeps_what_it_applied_under_the_deltas_and_removes_nothing() {
+    fn an_abandoned_read_changes_nothing_and_the_deltas_stand() {
         let mut m = PoolMirror::new(100);
         m.insert(tx(1, 0, 0));
         m.insert(tx(2, 0, 0)); // the read will not have it: kept, the read did not finish
+        m.insert(tx(5, 0, 0)); // the read has another version: put back
+        m.insert(tx(6, 0, 0));
         m.begin_reconcile();
-        m.apply_read(vec![tx(1, 0, 0), tx(3, 0, 0), tx(4, 0, 1)]);
-        m.insert(tx(4, 0, 2)); // announced after the read's copy: newer
+        m.apply_read(vec![tx(1, 0, 0), tx(3, 0, 0), tx(4, 0, 1), tx(5, 0, 1), tx(6, 0, 1)]);
+        m.insert(tx(4, 0, 2)); // announced after the read's copy: newer, stays
+        m.insert(tx(6, 0, 2)); // announced over the read's replacement: stays
+        m.insert(tx(7, 0, 0)); // announced during the read: stays
         m.abandon_reconcile();
-        let want = [tx(1, 0, 0).hash, tx(2, 0, 0).hash, tx(3, 0, 0).hash, tx(4, 0, 2).hash];
-        assert_eq!(hashes(&m), want.into());
+        let want: HashSet<B256> = [(1, 0), (2, 0), (5, 0), (4, 2), (6, 2), (7, 0)]
+            .iter()
+            .map(|&(sender, salt)| tx(sender, 0, salt).hash)
+            .collect();
+        assert_eq!(hashes(&m), want);
+        for (i, t) in m.snapshot().txs.iter().enumerate() {
+            assert_eq!(m.position(&t.sender, t.nonce), Some(i));
+        }
         // The next reconciliation starts clean.
         m.begin_reconcile();
         let all = m.snapshot().txs.clone();

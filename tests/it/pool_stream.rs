@@ -143,3 +143,51 @@ async fn the_revalidator_reads_a_large_pool_through_the_streamed_path() {
     assert_eq!(r.skipped, 1 + 1_000, "one undecodable and 1,000 over the bound, or 1,001 over");
     assert!(r.tracked > 0 && r.tracked <= 600, "{}", r.tracked);
 }
+
+#[tokio::test]
+async fn a_reconciliation_read_that_fails_after_its_first_batches_changes_nothing() {
+    // The EL's WebSocket announces one tx; its HTTP answers `txpool_content` with 10,000 txs
+    // (several of the read's 4,096-tx batches, handed to the mirror as they are decoded) under
+    // another request's id. That is no answer: the mirror keeps only what it was announced and
+    // never goes live on it.
+    let announcer = std::sync::Arc::new(interop_gate::dev::el_pool::MockElPool::new(
+        crate::revalidator_support::HEAD,
+        10,
+    ));
+    let ws_peer = interop_gate::dev::el_pool::spawn_el_pool(announcer.clone()).await.unwrap();
+    let pool = content(&generate_pool(1_000, 10, 10, |i| vec![msg(i)]));
+    let body = json!({"jsonrpc": "2.0", "id": 987_654_321u64, "result": pool}).to_string();
+    let (bad_peer, bad) = misbehave::spawn(Behaviour::Raw(200, body)).await.unwrap();
+    let h = harness(|cfg| {
+        cfg.el_url = interop_gate::dev::parse_url(&bad_peer.url());
+        cfg.el_ws_url = Some(interop_gate::dev::parse_url(&format!("ws://{}/", ws_peer.addr)));
+        cfg.el_timeout_ms = Duration::from_secs(30);
+        cfg.reconcile_interval_ms = Duration::from_millis(100);
+    })
+    .await;
+    let a = MockTx::new(alloy_primitives::Address::repeat_byte(0xa1), 0, 50_000, fee(), &[]);
+    let follower = h.reval.core.follower().unwrap();
+    for _ in 0..200 {
+        announcer.insert([a.clone()]);
+        if follower.mirror().contains(&a.hash) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Each read asks for the head and the pool: a third request means the first read is over.
+    for _ in 0..3_000 {
+        if bad.requests() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(bad.requests() >= 3, "the follower reconciled");
+    let status = h.reval.core.status()["mirror"].clone();
+    assert_eq!(status["txs"], 1, "{status}");
+    assert_eq!(status["mode"], "polling", "{status}");
+    assert!(follower.mirror().contains(&a.hash));
+}
+
+fn fee() -> interop_gate::revalidator::pool::Fees {
+    interop_gate::revalidator::pool::Fees::dynamic(10_000, 10)
+}
